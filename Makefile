@@ -1,0 +1,59 @@
+# Label Loop: two commands on a fresh machine.
+#   make up    installs what is missing, starts Label Studio + the backends, creates a demo project
+#   make test  installs what is missing, runs the test suite
+# Everything installs from pyproject.toml + uv.lock (backends) and tools/label-studio/uv.lock
+# (Label Studio, kept in its own environment).
+
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := $(HOME)/.local/bin/uv
+endif
+PY := .venv/bin/python
+LS_VENV := tools/label-studio/.venv
+PYTEST_ARGS ?=
+
+.PHONY: up down test install deps system-deps bench lint clean
+
+up: install
+	$(PY) -m backends.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m backends.stack down; else echo "nothing to stop"; fi
+
+test: install system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(UV) .venv/.synced $(LS_VENV)/.synced
+
+$(UV):
+	@echo "== installing uv $(UV_VERSION) (pip --user)"
+	python3 -m pip install --quiet --user "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	@echo "== syncing the backends' environment (.venv) from uv.lock"
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+$(LS_VENV)/.synced: tools/label-studio/pyproject.toml tools/label-studio/uv.lock | $(UV)
+	@echo "== syncing Label Studio's own environment ($(LS_VENV)) from its uv.lock"
+	$(UV) sync --frozen --project tools/label-studio
+	@touch $@
+
+# redis-server for the RQ-mode tests. Skipped with a message where apt is unavailable;
+# the tests that need it then skip and say why.
+system-deps:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "== installing redis-server (apt)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	      || echo "!! apt could not install redis-server: RQ tests will be skipped"; \
+	  else echo "!! redis-server missing and apt unavailable: RQ tests will be skipped"; fi; \
+	fi
+
+bench: install
+	$(PY) bench/protocol.py
+
+clean:
+	rm -rf .venv $(LS_VENV) .pytest_cache test-artifacts

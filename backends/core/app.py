@@ -1,0 +1,289 @@
+"""The Label Studio ML protocol server: a thin Flask layer over a :class:`LabelLoopModel` subclass.
+
+Routes: ``GET /health``, ``POST /setup``, ``POST /predict``, ``POST /webhook``, ``GET|POST /versions``,
+``GET /jobs``, ``GET /jobs/<id>``, ``POST /jobs/<id>/cancel``, ``GET /metrics``. Every error is JSON
+``{"error", "message"}``; input problems are 4xx, never 5xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from base64 import b64decode
+from typing import Any, Callable
+
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import BadRequest, LabelLoopError, NotFound, Unauthorized
+from .jobs import EmbeddedDispatcher, RQDispatcher
+from .journal import Job
+from .logs import setup_logging
+from .metrics import LATENCY, PREDICTIONS, REQUESTS, StateCollector, render
+from .model import LabelLoopModel
+from .services import Services
+from .settings import CoreSettings
+
+log = logging.getLogger(__name__)
+
+
+def parse_project(value: Any) -> int | None:
+    """Label Studio sends ``"4.1795408869"`` (id.created_at) to /setup and /predict, a project
+    object to webhooks, and users send plain ids to our own routes."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str):
+        head = value.split(".", 1)[0].strip()
+        if head.isdigit():
+            return int(head)
+    raise BadRequest(f"project {str(value)[:40]!r} is not a Label Studio project id")
+
+
+def model_factory(model_class: type[LabelLoopModel], services: Services) -> Callable[[Job], LabelLoopModel]:
+    """How background jobs get a model: label config from the newest event, else from /setup."""
+
+    def make(job: Job) -> LabelLoopModel:
+        setup = services.journal.get_setup(model_class.backend, job.project)
+        label_config = setup.label_config if setup else None
+        for event in reversed(services.journal.events_for(job.id)):
+            project = event.payload.get("project")
+            if isinstance(project, dict) and isinstance(project.get("label_config"), str):
+                label_config = project["label_config"]
+                break
+        return model_class(
+            project_id=job.project,
+            label_config=label_config,
+            services=services,
+            extra_params=setup.extra_params if setup else None,
+        )
+
+    return make
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True, force=True)
+    if data is None:
+        raise BadRequest("request body is not valid JSON")
+    if not isinstance(data, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def create_app(
+    model_class: type[LabelLoopModel],
+    settings: CoreSettings | None = None,
+    *,
+    start_worker: bool | None = None,
+) -> Flask:
+    settings = settings or CoreSettings()
+    setup_logging(settings.log_level)
+    services = Services.from_settings(settings)
+    backend = model_class.backend
+    make_model = model_factory(model_class, services)
+    model_path = f"{model_class.__module__}:{model_class.__qualname__}"
+    if settings.redis_url:
+        dispatcher: Any = RQDispatcher(services.journal, backend, model_path, settings.redis_url, settings.rq_queue)
+    else:
+        dispatcher = EmbeddedDispatcher(services.journal, backend, make_model)
+    if start_worker if start_worker is not None else (settings.embedded_worker or settings.redis_url):
+        dispatcher.start()
+    state_metrics = StateCollector(backend, services)
+
+    app = Flask(f"labelloop.{backend}")
+    app.config["MAX_CONTENT_LENGTH"] = 512 * 1024 * 1024  # uploaded weights
+    app.extensions["labelloop"] = {"services": services, "dispatcher": dispatcher, "model_class": model_class}
+
+    def new_model(project: int | None, label_config: str | None) -> LabelLoopModel:
+        setup = services.journal.get_setup(backend, project) if project is not None else None
+        return model_class(
+            project_id=project,
+            label_config=label_config or (setup.label_config if setup else None),
+            services=services,
+            extra_params=setup.extra_params if setup else None,
+        )
+
+    # -- cross-cutting --------------------------------------------------------------------------
+    @app.before_request
+    def _auth_and_clock() -> None:
+        g.started = time.perf_counter()
+        if request.path == "/health" or not settings.basic_auth_user:
+            return
+        expected_pass = settings.basic_auth_pass.get_secret_value() if settings.basic_auth_pass else ""
+        user, password = _basic_credentials(request.headers.get("Authorization", ""))
+        ok_user = hmac.compare_digest(user.encode(), settings.basic_auth_user.encode())
+        ok_pass = hmac.compare_digest(password.encode(), expected_pass.encode())
+        if not (ok_user and ok_pass):
+            raise Unauthorized("Basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS are set on this backend)")
+
+    @app.after_request
+    def _measure(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUESTS.labels(backend, route, str(response.status_code)).inc()
+        LATENCY.labels(backend, route).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        if response.status_code == 401:
+            response.headers["WWW-Authenticate"] = 'Basic realm="label-loop"'
+        return response
+
+    @app.errorhandler(LabelLoopError)
+    def _input_error(exc: LabelLoopError) -> tuple[Response, int]:
+        log.info("%s %s -> %s: %s", request.method, request.path, exc.status, exc.message)
+        return jsonify(exc.to_json()), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        return jsonify({"error": exc.name.lower().replace(" ", "_"), "message": exc.description}), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def _bug(exc: Exception) -> tuple[Response, int]:
+        log.exception("%s %s failed", request.method, request.path)
+        return jsonify({"error": "internal", "message": f"internal error ({type(exc).__name__}); see the backend log"}), 500
+
+    # -- protocol -------------------------------------------------------------------------------
+    @app.get("/health")
+    @app.get("/")
+    def health() -> Response:
+        return jsonify({"status": "UP", "backend": backend, "model_class": model_class.__name__})
+
+    @app.post("/setup")
+    def setup() -> Response:
+        body = _body()
+        schema = body.get("schema")
+        if not isinstance(schema, str) or not schema.strip():
+            raise BadRequest("/setup needs 'schema': the project's label config (XML string)")
+        project = parse_project(body.get("project"))
+        if project is None:
+            raise BadRequest("/setup needs 'project' (Label Studio's '<id>.<timestamp>')")
+        extra = body.get("extra_params")
+        if extra is not None and not isinstance(extra, dict):
+            raise BadRequest("'extra_params' must be a JSON object")
+        model = model_class(project_id=project, label_config=schema, services=services, extra_params=extra)
+        model.setup()
+        services.journal.save_setup(backend, project, schema, extra, body.get("hostname"))
+        return jsonify({"model_version": model.model_version})
+
+    @app.post("/predict")
+    def predict() -> Response:
+        body = _body()
+        tasks = body.get("tasks")
+        if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
+            raise BadRequest("/predict needs 'tasks': a list of task objects")
+        params = body.get("params") or {}
+        if not isinstance(params, dict):
+            raise BadRequest("'params' must be a JSON object")
+        context = params.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise BadRequest("'params.context' must be a JSON object")
+        model = new_model(parse_project(body.get("project")), body.get("label_config"))
+        if not tasks:
+            return jsonify({"results": [], "model_version": model.model_version})
+        results = model.predict(tasks, context=context, login=params.get("login"), password=params.get("password"))
+        if len(results) != len(tasks):
+            raise RuntimeError(f"{model_class.__name__}.predict returned {len(results)} results for {len(tasks)} tasks")
+        for item in results:
+            item.setdefault("model_version", model.model_version)
+        PREDICTIONS.labels(backend).inc(len(results))
+        return jsonify({"results": results, "model_version": results[0]["model_version"]})
+
+    @app.post("/webhook")
+    def webhook() -> tuple[Response, int]:
+        body = _body()
+        action = body.get("action")
+        if not isinstance(action, str):
+            raise BadRequest("webhook body has no 'action'")
+        kind = model_class.job_kinds.get(action)
+        if kind is None:
+            return jsonify({"status": "ignored", "action": action}), 200
+        project = parse_project(body.get("project"))
+        if project is None:
+            raise BadRequest(f"{action} webhook has no project id")
+        if isinstance(body.get("project"), dict):
+            body["project"] = {k: v for k, v in body["project"].items() if k != "token"}
+        recorded = services.journal.record(
+            backend, project, action, body, kind=kind, dedup_key=model_class.dedup_key(action, body)
+        )
+        if recorded.new_job:
+            dispatcher.notify(recorded.job_id, project)
+        status = "duplicate" if recorded.event_id is None else "queued"
+        return jsonify({"status": status, "job": recorded.job_id, "kind": kind}), 200
+
+    # -- versions and jobs ----------------------------------------------------------------------
+    @app.get("/versions")
+    def versions() -> Response:
+        project_arg = request.args.get("project")
+        if project_arg is None:
+            names = sorted({v.name for p in services.journal.projects(backend) for v in services.registry(backend, p).list()})
+            return jsonify({"versions": names})
+        project = parse_project(project_arg)
+        registry = services.registry(backend, project)
+        current = registry.current_name()
+        listed = registry.list()
+        return jsonify({
+            "project": project,
+            "current": current or f"{backend}-base",
+            "versions": [v.name for v in listed],
+            "details": [v.to_json(current) for v in listed],
+        })
+
+    @app.post("/versions")
+    def change_versions() -> tuple[Response, int]:
+        if request.files:
+            project = parse_project(request.form.get("project"))
+            if project is None:
+                raise BadRequest("uploading weights needs a 'project' form field")
+            model = new_model(project, None)
+            version = model.import_version(upload=next(iter(request.files.values())))
+            return jsonify(version.to_json(version.name)), 201
+        body = _body()
+        project = parse_project(body.get("project"))
+        if project is None:
+            raise BadRequest("POST /versions needs 'project'")
+        if isinstance(body.get("current"), str):  # rollback / roll forward
+            version = services.registry(backend, project).set_current(body["current"])
+            log.info("%s: project %s now serves %s", backend, project, version.name)
+            return jsonify(version.to_json(version.name)), 200
+        if isinstance(body.get("path"), str):
+            version = new_model(project, None).import_version(path=body["path"])
+            return jsonify(version.to_json(version.name)), 201
+        raise BadRequest("POST /versions takes {'project', 'current': <version>} to roll back, "
+                         "{'project', 'path': <weights file>} or a multipart upload to register weights")
+
+    @app.get("/jobs")
+    def jobs() -> Response:
+        project = parse_project(request.args.get("project")) if request.args.get("project") else None
+        return jsonify({"jobs": [j.to_json() for j in services.journal.list_jobs(backend, project)]})
+
+    @app.get("/jobs/<int:job_id>")
+    def job(job_id: int) -> Response:
+        found = services.journal.get_job(job_id)
+        if found is None or found.backend != backend:
+            raise NotFound(f"no job {job_id} for {backend}")
+        return jsonify(found.to_json())
+
+    @app.post("/jobs/<int:job_id>/cancel")
+    def cancel(job_id: int) -> Response:
+        found = services.journal.get_job(job_id)
+        if found is None or found.backend != backend:
+            raise NotFound(f"no job {job_id} for {backend}")
+        return jsonify(services.journal.request_cancel(job_id).to_json())
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(render(state_metrics), mimetype="text/plain; version=0.0.4")
+
+    return app
+
+
+def _basic_credentials(header: str) -> tuple[str, str]:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return "", ""
+    try:
+        user, _, password = b64decode(encoded, validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return "", ""
+    return user, password

@@ -1,0 +1,57 @@
+"""Errors that mean "the caller sent something we cannot use".
+
+Every one of them becomes an HTTP 4xx with a JSON body ``{"error": <kind>, "message": <text>}``
+in the protocol server, and a logged, empty prediction when it happens to one task of a batch.
+Anything else that escapes a handler is a bug and becomes a 500 with a generic message.
+"""
+
+from __future__ import annotations
+
+
+class LabelLoopError(Exception):
+    """Base class: a problem with the input, described so a user can fix it."""
+
+    status: int = 400
+    kind: str = "bad_request"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    def to_json(self) -> dict[str, str]:
+        return {"error": self.kind, "message": self.message}
+
+
+class BadRequest(LabelLoopError):
+    """The request body is malformed or misses a required key."""
+
+
+class LabelConfigError(LabelLoopError):
+    """The project's label config cannot be served by this backend."""
+
+    status = 422
+    kind = "label_config"
+
+
+class MediaError(LabelLoopError):
+    """An image could not be fetched or decoded, or its URL was refused."""
+
+    status = 422
+    kind = "media"
+
+
+class NotFound(LabelLoopError):
+    status = 404
+    kind = "not_found"
+
+
+class Conflict(LabelLoopError):
+    status = 409
+    kind = "conflict"
+
+
+class Unauthorized(LabelLoopError):
+    status = 401
+    kind = "unauthorized"

@@ -1,0 +1,222 @@
+"""Running journaled jobs: the same code in the embedded worker thread and in RQ workers.
+
+Whoever runs work calls :func:`drain`: claim a ready pending job from the journal, run it with a
+heartbeat, record the outcome, repeat. Claims are atomic in the journal, so an embedded thread in
+each gunicorn process and any number of RQ workers can drain side by side; at most one job per
+(backend, project, kind) runs at a time whatever the layout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .errors import LabelLoopError
+from .journal import CANCELLED, DONE, FAILED, Job, Journal
+from .metrics import JOBS_FINISHED
+
+log = logging.getLogger(__name__)
+
+
+class JobCancelled(Exception):
+    """Raised inside a job by :meth:`JobContext.check_cancelled` once cancellation was requested."""
+
+
+class JobContext:
+    """Given to a running job: progress reporting, cancellation, and the lease heartbeat."""
+
+    def __init__(self, journal: Journal, job: Job) -> None:
+        self.journal = journal
+        self.job = job
+        self.cancelled = threading.Event()
+        self._progress: dict[str, Any] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
+
+    @property
+    def id(self) -> int:
+        return self.job.id
+
+    def __enter__(self) -> "JobContext":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def progress(self, **values: Any) -> None:
+        """Report progress (shown by ``GET /jobs``); also refreshes the lease right away."""
+        self._progress = {**(self._progress or {}), **values, "updated_at": time.time()}
+        if self.journal.heartbeat(self.job.id, self._progress):
+            self.cancelled.set()
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled(f"job {self.job.id} was cancelled")
+
+    def _beat(self) -> None:
+        interval = max(0.2, self.journal.lease_s / 4)
+        while not self._stop.wait(interval):
+            try:
+                if self.journal.heartbeat(self.job.id, self._progress):
+                    self.cancelled.set()
+            except Exception:  # a locked database must not kill the job; the next beat retries
+                log.exception("heartbeat for job %s failed", self.job.id)
+
+
+ModelFactory = Callable[[Job], Any]
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def run_job(journal: Journal, job: Job, make_model: ModelFactory) -> str:
+    """Run one claimed job to a final state; never raises (a job's failure is data, not a crash)."""
+    backend = job.backend
+    started = time.time()
+    log.info("%s: job %s (%s, project %s) started", backend, job.id, job.kind, job.project)
+    state, result, error = FAILED, None, None
+    with JobContext(journal, job) as ctx:
+        try:
+            events = journal.events_for(job.id)
+            model = make_model(job)
+            result = model.run_job(job.kind, events, ctx)
+            state = DONE
+        except JobCancelled as exc:
+            state, error = CANCELLED, str(exc)
+        except LabelLoopError as exc:
+            error = exc.message
+            log.warning("%s: job %s failed: %s", backend, job.id, exc.message)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.error("%s: job %s crashed:\n%s", backend, job.id, traceback.format_exc())
+    journal.finish(job.id, state, result=result if isinstance(result, dict) else None, error=error)
+    JOBS_FINISHED.labels(backend, job.kind, state).inc()
+    log.info("%s: job %s %s in %.1f s", backend, job.id, state, time.time() - started)
+    return state
+
+
+def drain(journal: Journal, backend: str, make_model: ModelFactory, *, project: int | None = None,
+          wait_for_debounce: bool = True, stop: threading.Event | None = None) -> int:
+    """Run ready jobs until none is left; waits out the debounce of pending jobs. Returns jobs run."""
+    ran = 0
+    me = worker_id()
+    while not (stop and stop.is_set()):
+        journal.requeue_stale(backend)
+        job = journal.claim(backend, me, project=project)
+        if job is not None:
+            run_job(journal, job, make_model)
+            ran += 1
+            continue
+        pending = [j for j in journal.pending_jobs(backend) if project is None or j.project == project]
+        if not wait_for_debounce or not pending:
+            return ran
+        ready_in = min(j.not_before for j in pending) - time.time()
+        if ready_in <= 0:
+            return ran  # ready but blocked by a job running elsewhere: that worker will drain it
+        (stop.wait if stop else time.sleep)(min(ready_in, 1.0))
+    return ran
+
+
+class EmbeddedDispatcher:
+    """An in-process worker thread (the default, no Redis needed)."""
+
+    def __init__(self, journal: Journal, backend: str, make_model: ModelFactory, poll_s: float = 1.0) -> None:
+        self.journal, self.backend, self.make_model, self.poll_s = journal, backend, make_model, poll_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"{self.backend}-jobs", daemon=True)
+            self._thread.start()
+
+    def notify(self, job_id: int, project: int) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                drain(self.journal, self.backend, self.make_model, wait_for_debounce=False, stop=self._stop)
+                next_at = self.journal.next_ready_at(self.backend)
+            except Exception:
+                log.exception("%s: job loop error; retrying", self.backend)
+                next_at = None
+            timeout = self.poll_s if next_at is None else max(0.01, min(self.poll_s, next_at - time.time()))
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+
+class RQDispatcher:
+    """Hands work to RQ workers (``python -m backends.worker``); a reaper re-sends lost work."""
+
+    def __init__(self, journal: Journal, backend: str, model_path: str, redis_url: str, queue: str,
+                 reap_s: float = 5.0) -> None:
+        from redis import Redis
+        from rq import Queue
+
+        self.journal, self.backend, self.model_path = journal, backend, model_path
+        self.queue = Queue(queue, connection=Redis.from_url(redis_url))
+        self.reap_s = reap_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._reap, name=f"{self.backend}-rq-reaper", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def notify(self, job_id: int, project: int) -> None:
+        self.queue.enqueue(
+            rq_drain, self.model_path, project,
+            job_id=f"labelloop-{self.backend}-{project}-{job_id}", job_timeout=-1, result_ttl=3600,
+        )
+
+    def _reap(self) -> None:
+        from rq.job import Job as RQJob, JobStatus
+
+        while not self._stop.wait(self.reap_s):
+            try:
+                self.journal.requeue_stale(self.backend)
+                for job in self.journal.pending_jobs(self.backend):
+                    rq_id = f"labelloop-{self.backend}-{job.project}-{job.id}"
+                    try:
+                        status = RQJob.fetch(rq_id, connection=self.queue.connection).get_status()
+                    except Exception:
+                        status = None
+                    if status not in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+                        self.notify(job.id, job.project)
+            except Exception:
+                log.exception("%s: RQ reaper error", self.backend)
+
+
+def load_model_class(path: str) -> type:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def rq_drain(model_path: str, project: int) -> int:
+    """RQ job: drain one project's work for the backend whose model class is ``model_path``."""
+    from .app import model_factory
+    from .services import Services
+    from .settings import CoreSettings
+
+    model_class = load_model_class(model_path)
+    services = Services.from_settings(CoreSettings())
+    return drain(services.journal, model_class.backend, model_factory(model_class, services), project=project)

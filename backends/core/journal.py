@@ -1,0 +1,408 @@
+"""Durable journal of webhook events and the jobs they trigger (SQLite).
+
+The journal *is* the job queue: an event is committed here before ``/webhook`` answers, and a job is
+a row whose state moves ``pending -> running -> done|failed|cancelled``. Partial unique indexes make
+"at most one pending and one running job per (backend, project, kind)" a database invariant, so any
+number of gunicorn processes and RQ workers can claim work without another lock. A pending job
+collects every event that arrives while it waits (coalescing); a short debounce lets Label Studio's
+``START_TRAINING`` + ``ANNOTATION_CREATED`` pair, sent for one submit, land in the same job.
+
+Crash safety: a running job writes a heartbeat; one whose heartbeat is older than the lease is
+returned to pending (its events kept) by :meth:`Journal.requeue_stale`, so a killed worker's job is
+run again on restart. A job that keeps dying is failed after ``max_attempts`` (a poison pill must
+not loop forever).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    backend TEXT NOT NULL,
+    project INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    dedup_key TEXT,
+    payload TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    job_id INTEGER REFERENCES jobs(id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_dedup ON events(backend, dedup_key) WHERE dedup_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_job ON events(job_id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    backend TEXT NOT NULL,
+    project INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    not_before REAL NOT NULL,
+    started_at REAL,
+    heartbeat_at REAL,
+    finished_at REAL,
+    worker TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    progress TEXT,
+    result TEXT,
+    error TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_pending ON jobs(backend, project, kind) WHERE state = 'pending';
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_running ON jobs(backend, project, kind) WHERE state = 'running';
+CREATE TABLE IF NOT EXISTS projects (
+    backend TEXT NOT NULL,
+    project INTEGER NOT NULL,
+    label_config TEXT,
+    extra_params TEXT,
+    hostname TEXT,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (backend, project)
+);
+"""
+
+_FORK_GUARD = threading.Lock()
+
+PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
+FINAL_STATES = (DONE, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    backend: str
+    project: int
+    kind: str
+    state: str
+    created_at: float
+    not_before: float
+    started_at: float | None
+    heartbeat_at: float | None
+    finished_at: float | None
+    worker: str | None
+    attempts: int
+    cancel_requested: bool
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Job":
+        data = dict(row)
+        for key in ("progress", "result"):
+            data[key] = json.loads(data[key]) if data[key] else None
+        data["cancel_requested"] = bool(data["cancel_requested"])
+        return cls(**data)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    action: str
+    payload: dict[str, Any]
+    received_at: float
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What :meth:`Journal.record` did with one event."""
+
+    event_id: int | None  # None: a duplicate of an event already journaled
+    job_id: int
+    new_job: bool
+
+
+@dataclass(frozen=True)
+class ProjectSetup:
+    label_config: str | None
+    extra_params: dict[str, Any]
+    hostname: str | None
+
+
+class Journal:
+    """Thread-safe handle on the journal database; one SQLite connection per thread."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        debounce_s: float = 1.0,
+        max_delay_s: float = 30.0,
+        lease_s: float = 60.0,
+        max_attempts: int = 3,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.debounce_s = debounce_s
+        self.max_delay_s = max(max_delay_s, debounce_s)
+        self.lease_s = lease_s
+        self.max_attempts = max_attempts
+        self._synchronous = synchronous
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._lock_pid: int | None = None
+        self._lock_file = -1
+        self._conn().executescript(SCHEMA)  # executescript manages its own transaction
+
+    # -- connection plumbing -------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        # A forked child (gunicorn, RQ work horse) must not reuse its parent's connection.
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed event survives power loss, not only a process crash.
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    class _Tx:
+        def __init__(self, conn: sqlite3.Connection, lock: threading.Lock, lock_fd: int) -> None:
+            self.conn, self.lock, self.lock_fd = conn, lock, lock_fd
+
+        def __enter__(self) -> sqlite3.Connection:
+            # Writers queue on a thread lock and a flock() instead of SQLite's busy handler, whose
+            # back-off sleeps (up to 100 ms each) ruin webhook tail latency: the kernel wakes a
+            # flock() waiter the moment the holder releases. Gunicorn workers share the file lock.
+            self.lock.acquire()
+            try:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+                # IMMEDIATE takes SQLite's write lock up front: no deadlock-prone lock upgrades.
+                self.conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+                self.lock.release()
+                raise
+            return self.conn
+
+        def __exit__(self, exc_type: object, *_: object) -> None:
+            try:
+                self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            finally:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+                self.lock.release()
+
+    def _lock_fd(self) -> int:
+        # flock() belongs to an open file description: each process (gunicorn worker, RQ work
+        # horse after fork) opens its own, once, and its threads share it behind _write_lock.
+        if self._lock_pid != os.getpid():
+            with _FORK_GUARD:
+                if self._lock_pid != os.getpid():
+                    self._write_lock = threading.Lock()
+                    self._lock_file = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                    self._lock_pid = os.getpid()
+        return self._lock_file
+
+    def _tx(self) -> "Journal._Tx":
+        fd = self._lock_fd()
+        return Journal._Tx(self._conn(), self._write_lock, fd)
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        return self._conn().execute(sql, args).fetchall()
+
+    # -- events ----------------------------------------------------------------------------------
+    def record(
+        self,
+        backend: str,
+        project: int,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        kind: str,
+        dedup_key: str | None = None,
+        now: float | None = None,
+    ) -> Recorded:
+        """Journal one event and attach it to the pending job of its (backend, project, kind)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            pending = db.execute(
+                "SELECT id, created_at FROM jobs WHERE backend=? AND project=? AND kind=? AND state=?",
+                (backend, project, kind, PENDING),
+            ).fetchone()
+            if dedup_key is not None:
+                dup = db.execute(
+                    "SELECT job_id FROM events WHERE backend=? AND dedup_key=?", (backend, dedup_key)
+                ).fetchone()
+                if dup is not None:
+                    return Recorded(None, dup["job_id"], False)
+            if pending is None:
+                job_id = db.execute(
+                    "INSERT INTO jobs(backend, project, kind, state, created_at, not_before)"
+                    " VALUES (?,?,?,?,?,?)",
+                    (backend, project, kind, PENDING, now, now + self.debounce_s),
+                ).lastrowid
+                new_job = True
+            else:
+                job_id, new_job = pending["id"], False
+                # Debounce, but never postpone a job past max_delay_s after its first event.
+                not_before = min(now + self.debounce_s, pending["created_at"] + self.max_delay_s)
+                db.execute("UPDATE jobs SET not_before=MAX(not_before, ?) WHERE id=?", (not_before, job_id))
+            event_id = db.execute(
+                "INSERT INTO events(backend, project, action, dedup_key, payload, received_at, job_id)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (backend, project, action, dedup_key, json.dumps(payload), now, job_id),
+            ).lastrowid
+        return Recorded(event_id, job_id, new_job)
+
+    def events_for(self, job_id: int) -> list[Event]:
+        rows = self._query("SELECT id, action, payload, received_at FROM events WHERE job_id=? ORDER BY id", (job_id,))
+        return [Event(r["id"], r["action"], json.loads(r["payload"]), r["received_at"]) for r in rows]
+
+    def count_events(self, backend: str | None = None) -> int:
+        if backend is None:
+            return self._query("SELECT COUNT(*) FROM events")[0][0]
+        return self._query("SELECT COUNT(*) FROM events WHERE backend=?", (backend,))[0][0]
+
+    # -- jobs ------------------------------------------------------------------------------------
+    def get_job(self, job_id: int) -> Job | None:
+        rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
+        return Job.from_row(rows[0]) if rows else None
+
+    def list_jobs(self, backend: str, project: int | None = None, limit: int = 50) -> list[Job]:
+        sql, args = "SELECT * FROM jobs WHERE backend=?", [backend]
+        if project is not None:
+            sql, args = sql + " AND project=?", args + [project]
+        rows = self._query(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
+        return [Job.from_row(r) for r in rows]
+
+    def count_jobs(self, backend: str) -> dict[str, int]:
+        rows = self._query("SELECT state, COUNT(*) AS n FROM jobs WHERE backend=? GROUP BY state", (backend,))
+        return {r["state"]: r["n"] for r in rows}
+
+    def next_ready_at(self, backend: str) -> float | None:
+        rows = self._query("SELECT MIN(not_before) FROM jobs WHERE backend=? AND state=?", (backend, PENDING))
+        return rows[0][0]
+
+    def pending_jobs(self, backend: str) -> list[Job]:
+        rows = self._query("SELECT * FROM jobs WHERE backend=? AND state=? ORDER BY not_before", (backend, PENDING))
+        return [Job.from_row(r) for r in rows]
+
+    def claim(
+        self, backend: str, worker: str, *, project: int | None = None, now: float | None = None
+    ) -> Job | None:
+        """Atomically move one ready pending job to running; None if nothing is ready."""
+        now = time.time() if now is None else now
+        sql = (
+            "SELECT j.* FROM jobs j WHERE j.backend=? AND j.state=? AND j.not_before<=?"
+            " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.backend=j.backend AND r.project=j.project"
+            " AND r.kind=j.kind AND r.state=?)"
+        )
+        args: list[Any] = [backend, PENDING, now, RUNNING]
+        if project is not None:
+            sql, args = sql + " AND j.project=?", args + [project]
+        with self._tx() as db:
+            row = db.execute(sql + " ORDER BY j.not_before LIMIT 1", args).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state=?, started_at=?, heartbeat_at=?, worker=?, attempts=attempts+1 WHERE id=?",
+                (RUNNING, now, now, worker, row["id"]),
+            )
+        return self.get_job(row["id"])
+
+    def heartbeat(self, job_id: int, progress: dict[str, Any] | None = None) -> bool:
+        """Refresh a running job's lease; returns True if cancellation was requested."""
+        with self._tx() as db:
+            if progress is None:
+                db.execute("UPDATE jobs SET heartbeat_at=? WHERE id=? AND state=?", (time.time(), job_id, RUNNING))
+            else:
+                db.execute(
+                    "UPDATE jobs SET heartbeat_at=?, progress=? WHERE id=? AND state=?",
+                    (time.time(), json.dumps(progress), job_id, RUNNING),
+                )
+            row = db.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return bool(row and row["cancel_requested"])
+
+    def finish(self, job_id: int, state: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+        assert state in FINAL_STATES, state
+        with self._tx() as db:
+            db.execute(
+                "UPDATE jobs SET state=?, finished_at=?, result=?, error=? WHERE id=? AND state=?",
+                (state, time.time(), json.dumps(result) if result is not None else None, error, job_id, RUNNING),
+            )
+
+    def request_cancel(self, job_id: int) -> Job | None:
+        """Running jobs see the flag at their next heartbeat; pending ones are cancelled at once."""
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET cancel_requested=1 WHERE id=? AND state=?", (job_id, RUNNING))
+            db.execute(
+                "UPDATE jobs SET state=?, finished_at=?, cancel_requested=1 WHERE id=? AND state=?",
+                (CANCELLED, time.time(), job_id, PENDING),
+            )
+        return self.get_job(job_id)
+
+    def requeue_stale(self, backend: str, *, now: float | None = None) -> list[int]:
+        """Give the jobs of dead workers (heartbeat older than the lease) back to the queue."""
+        now = time.time() if now is None else now
+        requeued: list[int] = []
+        with self._tx() as db:
+            stale = db.execute(
+                "SELECT * FROM jobs WHERE backend=? AND state=? AND heartbeat_at<?",
+                (backend, RUNNING, now - self.lease_s),
+            ).fetchall()
+            for job in stale:
+                if job["attempts"] >= self.max_attempts:
+                    db.execute(
+                        "UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?",
+                        (FAILED, now, f"worker died {job['attempts']} times running this job", job["id"]),
+                    )
+                    continue
+                pending = db.execute(
+                    "SELECT id FROM jobs WHERE backend=? AND project=? AND kind=? AND state=?",
+                    (backend, job["project"], job["kind"], PENDING),
+                ).fetchone()
+                if pending is not None:
+                    # A newer pending job already waits: hand it the dead job's events.
+                    db.execute("UPDATE events SET job_id=? WHERE job_id=?", (pending["id"], job["id"]))
+                    db.execute(
+                        "UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?",
+                        (FAILED, now, f"worker died; events moved to job {pending['id']}", job["id"]),
+                    )
+                    requeued.append(pending["id"])
+                else:
+                    db.execute(
+                        "UPDATE jobs SET state=?, worker=NULL, cancel_requested=0 WHERE id=?",
+                        (PENDING, job["id"]),
+                    )
+                    requeued.append(job["id"])
+        return requeued
+
+    # -- per-project setup (what /setup told us) -------------------------------------------------
+    def save_setup(self, backend: str, project: int, label_config: str | None,
+                   extra_params: dict[str, Any] | None, hostname: str | None) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO projects(backend, project, label_config, extra_params, hostname, updated_at)"
+                " VALUES (?,?,?,?,?,?) ON CONFLICT(backend, project) DO UPDATE SET"
+                " label_config=excluded.label_config, extra_params=excluded.extra_params,"
+                " hostname=excluded.hostname, updated_at=excluded.updated_at",
+                (backend, project, label_config, json.dumps(extra_params or {}), hostname, time.time()),
+            )
+
+    def get_setup(self, backend: str, project: int) -> ProjectSetup | None:
+        rows = self._query(
+            "SELECT label_config, extra_params, hostname FROM projects WHERE backend=? AND project=?",
+            (backend, project),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ProjectSetup(row["label_config"], json.loads(row["extra_params"] or "{}"), row["hostname"])
+
+    def projects(self, backend: str) -> Iterator[int]:
+        for row in self._query("SELECT project FROM projects WHERE backend=?", (backend,)):
+            yield row["project"]

@@ -1,0 +1,59 @@
+"""Label Studio API access for the backends, on top of label-studio-sdk.
+
+The SDK already tells a legacy token from a personal access token (a JWT refresh token) and
+exchanges the latter for 5-minute access tokens before they expire; we reuse its header builder
+so media downloads authenticate exactly like API calls do.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any, Iterator
+
+from label_studio_sdk import LabelStudio
+
+from .errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+
+class LabelStudioClient:
+    def __init__(self, url: str, api_key: str | None, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._api_key = api_key
+        self._timeout = timeout
+
+    def __repr__(self) -> str:  # never show the key
+        return f"LabelStudioClient({self.url!r}, api_key={'set' if self._api_key else 'unset'})"
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._api_key)
+
+    @cached_property
+    def sdk(self) -> LabelStudio:
+        if not self._api_key:
+            raise BadRequest(
+                "LABEL_STUDIO_API_KEY is not set: the backend cannot read annotations or media from "
+                f"Label Studio at {self.url}. Set it to a legacy token or a personal access token."
+            )
+        return LabelStudio(base_url=self.url, api_key=self._api_key, timeout=self._timeout)
+
+    def auth_headers(self) -> dict[str, str]:
+        """The Authorization header Label Studio expects, refreshing a PAT's access token if due."""
+        if not self._api_key:
+            return {}
+        headers = self.sdk._client_wrapper.get_headers()  # the SDK's own token manager
+        return {"Authorization": headers["Authorization"]}
+
+    def iter_tasks(self, project: int, *, only_annotated: bool = False, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every task of a project with its annotations, page by page."""
+        pager = self.sdk.tasks.list(
+            project=project, fields="all", only_annotated=only_annotated or None, page_size=page_size
+        )
+        for task in pager:
+            yield task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task)
+
+    def get_project(self, project: int) -> dict[str, Any]:
+        return self.sdk.projects.get(id=project).model_dump(mode="json")

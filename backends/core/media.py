@@ -1,0 +1,288 @@
+"""Loading task images: from Label Studio (with auth), from the web (guarded), or from a data: URI.
+
+Rules, in the order they are checked:
+- ``/data/upload/...``, ``/data/local-files/?d=...`` and URLs on Label Studio's own host are fetched
+  from ``LABEL_STUDIO_URL`` with the API credentials. A ``local-files`` path with ``..`` or an
+  absolute path is refused. The credentials are never sent to any other host.
+- Other ``http(s)`` URLs are fetched without credentials, with a timeout and a byte cap, and
+  refused when the host resolves to a loopback, private, link-local, multicast or reserved address
+  (cloud metadata at 169.254.169.254, your intranet) unless listed in ``ALLOWED_MEDIA_HOSTS``.
+  Redirects are followed by hand, each hop checked the same way.
+- ``file://`` and unknown schemes are refused.
+Images whose header announces more than ``MEDIA_MAX_PIXELS`` are refused before decoding
+(decompression bombs). Downloads are cached on disk by URL (LRU within ``MEDIA_CACHE_MB``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+
+import requests
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import MediaError
+from .labelstudio import LabelStudioClient
+
+log = logging.getLogger(__name__)
+
+# We check the pixel count ourselves before decoding; PIL's own guard would raise a less clear error.
+Image.MAX_IMAGE_PIXELS = None
+MAX_REDIRECTS = 5
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    image: Image.Image  # RGB, EXIF orientation applied (as browsers show it)
+    sha256: str  # of the encoded bytes: a content key for caches
+    url: str
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+def address_refusal(host: str, allowed: Iterable[str]) -> str | None:
+    """Why ``host`` may not be fetched, or None if it may. Resolves names; checks every address."""
+    host = host.lower().strip("[]")
+    if host in allowed:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"host {host!r} does not resolve ({exc})"
+    for info in infos:
+        addr = ipaddress.ip_address(info[4][0].split("%")[0])
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        kind = _non_public_kind(addr)
+        if kind:
+            return (
+                f"host {host!r} resolves to a {kind} address ({addr}); fetching it is refused to protect "
+                "internal services. Add the host to ALLOWED_MEDIA_HOSTS if this is intended"
+            )
+    return None
+
+
+def _non_public_kind(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "private", "reserved"):
+        if getattr(addr, f"is_{kind}"):
+            return kind.replace("_", "-")
+    if not addr.is_global:
+        return "non-public"
+    return None
+
+
+class MediaLoader:
+    def __init__(
+        self,
+        ls: LabelStudioClient,
+        *,
+        allowed_hosts: Iterable[str] = (),
+        max_bytes: int = 50 * 1024 * 1024,
+        max_pixels: int = 100_000_000,
+        timeout_s: float = 10.0,
+        cache_dir: Path | None = None,
+        cache_mb: int = 1024,
+    ) -> None:
+        self.ls = ls
+        self.allowed_hosts = {h.lower() for h in allowed_hosts}
+        self.max_bytes = max_bytes
+        self.max_pixels = max_pixels
+        self.timeout_s = timeout_s
+        self.cache = _DiskCache(cache_dir, cache_mb * 1024 * 1024) if cache_dir and cache_mb else None
+        self._session = requests.Session()
+        self._ls_netloc = urlsplit(ls.url).netloc.lower()
+
+    # -- public ---------------------------------------------------------------------------------
+    def load_image(self, url: str) -> LoadedImage:
+        data = self.load_bytes(url)
+        return LoadedImage(self.decode(data, url), hashlib.sha256(data).hexdigest(), url)
+
+    def load_bytes(self, url: str) -> bytes:
+        if not isinstance(url, str) or not url.strip():
+            raise MediaError("the task has no image URL (empty value)")
+        url = url.strip()
+        if url.startswith("data:"):
+            return self._data_uri(url)
+        cached = self.cache.get(url) if self.cache else None
+        if cached is not None:
+            return cached
+        data = self._fetch(url)
+        if self.cache:
+            self.cache.put(url, data)
+        return data
+
+    def decode(self, data: bytes, url: str = "") -> Image.Image:
+        try:
+            img = Image.open(io.BytesIO(data))
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise MediaError(f"{_short(url)} is not a readable image ({type(exc).__name__})") from None
+        width, height = img.size
+        if width * height > self.max_pixels:
+            raise MediaError(
+                f"{_short(url)} declares {width}x{height} = {width * height:,} pixels, over MEDIA_MAX_PIXELS="
+                f"{self.max_pixels:,}; refused before decoding (decompression-bomb guard)"
+            )
+        try:
+            img = ImageOps.exif_transpose(img)
+            return img.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise MediaError(f"{_short(url)} could not be decoded: {exc}") from None
+
+    # -- fetching -------------------------------------------------------------------------------
+    def _fetch(self, url: str) -> bytes:
+        parts = urlsplit(url)
+        if not parts.scheme and url.startswith("/"):
+            return self._fetch_from_label_studio(url)
+        if parts.scheme not in ("http", "https"):
+            raise MediaError(
+                f"image URL scheme {parts.scheme or '(none)'!r} is not supported ({_short(url)}); use http(s), "
+                "a Label Studio /data/ path or a data: URI"
+            )
+        if parts.netloc.lower() == self._ls_netloc:
+            return self._fetch_from_label_studio(parts.path + (f"?{parts.query}" if parts.query else ""))
+        return self._fetch_public(url)
+
+    def _fetch_from_label_studio(self, path: str) -> bytes:
+        parts = urlsplit(path)
+        if parts.path.startswith("/data/local-files"):
+            _check_local_files_path(parts.query)
+        if not self.ls.configured:
+            raise MediaError(
+                f"{_short(path)} is stored in Label Studio, which needs credentials: set LABEL_STUDIO_API_KEY"
+            )
+        response = self._get(urljoin(self.ls.url + "/", path.lstrip("/")), headers=self.ls.auth_headers())
+        return self._read(response, path)
+
+    def _fetch_public(self, url: str) -> bytes:
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https"):
+                raise MediaError(f"redirect to a {parts.scheme!r} URL refused ({_short(url)})")
+            reason = address_refusal(parts.hostname or "", self.allowed_hosts)
+            if reason:
+                raise MediaError(f"image URL {_short(url)} refused: {reason}", status=403)
+            response = self._get(url, allow_redirects=False)
+            if response.is_redirect:
+                url = urljoin(url, response.headers.get("location", ""))
+                response.close()
+                continue
+            return self._read(response, url)
+        raise MediaError(f"too many redirects fetching {_short(url)}")
+
+    def _get(self, url: str, *, headers: dict[str, str] | None = None, allow_redirects: bool = False) -> requests.Response:
+        try:
+            return self._session.get(
+                url, headers=headers, timeout=self.timeout_s, stream=True, allow_redirects=allow_redirects
+            )
+        except requests.RequestException as exc:
+            raise MediaError(f"could not fetch {_short(url)}: {type(exc).__name__}", status=424) from None
+
+    def _read(self, response: requests.Response, url: str) -> bytes:
+        with response:
+            if response.status_code != 200:
+                hint = " (check LABEL_STUDIO_API_KEY)" if response.status_code in (401, 403) else ""
+                raise MediaError(f"fetching {_short(url)} returned HTTP {response.status_code}{hint}", status=424)
+            declared = response.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > self.max_bytes:
+                raise MediaError(f"{_short(url)} is {int(declared):,} bytes, over MEDIA_MAX_BYTES={self.max_bytes:,}")
+            chunks, size = [], 0
+            for chunk in response.iter_content(64 * 1024):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise MediaError(f"{_short(url)} exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def _data_uri(self, url: str) -> bytes:
+        header, _, payload = url.partition(",")
+        if ";base64" not in header:
+            raise MediaError("only base64 data: URIs are supported")
+        if len(payload) * 3 // 4 > self.max_bytes:
+            raise MediaError(f"data: URI exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
+        try:
+            return base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise MediaError("data: URI is not valid base64") from None
+
+
+def _check_local_files_path(query: str) -> None:
+    values = parse_qs(query).get("d", [])
+    if not values:
+        raise MediaError("local-files URL has no ?d= path")
+    path = unquote(values[0])
+    if path.startswith(("/", "\\")) or ".." in Path(path).parts or ".." in path.split("\\"):
+        raise MediaError(f"local-files path {path!r} is absolute or climbs with '..'; refused", status=403)
+
+
+def _short(url: str, limit: int = 120) -> str:
+    # Never echo query strings (signed URLs carry credentials) nor unbounded input.
+    parts = urlsplit(url)
+    text = url if parts.path.startswith("/data/local-files") else url.split("?", 1)[0]
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _DiskCache:
+    """Downloaded bytes by URL hash; least-recently-used files go first when over the byte budget."""
+
+    def __init__(self, root: Path, budget: int) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._size = sum(f.stat().st_size for f in self.root.glob("*.bin"))
+
+    def _path(self, url: str) -> Path:
+        return self.root / (hashlib.sha256(url.encode()).hexdigest() + ".bin")
+
+    def get(self, url: str) -> bytes | None:
+        path = self._path(url)
+        try:
+            data = path.read_bytes()
+            os.utime(path)  # recency for LRU
+            return data
+        except FileNotFoundError:
+            return None
+
+    def put(self, url: str, data: bytes) -> None:
+        if len(data) > self.budget:
+            return
+        path = self._path(url)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk must not fail the prediction
+            log.warning("media cache write failed: %s", exc)
+            tmp.unlink(missing_ok=True)
+            return
+        with self._lock:
+            self._size += len(data)
+            if self._size > self.budget:
+                self._evict()
+
+    def _evict(self) -> None:
+        files = sorted(self.root.glob("*.bin"), key=lambda f: f.stat().st_mtime)
+        total = sum(f.stat().st_size for f in files)
+        for f in files:
+            if total <= self.budget * 0.8:
+                break
+            total -= f.stat().st_size
+            f.unlink(missing_ok=True)
+        self._size = total

@@ -1,0 +1,61 @@
+"""Prometheus metrics. Request figures are counters/histograms; job and version figures are read
+from the journal and the model store at scrape time, so they are right in every process layout
+(gunicorn workers, RQ workers on other machines) without shared memory."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+REQUESTS = Counter("labelloop_http_requests_total", "HTTP requests served", ["backend", "route", "status"])
+LATENCY = Histogram(
+    "labelloop_http_request_seconds",
+    "HTTP request latency",
+    ["backend", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 100),
+)
+PREDICTIONS = Counter("labelloop_predictions_total", "Task predictions returned", ["backend"])
+JOBS_FINISHED = Counter("labelloop_jobs_finished_total", "Background jobs finished", ["backend", "kind", "state"])
+
+
+class StateCollector:
+    """Jobs by state and the serving version per project, read live."""
+
+    def __init__(self, backend: str, services: "object") -> None:
+        self.backend = backend
+        self.services = services
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        journal = self.services.journal  # type: ignore[attr-defined]
+        jobs = GaugeMetricFamily("labelloop_jobs", "Background jobs by state", labels=["backend", "state"])
+        for state, n in journal.count_jobs(self.backend).items():
+            jobs.add_metric([self.backend, state], n)
+        yield jobs
+        events = GaugeMetricFamily("labelloop_journal_events", "Events in the journal", labels=["backend"])
+        events.add_metric([self.backend], journal.count_events(self.backend))
+        yield events
+        version = GaugeMetricFamily(
+            "labelloop_model_version_info", "Serving model version (value 1)", labels=["backend", "project", "version"]
+        )
+        for project in journal.projects(self.backend):
+            name = self.services.registry(self.backend, project).current_name()  # type: ignore[attr-defined]
+            version.add_metric([self.backend, str(project), name or f"{self.backend}-base"], 1)
+        yield version
+
+
+def render(state: StateCollector) -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shared = CollectorRegistry()
+        MultiProcessCollector(shared)
+        text = generate_latest(shared)
+    else:
+        from prometheus_client import REGISTRY
+
+        text = generate_latest(REGISTRY)
+    mine = CollectorRegistry()
+    mine.register(state)  # type: ignore[arg-type]
+    return text + generate_latest(mine)

@@ -1,0 +1,152 @@
+"""Base class of every backend's model, keeping the label-studio-ml v2 contract.
+
+``setup()``, ``predict(tasks, context=None, **kwargs)`` and ``fit(event, data, **kwargs)`` mean what
+they mean upstream, so people who wrote a backend before feel at home. A model object is cheap
+and made per request (it knows its project and label config); anything heavy (weights) must be
+loaded lazily and cached at module level by the subclass, never in ``__init__`` or ``setup()``,
+because Label Studio gives ``/setup`` only 3 seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cached_property
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
+
+from label_studio_sdk.label_interface import LabelInterface
+
+from .errors import LabelConfigError, LabelLoopError, MediaError
+from .media import LoadedImage
+from .registry import ModelRegistry
+from .services import Services
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TRAINING_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING")
+
+
+class LabelLoopModel:
+    #: The backend's name: metrics label, model store folder, version prefix.
+    backend: ClassVar[str] = "base"
+    #: Webhook action -> background job kind. Actions not listed are acknowledged and ignored.
+    job_kinds: ClassVar[dict[str, str]] = {action: "train" for action in TRAINING_ACTIONS}
+
+    def __init__(
+        self,
+        *,
+        project_id: int | None,
+        label_config: str | None,
+        services: Services,
+        extra_params: dict[str, Any] | None = None,
+    ) -> None:
+        self.project_id = project_id
+        self.label_config = label_config
+        self.services = services
+        self.extra_params = extra_params or {}
+
+    # -- label config ---------------------------------------------------------------------------
+    @cached_property
+    def label_interface(self) -> LabelInterface:
+        if not self.label_config or not isinstance(self.label_config, str):
+            raise LabelConfigError("the request carries no label config")
+        try:
+            return LabelInterface(self.label_config)
+        except Exception as exc:  # the SDK raises assorted XML and key errors
+            raise LabelConfigError(f"the label config cannot be parsed: {exc}") from None
+
+    # -- versions -------------------------------------------------------------------------------
+    @cached_property
+    def registry(self) -> ModelRegistry | None:
+        if self.project_id is None:
+            return None
+        return self.services.registry(self.backend, self.project_id)
+
+    @property
+    def base_version(self) -> str:
+        """What predictions carry before any version was published for the project."""
+        return f"{self.backend}-base"
+
+    @property
+    def model_version(self) -> str:
+        current = self.registry.current_name() if self.registry else None
+        return current or self.base_version
+
+    # -- the v2 contract ------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Validate the project's label config cheaply. Must not load weights."""
+        self.label_interface  # noqa: B018 - parse errors surface here
+
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        """Train on the project's annotations; ``kwargs`` carry ``events`` (all coalesced) and ``job``."""
+        return None
+
+    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+        """Entry point of the background queue. ``train`` jobs call ``fit`` as upstream does."""
+        if kind == "train":
+            last = events[-1]
+            return self.fit(last.action, last.payload, events=list(events), job=job)
+        raise LabelLoopError(f"{self.backend} has no job kind {kind!r}")
+
+    def import_version(self, *, path: str | None = None, upload: Any = None, name_hint: str | None = None) -> Any:
+        raise LabelLoopError(f"the {self.backend} backend does not accept externally trained weights", status=405)
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+    @staticmethod
+    def dedup_key(action: str, payload: dict[str, Any]) -> str | None:
+        """Key under which a re-sent identical webhook is recognised and dropped."""
+        annotation = payload.get("annotation")
+        if action in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED") and isinstance(annotation, dict):
+            if annotation.get("id") is not None:
+                return f"{action}:{annotation.get('id')}:{annotation.get('updated_at')}"
+        return None
+
+    @staticmethod
+    def region(sdk_region: Any, *, width: int, height: int, score: float | None = None) -> dict[str, Any]:
+        """An SDK ``Region`` as a result dict with the image size (and score) Label Studio expects."""
+        result = json.loads(sdk_region.to_json())
+        result.update(original_width=width, original_height=height, image_rotation=0)
+        if score is not None:
+            result["score"] = float(score)
+        return result
+
+    def empty_prediction(self) -> dict[str, Any]:
+        return {"result": [], "model_version": self.model_version}
+
+    def per_task(
+        self, tasks: Sequence[dict[str, Any]], fn: Callable[[dict[str, Any]], T]
+    ) -> list[T | LabelLoopError]:
+        """Apply ``fn`` to each task, keeping input errors per task instead of failing the batch.
+
+        With a single task the error is raised, so the caller gets a 4xx naming the problem;
+        in a batch the failed task gets an empty prediction and the reason is logged.
+        """
+        out: list[T | LabelLoopError] = []
+        for task in tasks:
+            try:
+                out.append(fn(task))
+            except LabelLoopError as exc:
+                if len(tasks) == 1:
+                    raise
+                log.warning("%s: task %s skipped: %s", self.backend, task.get("id"), exc.message)
+                out.append(exc)
+        return out
+
+    def image_url(self, task: dict[str, Any], object_name: str | None = None) -> str:
+        """The URL of the task's image for the config's ``<Image>`` tag (first one if unnamed)."""
+        images = [o for o in self.label_interface.objects if o.tag.lower() == "image"]
+        if not images:
+            raise LabelConfigError("the label config has no <Image> tag; this backend works on images")
+        obj = next((o for o in images if o.name == object_name), images[0])
+        key = obj.value_name
+        data = task.get("data")
+        if not isinstance(data, dict) or key not in data:
+            raise MediaError(f"task {task.get('id')} has no data.{key} (the <Image> tag's value ${key})")
+        return data[key]
+
+    def load_task_image(self, task: dict[str, Any], object_name: str | None = None) -> LoadedImage:
+        return self.services.media.load_image(self.image_url(task, object_name))

@@ -1,0 +1,40 @@
+"""The per-process objects every backend shares: settings, journal, Label Studio client, media."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .journal import Journal
+from .labelstudio import LabelStudioClient
+from .media import MediaLoader
+from .registry import ModelRegistry
+from .settings import CoreSettings
+
+
+@dataclass
+class Services:
+    settings: CoreSettings
+    journal: Journal
+    ls: LabelStudioClient
+    media: MediaLoader
+
+    @classmethod
+    def from_settings(cls, settings: CoreSettings) -> "Services":
+        api_key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
+        ls = LabelStudioClient(settings.label_studio_url, api_key)
+        journal = Journal(
+            settings.journal_path, debounce_s=settings.train_debounce_s, lease_s=settings.job_lease_s
+        )
+        media = MediaLoader(
+            ls,
+            allowed_hosts=settings.allowed_media_hosts,
+            max_bytes=settings.media_max_bytes,
+            max_pixels=settings.media_max_pixels,
+            timeout_s=settings.media_timeout_s,
+            cache_dir=settings.media_cache_dir,
+            cache_mb=settings.media_cache_mb,
+        )
+        return cls(settings, journal, ls, media)
+
+    def registry(self, backend: str, project: int) -> ModelRegistry:
+        return ModelRegistry(self.settings.model_dir, backend, project)

@@ -1,0 +1,69 @@
+"""Configuration shared by every backend, read from the environment (pydantic-settings).
+
+Each backend adds its own prefixed settings (``DETECTOR_*``, ``SAM_*``, ``ACTIVE_*``) in its own module;
+these are the ones the plumbing needs. The README's configuration table lists them all.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    # Where Label Studio is, and how to authenticate: a legacy token or a personal access token.
+    label_studio_url: str = Field("http://localhost:8080", alias="LABEL_STUDIO_URL")
+    label_studio_api_key: SecretStr | None = Field(None, alias="LABEL_STUDIO_API_KEY")
+
+    # Local state: the journal, the media cache, per-project setup. MODEL_DIR defaults under it.
+    data_dir: Path = Field(Path(".data"), alias="DATA_DIR")
+    model_dir_override: Path | None = Field(None, alias="MODEL_DIR")
+    journal_path_override: Path | None = Field(None, alias="JOURNAL_PATH")
+
+    # Background jobs. Unset REDIS_URL: an in-process worker thread runs them.
+    redis_url: str | None = Field(None, alias="REDIS_URL")
+    rq_queue: str = Field("label-loop", alias="RQ_QUEUE")
+    train_debounce_s: float = Field(1.0, alias="TRAIN_DEBOUNCE_S", ge=0)
+    job_lease_s: float = Field(60.0, alias="JOB_LEASE_S", gt=0)
+    embedded_worker: bool = Field(True, alias="EMBEDDED_WORKER")
+
+    # Optional Basic auth in front of every route but /health.
+    basic_auth_user: str | None = Field(None, alias="BASIC_AUTH_USER")
+    basic_auth_pass: SecretStr | None = Field(None, alias="BASIC_AUTH_PASS")
+
+    # Media loading limits.
+    allowed_media_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="ALLOWED_MEDIA_HOSTS")
+    media_max_bytes: int = Field(50 * 1024 * 1024, alias="MEDIA_MAX_BYTES", gt=0)
+    media_max_pixels: int = Field(100_000_000, alias="MEDIA_MAX_PIXELS", gt=0)
+    media_timeout_s: float = Field(10.0, alias="MEDIA_TIMEOUT_S", gt=0)
+    media_cache_mb: int = Field(1024, alias="MEDIA_CACHE_MB", ge=0)
+    local_files_root: Path | None = Field(None, alias="LOCAL_FILES_DOCUMENT_ROOT")
+
+    log_level: str = Field("INFO", alias="LOG_LEVEL")
+
+    @field_validator("allowed_media_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        # Accept "a.example,b.example" from the environment as well as a JSON list.
+        if isinstance(value, str):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
+        return value
+
+    @property
+    def model_dir(self) -> Path:
+        return self.model_dir_override or self.data_dir / "models"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.journal_path_override or self.data_dir / "journal.sqlite3"
+
+    @cached_property
+    def media_cache_dir(self) -> Path:
+        return self.data_dir / "media-cache"

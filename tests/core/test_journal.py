@@ -1,0 +1,119 @@
+import threading
+import time
+
+from backends.core.journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Journal
+
+
+def make(tmp_path, **kw):
+    return Journal(tmp_path / "j.sqlite3", **{"debounce_s": 0.0, **kw})
+
+
+def test_events_coalesce_into_one_pending_job(tmp_path):
+    j = make(tmp_path)
+    recs = [j.record("det", 4, a, {"action": a}, kind="train") for a in ("ANNOTATION_CREATED", "START_TRAINING", "ANNOTATION_UPDATED")]
+    assert [r.new_job for r in recs] == [True, False, False]
+    assert len({r.job_id for r in recs}) == 1
+    assert [e.action for e in j.events_for(recs[0].job_id)] == ["ANNOTATION_CREATED", "START_TRAINING", "ANNOTATION_UPDATED"]
+    assert j.count_jobs("det") == {PENDING: 1}
+
+
+def test_at_most_one_running_and_one_pending_per_project(tmp_path):
+    j = make(tmp_path)
+    first = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    job = j.claim("det", "w1")
+    assert job.id == first.job_id and job.state == RUNNING
+    second = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train")
+    third = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train")
+    assert second.new_job and second.job_id == third.job_id != first.job_id
+    assert j.claim("det", "w2") is None, "a second job of the same project must wait for the running one"
+    other = j.record("det", 5, "START_TRAINING", {}, kind="train")
+    assert j.claim("det", "w2").id == other.job_id, "another project is independent"
+    j.finish(first.job_id, DONE, result={"ok": 1})
+    assert j.claim("det", "w1").id == second.job_id
+
+
+def test_duplicate_webhook_is_dropped(tmp_path):
+    j = make(tmp_path)
+    a = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train", dedup_key="c:2:t")
+    b = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train", dedup_key="c:2:t")
+    assert b.event_id is None and b.job_id == a.job_id
+    assert j.count_events("det") == 1
+
+
+def test_debounce_holds_job_until_quiet(tmp_path):
+    j = make(tmp_path, debounce_s=10.0)
+    t0 = 1000.0
+    rec = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train", now=t0)
+    assert j.claim("det", "w", now=t0 + 5) is None
+    j.record("det", 4, "START_TRAINING", {}, kind="train", now=t0 + 5)
+    assert j.claim("det", "w", now=t0 + 12) is None, "the second event pushed the start back"
+    assert j.claim("det", "w", now=t0 + 15.1).id == rec.job_id
+
+
+def test_stale_running_job_is_requeued_with_its_events(tmp_path):
+    j = make(tmp_path, lease_s=1.0)
+    rec = j.record("det", 4, "START_TRAINING", {"n": 1}, kind="train")
+    j.claim("det", "dead-worker")
+    assert j.requeue_stale("det") == []
+    assert j.requeue_stale("det", now=time.time() + 5) == [rec.job_id]
+    job = j.claim("det", "new-worker")
+    assert job.id == rec.job_id and job.attempts == 2
+    assert [e.payload for e in j.events_for(job.id)] == [{"n": 1}]
+
+
+def test_stale_job_merges_into_existing_pending(tmp_path):
+    j = make(tmp_path, lease_s=1.0)
+    first = j.record("det", 4, "START_TRAINING", {"n": 1}, kind="train")
+    j.claim("det", "dead")
+    second = j.record("det", 4, "ANNOTATION_CREATED", {"n": 2}, kind="train")
+    assert j.requeue_stale("det", now=time.time() + 5) == [second.job_id]
+    assert j.get_job(first.job_id).state == FAILED
+    assert [e.payload["n"] for e in j.events_for(second.job_id)] == [1, 2]
+
+
+def test_poison_job_fails_after_max_attempts(tmp_path):
+    j = make(tmp_path, lease_s=1.0, max_attempts=2)
+    rec = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    for _ in range(2):
+        j.claim("det", "w")
+        j.requeue_stale("det", now=time.time() + 5)
+    assert j.get_job(rec.job_id).state == FAILED
+
+
+def test_cancel_pending_and_running(tmp_path):
+    j = make(tmp_path)
+    a = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    j.claim("det", "w")
+    assert j.request_cancel(a.job_id).cancel_requested
+    assert j.heartbeat(a.job_id) is True
+    b = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    assert j.request_cancel(b.job_id).state == CANCELLED
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    j = make(tmp_path)
+    errors = []
+
+    def send(worker):
+        try:
+            for i in range(25):
+                j.record("det", worker % 2, "ANNOTATION_CREATED", {"w": worker, "i": i}, kind="train")
+        except Exception as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    assert j.count_events("det") == 200
+    assert j.count_jobs("det") == {PENDING: 2}
+
+
+def test_project_setup_roundtrip(tmp_path):
+    j = make(tmp_path)
+    assert j.get_setup("det", 4) is None
+    j.save_setup("det", 4, "<View/>", {"epochs": 3}, "http://ls")
+    j.save_setup("det", 4, "<View></View>", {"epochs": 5}, "http://ls")
+    setup = j.get_setup("det", 4)
+    assert (setup.label_config, setup.extra_params) == ("<View></View>", {"epochs": 5})
+    assert list(j.projects("det")) == [4]

@@ -1,0 +1,131 @@
+import base64
+import http.server
+import struct
+import threading
+import zlib
+
+import pytest
+
+from backends.core.errors import MediaError
+from backends.core.labelstudio import LabelStudioClient
+from backends.core.media import MediaLoader, address_refusal
+from tests.conftest import png_bytes
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict = {}
+
+    def do_GET(self):
+        status, headers, body = self.routes.get(self.path, (404, {}, b"nope"))
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def web():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", _Handler.routes
+    server.shutdown()
+
+
+def loader(tmp_path, **kw):
+    return MediaLoader(LabelStudioClient("http://127.0.0.1:9", None), cache_dir=tmp_path / "cache", **kw)
+
+
+@pytest.mark.parametrize("url,fragment", [
+    ("http://169.254.169.254/latest/meta-data/", "link-local"),
+    ("http://127.0.0.1:8080/x.png", "loopback"),
+    ("http://localhost/x.png", "loopback"),
+    ("http://[::1]/x.png", "loopback"),
+    ("http://[::ffff:127.0.0.1]/x.png", "loopback"),
+    ("http://2130706433/x.png", "loopback"),
+    ("http://0x7f000001/x.png", "loopback"),
+    ("http://10.1.2.3/x.png", "private"),
+    ("http://192.168.0.1/x.png", "private"),
+    ("http://0.0.0.0/x.png", "unspecified"),
+])
+def test_private_addresses_are_refused(tmp_path, url, fragment):
+    with pytest.raises(MediaError) as err:
+        loader(tmp_path).load_bytes(url)
+    assert fragment in err.value.message and "ALLOWED_MEDIA_HOSTS" in err.value.message
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.png", "gopher://x/"])
+def test_other_schemes_are_refused(tmp_path, url):
+    with pytest.raises(MediaError, match="scheme"):
+        loader(tmp_path).load_bytes(url)
+
+
+@pytest.mark.parametrize("path", ["/data/local-files/?d=../../etc/passwd", "/data/local-files/?d=/etc/passwd",
+                                  "/data/local-files/?d=a/..%2F..%2Fsecret", "/data/local-files/"])
+def test_local_files_traversal_refused(tmp_path, path):
+    with pytest.raises(MediaError):
+        loader(tmp_path).load_bytes(path)
+
+
+def test_allow_listed_host_is_fetched_and_cached(tmp_path, web):
+    base, routes = web
+    routes["/a.png"] = (200, {"Content-Type": "image/png"}, png_bytes(30, 20))
+    media = loader(tmp_path, allowed_hosts=["127.0.0.1"])
+    img = media.load_image(base + "/a.png")
+    assert (img.width, img.height) == (30, 20) and len(img.sha256) == 64
+    routes["/a.png"] = (500, {}, b"")
+    assert media.load_image(base + "/a.png").width == 30, "second load must come from the disk cache"
+
+
+def test_redirect_to_private_address_is_refused(tmp_path, web):
+    base, routes = web
+    routes["/r"] = (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"")
+    with pytest.raises(MediaError, match="link-local"):
+        loader(tmp_path, allowed_hosts=["127.0.0.1"]).load_bytes(base + "/r")
+
+
+def test_http_errors_and_non_images(tmp_path, web):
+    base, routes = web
+    routes["/text"] = (200, {}, b"hello, not an image")
+    media = loader(tmp_path, allowed_hosts=["127.0.0.1"])
+    with pytest.raises(MediaError, match="HTTP 404"):
+        media.load_bytes(base + "/missing.png")
+    with pytest.raises(MediaError, match="not a readable image"):
+        media.load_image(base + "/text")
+
+
+def test_size_cap(tmp_path, web):
+    base, routes = web
+    routes["/big"] = (200, {}, b"x" * 5000)
+    with pytest.raises(MediaError, match="MEDIA_MAX_BYTES"):
+        loader(tmp_path, allowed_hosts=["127.0.0.1"], max_bytes=1000).load_bytes(base + "/big")
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A PNG whose header announces width x height pixels, with a tiny (invalid) body."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b"")
+
+
+def test_gigapixel_header_refused_before_decoding(tmp_path):
+    uri = "data:image/png;base64," + base64.b64encode(bomb_png(32768, 32768)).decode()
+    with pytest.raises(MediaError, match="decompression-bomb"):
+        loader(tmp_path).load_image(uri)
+
+
+def test_data_uri(tmp_path):
+    uri = "data:image/png;base64," + base64.b64encode(png_bytes(5, 7)).decode()
+    assert loader(tmp_path).load_image(uri).height == 7
+    with pytest.raises(MediaError, match="base64"):
+        loader(tmp_path).load_bytes("data:image/png;base64,@@@")
+
+
+def test_address_refusal_allows_public_literal():
+    assert address_refusal("8.8.8.8", []) is None
+    assert address_refusal("169.254.169.254", ["169.254.169.254"]) is None
