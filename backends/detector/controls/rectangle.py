@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ControlModel
+
+
+class RectangleLabelsModel(ControlModel):
+    tag = "RectangleLabels"
+    yolo_task = "detect"
+
+    def regions(self, result: Any, names: dict[int, str], width: int, height: int) -> list[dict[str, Any]]:
+        mapping = self.label_map(names)
+        boxes = result.boxes
+        out = []
+        for (x1, y1, x2, y2), conf, cls in zip(boxes.xyxy.tolist(), boxes.conf.tolist(), boxes.cls.tolist()):
+            label = mapping.get(int(cls))
+            if label is None or conf < self.threshold:
+                continue
+            value = {
+                "x": 100 * x1 / width, "y": 100 * y1 / height,
+                "width": 100 * (x2 - x1) / width, "height": 100 * (y2 - y1) / height,
+                "rectanglelabels": [label],
+            }
+            out.append(self.region(value, width, height, conf))
+        return out

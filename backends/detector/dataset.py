@@ -1,0 +1,135 @@
+"""From Label Studio annotations to a YOLO detection dataset on disk.
+
+- One annotation per task: ground truth first, else the most recently updated; cancelled
+  (skipped) annotations are ignored.
+- Boxes are converted from Label Studio's percent (top-left, size, rotation in degrees about the
+  top-left corner) to YOLO's normalised centre/size of the axis-aligned bounding box, clipped to the
+  image. Boxes wholly outside the image are dropped and counted.
+- A task annotated with no box is kept as a negative (an empty label file): it teaches the model
+  what not to detect.
+- The train/val split is a deterministic hash of the task id, so a task stays on its side as the
+  project grows and the val split is comparable between versions. At least one image goes to val;
+  with a single image it serves for both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Sample:
+    task_id: int
+    image_url: str
+    boxes: list[tuple[int, float, float, float, float]]  # class, cx, cy, w, h (0..1)
+
+
+@dataclass
+class BuildReport:
+    n_annotated: int = 0
+    n_negatives: int = 0
+    n_boxes: int = 0
+    dropped_outside: int = 0
+    dropped_unknown_label: int = 0
+    skipped_tasks: dict[int, str] = field(default_factory=dict)  # task id -> reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "skipped_tasks": {str(k): v for k, v in self.skipped_tasks.items()}}
+
+
+def pick_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
+    annotations = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+    if not annotations:
+        return None
+    truth = [a for a in annotations if a.get("ground_truth")]
+    return max(truth or annotations, key=lambda a: (a.get("updated_at") or "", a.get("id") or 0))
+
+
+def rect_to_yolo(value: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """Label Studio rectangle value (percent) -> clipped YOLO (cx, cy, w, h); None if outside."""
+    x, y, w, h = (float(value.get(k, 0)) / 100 for k in ("x", "y", "width", "height"))
+    angle = math.radians(float(value.get("rotation") or 0))
+    corners = [(0, 0), (w, 0), (w, h), (0, h)]
+    xs = [x + cx * math.cos(angle) - cy * math.sin(angle) for cx, cy in corners]
+    ys = [y + cx * math.sin(angle) + cy * math.cos(angle) for cx, cy in corners]
+    x1, x2 = max(0.0, min(xs)), min(1.0, max(xs))
+    y1, y2 = max(0.0, min(ys)), min(1.0, max(ys))
+    if x2 - x1 <= 1e-6 or y2 - y1 <= 1e-6:
+        return None
+    return ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
+
+
+def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, image_key: str,
+                       class_index: dict[str, int], report: BuildReport) -> list[Sample]:
+    samples = []
+    for task in tasks:
+        annotation = pick_annotation(task)
+        if annotation is None:
+            continue
+        url = (task.get("data") or {}).get(image_key)
+        if not isinstance(url, str):
+            report.skipped_tasks[task["id"]] = f"no data.{image_key}"
+            continue
+        boxes = []
+        for item in annotation.get("result") or []:
+            if item.get("from_name") != from_name or item.get("type") != "rectanglelabels":
+                continue
+            labels = (item.get("value") or {}).get("rectanglelabels") or []
+            if not labels or labels[0] not in class_index:
+                report.dropped_unknown_label += 1
+                continue
+            box = rect_to_yolo(item["value"])
+            if box is None:
+                report.dropped_outside += 1
+                continue
+            boxes.append((class_index[labels[0]], *box))
+        report.n_annotated += 1
+        report.n_negatives += not boxes
+        report.n_boxes += len(boxes)
+        samples.append(Sample(task["id"], url, boxes))
+    return samples
+
+
+def split(task_ids: list[int], val_ratio: float, seed: int = 0) -> tuple[set[int], set[int]]:
+    def fraction(task_id: int) -> float:
+        digest = hashlib.sha1(f"{seed}:{task_id}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
+
+    ranked = sorted(task_ids, key=fraction)
+    val = {t for t in ranked if fraction(t) < val_ratio}
+    if not val and ranked:
+        val = {ranked[0]}
+    train = set(task_ids) - val
+    if not train:  # a single image: train and validate on it
+        train = set(val)
+    return train, val
+
+
+def write_dataset(root: Path, samples: list[Sample], images: dict[int, Any], names: list[str],
+                  train: set[int], val: set[int]) -> Path:
+    """Write images/labels for the samples whose image loaded; returns the data.yaml path."""
+    for part in ("train", "val"):
+        (root / "images" / part).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / part).mkdir(parents=True, exist_ok=True)
+    for sample in samples:
+        image = images.get(sample.task_id)
+        if image is None:
+            continue
+        lines = "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in sample.boxes)
+        for part, members in (("train", train), ("val", val)):
+            if sample.task_id in members:
+                image.save(root / "images" / part / f"{sample.task_id}.jpg", quality=95)
+                (root / "labels" / part / f"{sample.task_id}.txt").write_text(lines)
+    data = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
+    path = root / "data.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

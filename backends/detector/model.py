@@ -1,0 +1,149 @@
+"""The detector backend: YOLO pre-labels for every control tag a YOLO model serves, and fine-tuning
+on submitted annotations (see ``training.py``).
+
+Task score (``prediction.score``): the mean confidence of the task's predicted regions, 0 when
+there are none. Low means "the model is unsure or sees nothing here", which is what Label Studio's
+uncertainty sampling serves first.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from backends.core.errors import LabelConfigError, LabelLoopError
+from backends.core.media import LoadedImage
+from backends.core.model import LabelLoopModel
+
+from .controls import CONTROL_MODELS, ControlModel
+from .settings import DetectorSettings
+from .weights import check_allowed, configure_ultralytics, load_model
+
+log = logging.getLogger(__name__)
+WEIGHTS_FILE = "weights.pt"
+
+
+@lru_cache(maxsize=1)
+def env_settings() -> DetectorSettings:
+    return DetectorSettings()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which weights serve a control, and which version name predictions from them carry."""
+
+    control: ControlModel
+    weights: str
+    version: str | None  # a published version of this project, or None for base/model_path weights
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+class DetectorModel(LabelLoopModel):
+    backend = "detector"
+
+    @cached_property
+    def settings(self) -> DetectorSettings:
+        return env_settings().for_project(self.extra_params)
+
+    @property
+    def base_version(self) -> str:
+        return f"detector-base-{Path(self.settings.base_weights).stem}"
+
+    @cached_property
+    def controls(self) -> list[ControlModel]:
+        images = {o.name for o in self.label_interface.objects if o.tag.lower() == "image"}
+        found = []
+        for control in self.label_interface.controls:
+            cls = CONTROL_MODELS.get(control.tag)
+            if cls is None or not control.to_name or control.to_name[0] not in images:
+                continue
+            model = cls(control, self.settings.score_threshold)
+            if not model.skip:
+                found.append(model)
+        if not found:
+            tags = ", ".join(sorted(CONTROL_MODELS))
+            raise LabelConfigError(f"the label config has no control this backend serves on an <Image> ({tags})")
+        return found
+
+    def setup(self) -> None:
+        self.controls  # noqa: B018 - structural validation only; weights load on first predict
+
+    # -- predict --------------------------------------------------------------------------------
+    def plans(self) -> list[Plan]:
+        current = self.registry.current() if self.registry else None  # read the pointer once
+        base_by_task = {"detect": self.settings.base_weights, "segment": self.settings.seg_weights,
+                        "pose": self.settings.pose_weights, "classify": self.settings.cls_weights}
+        plans = []
+        for control in self.controls:
+            if control.model_path:
+                plans.append(Plan(control, check_allowed(control.model_path, self.allowed_weight_dirs), None))
+            elif control.yolo_task == "detect" and current is not None:
+                plans.append(Plan(control, str(current.path / WEIGHTS_FILE), current.name))
+            else:
+                plans.append(Plan(control, base_by_task[control.yolo_task], None))
+        return plans
+
+    @property
+    def allowed_weight_dirs(self) -> list[Path]:
+        return [self.services.settings.model_dir, *self.settings.weights_dirs]
+
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        configure_ultralytics(self.services.settings.data_dir)
+        plans = self.plans()
+        version = next((p.version for p in plans if p.version), None) or self.base_version
+        regions: list[list[dict[str, Any]] | None] = [[] for _ in tasks]
+        for (weights, to_name), group in _group(plans).items():
+            images = self.per_task(tasks, lambda t: self.load_task_image(t, to_name))
+            for i, image in enumerate(images):
+                if isinstance(image, LabelLoopError):
+                    regions[i] = None
+            ok = [(i, img) for i, img in enumerate(images) if isinstance(img, LoadedImage)]
+            if not ok:
+                continue
+            results = self._infer(weights, [img.image for _, img in ok], min(p.control.threshold for p in group))
+            model_names = load_model(weights).names
+            for (i, img), result in zip(ok, results):
+                for plan in group:
+                    if regions[i] is not None:
+                        regions[i].extend(plan.control.regions(result, model_names, img.width, img.height))
+        return [self._prediction(r, version) for r in regions]
+
+    def _infer(self, weights: str, images: list[Any], conf: float) -> list[Any]:
+        loaded = load_model(weights)
+        kwargs: dict[str, Any] = {"verbose": False, "device": resolve_device(self.settings.device)}
+        if loaded.task != "classify":
+            kwargs.update(conf=conf, max_det=self.settings.max_det, imgsz=self.settings.predict_imgsz)
+        with loaded.lock:
+            return list(loaded.model.predict(images, **kwargs))
+
+    @staticmethod
+    def _prediction(regions: list[dict[str, Any]] | None, version: str) -> dict[str, Any]:
+        if not regions:
+            return {"result": [], "score": 0.0, "model_version": version}
+        scores = [r["score"] for r in regions if "score" in r]
+        return {"result": regions, "score": round(sum(scores) / len(scores), 4) if scores else 0.0,
+                "model_version": version}
+
+    # -- fit ------------------------------------------------------------------------------------
+    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        from .training import FineTuner
+
+        configure_ultralytics(self.services.settings.data_dir)
+        return FineTuner(self, kwargs.get("job")).run()
+
+
+def _group(plans: list[Plan]) -> dict[tuple[str, str], list[Plan]]:
+    grouped: dict[tuple[str, str], list[Plan]] = {}
+    for plan in plans:
+        grouped.setdefault((plan.weights, plan.control.to_name), []).append(plan)
+    return grouped

@@ -1,0 +1,61 @@
+"""Detector settings: ``DETECTOR_*`` environment variables, overridable per project.
+
+A project's ``extra_params`` (set when connecting the backend in Label Studio) may override the
+training hyper-parameters by their short name, e.g. ``{"epochs": 30, "imgsz": 320}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from backends.core.errors import BadRequest
+
+#: Hyper-parameters a project may override through extra_params.
+PROJECT_OVERRIDABLE = ("epochs", "imgsz", "batch", "lr0", "freeze", "patience", "min_annotations",
+                       "max_minutes", "val_ratio", "publish", "score_threshold", "seed")
+
+
+class DetectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+
+    # Base weights per YOLO task: an ultralytics name (downloaded by ultralytics where a network
+    # exists), a local .pt path, or a model .yaml (random init; what the offline tests use).
+    base_weights: str = "yolo11n.pt"
+    seg_weights: str = "yolo11n-seg.pt"
+    pose_weights: str = "yolo11n-pose.pt"
+    cls_weights: str = "yolo11n-cls.pt"
+    # Directories (besides the model store) that a label config's model_path may point into.
+    weights_dirs: list[Path] = Field(default_factory=list)
+
+    device: str = "auto"  # auto: cuda:0 when available, else cpu
+    score_threshold: float = Field(0.25, ge=0, le=1)
+    max_det: int = Field(300, gt=0)
+    predict_imgsz: int = Field(640, gt=0)
+    runtime: Literal["torch", "onnx"] = "torch"
+
+    epochs: int = Field(20, gt=0)
+    imgsz: int = Field(640, ge=32)
+    batch: int = Field(16, gt=0)
+    lr0: float = Field(0.01, gt=0)
+    freeze: int = Field(10, ge=0)  # backbone layers kept frozen while fine-tuning
+    patience: int = Field(10, ge=0)
+    min_annotations: int = Field(1, ge=1)
+    max_minutes: float = Field(30.0, gt=0)
+    val_ratio: float = Field(0.2, gt=0, lt=1)
+    publish: Literal["always", "if_better"] = "if_better"
+    seed: int = 0
+
+    def for_project(self, extra_params: dict[str, Any] | None) -> "DetectorSettings":
+        """These settings with the project's overrides applied (validated, unknown keys ignored)."""
+        overrides = {k: v for k, v in (extra_params or {}).items() if k in PROJECT_OVERRIDABLE}
+        if not overrides:
+            return self
+        try:
+            return self.model_validate({**self.model_dump(), **overrides})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise BadRequest(f"invalid detector extra_params: {problems}") from None

@@ -1,0 +1,315 @@
+"""Fine-tuning a project's detector on its annotations (the ``fit`` of the detector backend).
+
+Steps, each timed and recorded in the version's metadata:
+1. fetch the project's tasks with annotations (and those of ``extra_params.train_projects``);
+2. build a YOLO dataset (``dataset.py``), loading images through the shared media loader;
+3. start from the current version, or the first time from the base weights, with the head adapted
+   to the project's classes ("swap the last layer"): the backbone and neck are kept, the box branch
+   is kept, and the class branch keeps the rows of classes the start model already knew;
+4. train with ultralytics (frozen backbone layers, early stopping, a wall-clock cap), reporting
+   progress and honouring cancellation between batches;
+5. evaluate the new weights, and the current version, on the same val split;
+6. publish: always, or with ``publish=if_better`` only if mAP50-95 does not drop (otherwise the
+   version is kept but not made current, and the reason recorded).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from backends.core.errors import LabelConfigError, LabelLoopError
+from backends.core.jobs import JobCancelled
+
+from .dataset import BuildReport, samples_from_tasks, split, write_dataset
+from .weights import load_model
+
+log = logging.getLogger(__name__)
+
+
+def save_checkpoint(model: Any, path: Path, task: str = "detect") -> Path:
+    """Write an ultralytics-loadable checkpoint of an ``nn.Module`` (``{"model", "train_args"}``)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": copy.deepcopy(model).float(), "train_args": {"task": task}}, path)
+    return path
+
+
+def adapt_head(model: Any, names: list[str]) -> Any:
+    """A copy of a DetectionModel whose head predicts exactly ``names`` (in that order).
+
+    Everything whose shape is unchanged is copied; in the class branch (``cv3``, and ``one2one_cv3``
+    on end-to-end heads) each output row of a class the old model knew by the same name (case-
+    insensitive) is copied too, so "Dog" keeps what it learned and a new "Hydrant" starts fresh.
+    YOLO11's class branch is ``max(ch, min(nc, 100))`` channels wide: when the class count moves it
+    across that width (80 COCO classes -> 3 project classes), the branch cannot be carried over and
+    is trained anew on top of the kept backbone, neck and box branch.
+    """
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    old_names = [str(n) for n in dict(model.names).values()]
+    if old_names == names:
+        return copy.deepcopy(model)
+    new = DetectionModel(copy.deepcopy(model.yaml), nc=len(names), verbose=False)
+    new_state = new.state_dict()
+    kept = {k: v for k, v in model.state_dict().items() if k in new_state and v.shape == new_state[k].shape}
+    new.load_state_dict(kept, strict=False)
+    old_index = {n.lower(): i for i, n in enumerate(old_names)}
+    old_modules = dict(model.model[-1].named_modules())
+    with torch.no_grad():
+        for name, module in new.model[-1].named_modules():
+            old = old_modules.get(name)
+            if not ("cv3" in name and isinstance(module, torch.nn.Conv2d) and isinstance(old, torch.nn.Conv2d)):
+                continue
+            if module.out_channels != len(names) or old.out_channels != len(old_names):
+                continue
+            if module.in_channels != old.in_channels:
+                continue  # YOLO11 widens the class branch with nc: then it is re-learnt whole
+            for new_i, label in enumerate(names):
+                old_i = old_index.get(label.lower())
+                if old_i is not None:
+                    module.weight[new_i] = old.weight[old_i]
+                    if module.bias is not None and old.bias is not None:
+                        module.bias[new_i] = old.bias[old_i]
+    new.names = dict(enumerate(names))
+    new.args = getattr(model, "args", {})
+    return new
+
+
+class FineTuner:
+    def __init__(self, detector: Any, job: Any) -> None:
+        self.detector = detector
+        self.job = job
+        self.settings = detector.settings
+        self.services = detector.services
+        self.registry = detector.registry
+        self.timings: dict[str, float] = {}
+
+    # -- orchestration --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        control = self._box_control()
+        names = list(control.control.labels)
+        image_key = self._image_key(control.to_name)
+        started = time.time()
+        with self._timed("fetch"):
+            tasks = self._fetch_tasks()
+        report = BuildReport()
+        samples = samples_from_tasks(tasks, control.from_name, image_key, {n: i for i, n in enumerate(names)}, report)
+        if len(samples) < self.settings.min_annotations:
+            reason = f"{len(samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
+            log.info("detector project %s: not training: %s", self.detector.project_id, reason)
+            return {"skipped": reason, "report": report.to_json()}
+        workdir = Path(tempfile.mkdtemp(prefix=f"detector-{self.detector.project_id}-", dir=self._work_root()))
+        try:
+            return self._train_and_publish(workdir, samples, names, report, started)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _train_and_publish(self, workdir: Path, samples: list[Any], names: list[str], report: BuildReport,
+                           started: float) -> dict[str, Any]:
+        with self._timed("dataset"):
+            images = self._load_images(samples, report)
+            usable = [s for s in samples if s.task_id in images]
+            if not usable:
+                raise LabelLoopError("no annotated image could be loaded; see the job's report")
+            train_ids, val_ids = split([s.task_id for s in usable], self.settings.val_ratio, self.settings.seed)
+            data_yaml = write_dataset(workdir / "data", usable, images, names, train_ids, val_ids)
+        self._progress(stage="training", n_train=len(train_ids), n_val=len(val_ids))
+        current = self.registry.current()
+        with self._timed("prepare"):
+            start = self._start_checkpoint(current, names, workdir)
+        with self._timed("train"):
+            best = self._train(start, data_yaml, workdir)
+        with self._timed("evaluate"):
+            metrics = evaluate(best, data_yaml, self.settings, names)
+            current_metrics = None
+            if current is not None and current.metadata.get("names") == names:
+                current_metrics = evaluate(current.path / "weights.pt", data_yaml, self.settings, names)
+        make_current, decision = self._decide(metrics, current_metrics)
+        metadata = {
+            "names": names, "metrics": metrics, "current_metrics": current_metrics, "decision": decision,
+            "n_annotations": report.n_annotated, "n_train": len(train_ids), "n_val": len(val_ids),
+            "val_task_ids": sorted(val_ids), "report": report.to_json(),
+            "hyperparameters": {k: getattr(self.settings, k) for k in
+                                ("epochs", "imgsz", "batch", "lr0", "freeze", "patience", "max_minutes",
+                                 "val_ratio", "publish", "seed")},
+            "start_weights": current.name if current else self.settings.base_weights,
+            "timings": {**self.timings, "total": round(time.time() - started, 2)}, "job": getattr(self.job, "id", None),
+        }
+        with self.registry.stage() as staged:
+            shutil.copy(best, staged.path / "weights.pt")
+            version = staged.publish(metadata, make_current=make_current)
+        log.info("detector project %s: %s %s (mAP50 %.3f, mAP50-95 %.3f): %s", self.detector.project_id,
+                 "published" if make_current else "kept (not serving)", version.name,
+                 metrics["map50"], metrics["map50_95"], decision)
+        return {"version": version.name, "serving": make_current, "decision": decision, "metrics": metrics}
+
+    # -- steps ----------------------------------------------------------------------------------
+    def _box_control(self) -> Any:
+        boxes = [c for c in self.detector.controls if c.tag == "RectangleLabels"]
+        if not boxes:
+            raise LabelConfigError("training needs a <RectangleLabels> control (polygon/keypoint/choices training is not supported yet)")
+        return boxes[0]
+
+    def _image_key(self, to_name: str) -> str:
+        return next(o.value_name for o in self.detector.label_interface.objects if o.name == to_name)
+
+    def _fetch_tasks(self) -> list[dict[str, Any]]:
+        projects = [self.detector.project_id]
+        extra = self.detector.extra_params.get("train_projects") or []
+        if not isinstance(extra, list) or not all(isinstance(p, int) for p in extra):
+            raise LabelLoopError("extra_params.train_projects must be a list of Label Studio project ids")
+        tasks = []
+        for project in projects + [p for p in extra if p != self.detector.project_id]:
+            for task in self.services.ls.iter_tasks(project, only_annotated=True):
+                tasks.append(task)
+                self._check_cancelled()
+        return tasks
+
+    def _load_images(self, samples: list[Any], report: BuildReport) -> dict[int, Any]:
+        images = {}
+        for i, sample in enumerate(samples):
+            self._check_cancelled()
+            try:
+                images[sample.task_id] = self.services.media.load_image(sample.image_url).image
+            except LabelLoopError as exc:  # e.g. the task was deleted since: skip it, say why
+                report.skipped_tasks[sample.task_id] = exc.message
+                log.warning("detector: task %s left out of training: %s", sample.task_id, exc.message)
+            if i % 20 == 0:
+                self._progress(stage="loading images", loaded=i + 1, total=len(samples))
+        return images
+
+    def _start_checkpoint(self, current: Any, names: list[str], workdir: Path) -> Path:
+        source = str(current.path / "weights.pt") if current is not None else self.settings.base_weights
+        base = load_model(source).model
+        if getattr(base, "task", "detect") != "detect":
+            raise LabelConfigError(f"start weights {source!r} are a {base.task} model; RectangleLabels training needs a detect model")
+        return save_checkpoint(adapt_head(base.model, names), workdir / "start.pt")
+
+    def _train(self, start: Path, data_yaml: Path, workdir: Path) -> Path:
+        from ultralytics import YOLO
+
+        from .model import resolve_device
+
+        model = YOLO(str(start))
+        epochs = self.settings.epochs
+        deadline = time.monotonic() + self.settings.max_minutes * 60
+        cancelled = False
+
+        def on_batch_end(trainer: Any) -> None:
+            # ultralytics checks trainer.stop right after this callback: a graceful stop between
+            # batches that still writes last.pt. (Its own `time=` argument is not a cap: it
+            # stretches the epoch count to fill the time, so it is not used.)
+            nonlocal cancelled
+            if self.job is not None and self.job.cancelled.is_set():
+                cancelled = trainer.stop = True
+            elif time.monotonic() > deadline:
+                log.warning("detector: max_minutes=%s reached; stopping at epoch %d", self.settings.max_minutes, trainer.epoch + 1)
+                trainer.stop = True
+
+        def on_epoch_end(trainer: Any) -> None:
+            loss = _total_loss(getattr(trainer, "tloss", None))
+            self._progress(stage="training", epoch=trainer.epoch + 1, epochs=epochs, loss=loss)
+            log.info("detector project %s: epoch %d/%d loss %s", self.detector.project_id, trainer.epoch + 1,
+                     epochs, f"{loss:.4f}" if loss is not None else "-")
+
+        model.add_callback("on_train_batch_end", on_batch_end)
+        model.add_callback("on_train_epoch_end", on_epoch_end)
+        model.train(
+            data=str(data_yaml), epochs=epochs, imgsz=self.settings.imgsz, batch=self.settings.batch,
+            lr0=self.settings.lr0, freeze=self.settings.freeze or None, patience=self.settings.patience,
+            device=resolve_device(self.settings.device), workers=0,
+            project=str(workdir / "runs"), name="train", exist_ok=True, plots=False, amp=False, verbose=False,
+            seed=self.settings.seed, deterministic=True, val=True, cache=False,
+        )
+        if cancelled:
+            self._keep_checkpoint(Path(model.trainer.last))
+            raise JobCancelled(f"training cancelled at epoch {model.trainer.epoch + 1}/{epochs}")
+        trainer = model.trainer
+        best = Path(trainer.best) if Path(trainer.best).exists() else Path(trainer.last)
+        if not best.exists():
+            raise LabelLoopError("training produced no weights")
+        return best
+
+    def _decide(self, metrics: dict[str, Any], current: dict[str, Any] | None) -> tuple[bool, str]:
+        if self.settings.publish == "always":
+            return True, "publish=always"
+        if current is None:
+            return True, "first version for these classes"
+        if metrics["map50_95"] >= current["map50_95"]:
+            return True, f"mAP50-95 {metrics['map50_95']:.4f} >= current {current['map50_95']:.4f}"
+        return False, f"mAP50-95 {metrics['map50_95']:.4f} < current {current['map50_95']:.4f} on the same val split"
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def _keep_checkpoint(self, last: Path) -> None:
+        if last.exists():
+            keep = self.registry.dir / "checkpoints" / f"job-{getattr(self.job, 'id', 'x')}-last.pt"
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(last, keep)
+            log.info("detector: cancelled job's last checkpoint kept at %s (not published)", keep)
+
+    def _work_root(self) -> Path:
+        root = self.services.settings.data_dir / "work"
+        root.mkdir(parents=True, exist_ok=True)
+        return root
+
+    def _check_cancelled(self) -> None:
+        if self.job is not None:
+            self.job.check_cancelled()
+
+    def _progress(self, **values: Any) -> None:
+        if self.job is not None:
+            self.job.progress(**values)
+
+    class _Timer:
+        def __init__(self, timings: dict[str, float], name: str) -> None:
+            self.timings, self.name = timings, name
+
+        def __enter__(self) -> None:
+            self.start = time.perf_counter()
+
+        def __exit__(self, *_: object) -> None:
+            self.timings[self.name] = round(time.perf_counter() - self.start, 2)
+
+    def _timed(self, name: str) -> "FineTuner._Timer":
+        return FineTuner._Timer(self.timings, name)
+
+
+def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str]) -> dict[str, Any]:
+    """mAP50, mAP50-95, precision, recall, F1, overall and per class, on the dataset's val split."""
+    from ultralytics import YOLO
+
+    from .model import resolve_device
+
+    model = YOLO(str(weights))
+    result = model.val(data=str(data_yaml), split="val", imgsz=settings.imgsz, batch=settings.batch,
+                       device=resolve_device(settings.device), plots=False, verbose=False, workers=0)
+    box = result.box
+    precision, recall = float(box.mp), float(box.mr)
+    per_class = {}
+    for i, class_index in enumerate(box.ap_class_index.tolist()):
+        p, r, ap50, ap = (float(v) for v in box.class_result(i))
+        per_class[names[class_index]] = {"precision": p, "recall": r, "map50": ap50, "map50_95": ap,
+                                         "f1": _f1(p, r)}
+    return {"map50": float(box.map50), "map50_95": float(box.map), "precision": precision, "recall": recall,
+            "f1": _f1(precision, recall), "per_class": per_class}
+
+
+def _total_loss(tloss: Any) -> float | None:
+    """ultralytics keeps the running epoch loss as a tensor (older) or a dict of parts (8.4)."""
+    if tloss is None:
+        return None
+    if isinstance(tloss, dict):
+        return float(sum(float(v) for v in tloss.values()))
+    return float(tloss.sum())
+
+
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0

@@ -1,0 +1,141 @@
+"""Loading YOLO weights: lazily, once per file, safe offline.
+
+``spec`` is what users write in ``DETECTOR_BASE_WEIGHTS`` or a control's ``model_path``:
+- an ultralytics release name (``yolo11n.pt``): ultralytics downloads it where a network exists;
+- a local ``.pt`` file (a published version, or weights trained elsewhere);
+- a model ``.yaml`` (``yolo11n.yaml``): the architecture with random weights, no download. An
+  80-class yaml gets the COCO class names, so it stands in for the pretrained model offline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+from backends.core.errors import LabelConfigError
+
+log = logging.getLogger(__name__)
+
+_RELEASE_NAME = re.compile(r"^yolo[\w.-]*\.(pt|yaml|yml)$", re.IGNORECASE)
+_CACHE_SIZE = 4  # models held in memory per process; each YOLO n/s model is 5-40 MB
+
+
+def configure_ultralytics(data_dir: Path) -> None:
+    """Keep ultralytics quiet and self-contained: no pip installs, settings and fonts under DATA_DIR."""
+    config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(data_dir / "ultralytics")))
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")
+    os.environ.setdefault("MPLCONFIGDIR", str(data_dir / "matplotlib"))
+    fonts = config_dir / "Ultralytics"
+    fonts.mkdir(parents=True, exist_ok=True)
+    try:  # plotting asks the network for Arial otherwise
+        import matplotlib
+
+        dejavu = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+            if not (fonts / name).exists():
+                shutil.copy(dejavu, fonts / name)
+    except Exception as exc:  # fonts only matter for plots
+        log.debug("font setup skipped: %s", exc)
+
+
+def check_allowed(spec: str, allowed_dirs: Iterable[Path]) -> str:
+    """Refuse weights paths outside the model store and DETECTOR_WEIGHTS_DIRS (a label config is
+    user-editable; loading a pickle from an arbitrary path would run arbitrary code)."""
+    if _RELEASE_NAME.match(spec) and "/" not in spec and not Path(spec).exists():
+        return spec  # an ultralytics release or built-in architecture name
+    path = Path(spec).expanduser().resolve()
+    for root in allowed_dirs:
+        if path.is_relative_to(Path(root).expanduser().resolve()):
+            if not path.is_file():
+                raise LabelConfigError(f"model_path {spec!r} does not exist")
+            return str(path)
+    raise LabelConfigError(
+        f"model_path {spec!r} is outside the model store and DETECTOR_WEIGHTS_DIRS; refused. "
+        "Put the file there or register it with POST /versions"
+    )
+
+
+class LoadedModel:
+    """A YOLO model and the lock that serialises its use (ultralytics predictors are not thread-safe)."""
+
+    def __init__(self, model: Any, spec: str) -> None:
+        self.model = model
+        self.spec = spec
+        self.lock = threading.Lock()
+        self.onnx: Any = None
+
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(self.model.names)
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+
+_cache: "OrderedDict[tuple[str, float], LoadedModel]" = OrderedDict()
+_cache_lock = threading.Lock()
+_load_locks: dict[tuple[str, float], threading.Lock] = {}
+
+
+def load_model(spec: str) -> LoadedModel:
+    """The model for ``spec``, loaded once per process (LRU of a few); concurrent callers wait."""
+    key = (spec, _mtime(spec))
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+        load_lock = _load_locks.setdefault(key, threading.Lock())
+    with load_lock:
+        with _cache_lock:
+            if key in _cache:
+                return _cache[key]
+        loaded = LoadedModel(_build(spec), spec)
+        with _cache_lock:
+            _cache[key] = loaded
+            while len(_cache) > _CACHE_SIZE:
+                _cache.popitem(last=False)
+            _load_locks.pop(key, None)
+        return loaded
+
+
+def _mtime(spec: str) -> float:
+    try:
+        return os.stat(spec).st_mtime
+    except OSError:
+        return 0.0
+
+
+def _build(spec: str) -> Any:
+    from ultralytics import YOLO
+
+    log.info("loading YOLO weights %s", spec)
+    try:
+        model = YOLO(spec)
+    except FileNotFoundError as exc:
+        raise LabelConfigError(f"weights {spec!r} not found: {exc}") from None
+    except Exception as exc:  # download failures, corrupt files
+        raise LabelConfigError(f"weights {spec!r} could not be loaded: {type(exc).__name__}: {exc}") from None
+    if spec.endswith((".yaml", ".yml")):
+        _name_like_pretrained(model)
+    return model
+
+
+def _name_like_pretrained(model: Any) -> None:
+    """Give a random-init model the class names of its pretrained twin (COCO, or ImageNet for -cls)."""
+    from ultralytics.utils import ROOT, YAML
+
+    names = dict(model.model.names) if hasattr(model.model, "names") else {}
+    if not names or not all(str(v).isdigit() for v in names.values()):
+        return
+    dataset = {80: "coco.yaml", 1000: "ImageNet.yaml"}.get(len(names))
+    if dataset:
+        known = YAML.load(ROOT / "cfg" / "datasets" / dataset)["names"]
+        model.model.names = {int(k): v for k, v in known.items()}

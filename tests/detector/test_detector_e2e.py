@@ -1,0 +1,86 @@
+"""The detector with a real Label Studio: pre-labels, submit -> fit -> new version -> new predictions."""
+
+import requests
+
+from tests.detector.conftest import OFFLINE_ENV, one_class_checkpoint, scene
+from tests.harness import wait_until
+
+import pytest
+
+pytestmark = pytest.mark.labelstudio
+
+CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+          '<Label value="Cat"/><Label value="Dog"/></RectangleLabels></View>')
+
+
+def box(x, y, w, h, W=160, H=120, label="Cat"):
+    return {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": W,
+            "original_height": H, "value": {"x": 100 * x / W, "y": 100 * y / H, "width": 100 * w / W,
+                                            "height": 100 * h / H, "rotation": 0, "rectanglelabels": [label]}}
+
+
+def jobs(url, project):
+    return requests.get(f"{url}/jobs?project={project}", timeout=5).json()["jobs"]
+
+
+def idle(url, project):
+    listed = jobs(url, project)
+    return listed if listed and all(j["state"] not in ("pending", "running") for j in listed) else None
+
+
+@pytest.fixture
+def detector(label_studio, start_backend, tmp_path):
+    # Base weights: a local .pt whose classes are the project's, so random-init boxes all map.
+    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "cat", 1: "dog"})
+    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 2, "DETECTOR_EPOCHS": 2,
+           "DETECTOR_IMGSZ": 160, "DETECTOR_BATCH": 4, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 5,
+           "DETECTOR_PUBLISH": "always"}
+    return start_backend("backends.detector", env)[1]
+
+
+def test_prelabels_then_training_on_submit(label_studio, detector):
+    project = label_studio.create_project(CONFIG, title="detector")
+    scenes = {f"s{i}.png": scene(i) for i in range(6)}
+    tasks = label_studio.upload_images(project, {name: png for name, (png, _) in scenes.items()})
+    # a task whose image is gone (as if deleted from storage while training runs)
+    label_studio.api("POST", f"/api/projects/{project}/import", json=[{"image": "/data/upload/999/gone.png"}])
+    gone = label_studio.task_ids(project)[-1]
+    label_studio.connect_backend(project, detector, "detector")
+
+    label_studio.retrieve_predictions(project, tasks[:1])
+    (before,) = label_studio.predictions(tasks[0])
+    assert before["model_version"] == "detector-base-detect-2" and before["result"]
+    assert {r["type"] for r in before["result"]} == {"rectanglelabels"}
+
+    boxes = list(scenes.values())
+    label_studio.annotate(tasks[1], [box(*b) for b in boxes[1][1]])
+    label_studio.annotate(tasks[2], [])  # a negative: nothing to detect
+    label_studio.annotate(tasks[3], [box(*boxes[3][1][0]), box(200, 10, 30, 30)])  # second box outside the image
+    label_studio.annotate(gone, [box(10, 10, 30, 30)])
+    finished = wait_until(lambda: idle(detector, project), 300, "training to finish", interval=1)
+    assert all(j["state"] == "done" for j in finished), finished
+
+    versions = requests.get(f"{detector}/versions?project={project}", timeout=5).json()
+    current = next(v for v in versions["details"] if v["name"] == versions["current"])
+    assert current["n_annotations"] == 4 and current["names"] == ["Cat", "Dog"]
+    assert set(current["metrics"]) >= {"map50", "map50_95", "precision", "recall", "f1", "per_class"}
+    assert current["report"]["n_negatives"] == 1 and current["report"]["dropped_outside"] == 1
+    assert str(gone) in current["report"]["skipped_tasks"]
+    assert set(current["timings"]) >= {"fetch", "dataset", "train", "evaluate", "total"}
+
+    label_studio.retrieve_predictions(project, tasks[4:5])
+    (after,) = label_studio.predictions(tasks[4])
+    assert after["model_version"] == versions["current"]
+    metrics = requests.get(f"{detector}/metrics", timeout=5).text
+    assert f'version="{versions["current"]}"' in metrics
+
+
+def test_empty_project_training_is_a_clean_skip(label_studio, detector):
+    project = label_studio.create_project(CONFIG, title="empty")
+    label_studio.upload_images(project, {"a.png": scene(1)[0]})
+    ml = label_studio.connect_backend(project, detector, "detector")
+    label_studio.api("POST", f"/api/ml/{ml}/train", json={})
+    (job,) = wait_until(lambda: idle(detector, project), 60, "the training job")
+    assert job["state"] == "done" and "min_annotations" in job["result"]["skipped"]
+    assert requests.get(f"{detector}/versions?project={project}", timeout=5).json()["versions"] == []
