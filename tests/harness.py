@@ -35,6 +35,20 @@ class LabelStudioHarness:
         assert response.status_code in expected, f"{method} {path} -> {response.status_code}: {response.text[:500]}"
         return response.json() if response.content and "json" in response.headers.get("content-type", "") else None
 
+    def personal_access_token(self) -> str:
+        """This user's PAT, created once per session (Label Studio allows one per user)."""
+        if not getattr(self, "_pat", None):
+            self.api("POST", "/api/jwt/settings", json={"api_tokens_enabled": True, "legacy_api_tokens_enabled": True})
+            response = self.http.post(self.url + "/api/token/", timeout=30)
+            if response.status_code == 409:  # only with a reused TEST_LABEL_STUDIO_URL server
+                if not os.environ.get("TEST_LABEL_STUDIO_PAT"):
+                    pytest.skip("this Label Studio user already has a PAT: set TEST_LABEL_STUDIO_PAT to it")
+                self._pat = os.environ["TEST_LABEL_STUDIO_PAT"]
+            else:
+                assert response.status_code == 201, response.text
+                self._pat = response.json()["token"]
+        return self._pat
+
     def create_project(self, label_config: str, title: str = "test", **fields: Any) -> int:
         return self.api("POST", "/api/projects", json={"title": title, "label_config": label_config, **fields})["id"]
 

@@ -61,4 +61,7 @@ class ToyModel(LabelLoopModel):
 
 
 if __name__ == "__main__":
-    serve(ToyModel)
+    # Import the class under its module name (not __main__) so RQ workers can import it by path.
+    from tests.toy_backend import ToyModel as ImportableToyModel
+
+    serve(ImportableToyModel)

@@ -140,7 +140,7 @@ class EmbeddedDispatcher:
             self._thread = threading.Thread(target=self._loop, name=f"{self.backend}-jobs", daemon=True)
             self._thread.start()
 
-    def notify(self, job_id: int, project: int) -> None:
+    def notify(self, job_id: int, project: int, attempts: int = 0) -> None:
         self._wake.set()
 
     def stop(self) -> None:
@@ -182,11 +182,17 @@ class RQDispatcher:
     def stop(self) -> None:
         self._stop.set()
 
-    def notify(self, job_id: int, project: int) -> None:
+    def notify(self, job_id: int, project: int, attempts: int = 0) -> None:
         self.queue.enqueue(
             rq_drain, self.model_path, project,
-            job_id=f"labelloop-{self.backend}-{project}-{job_id}", job_timeout=-1, result_ttl=3600,
+            job_id=self._rq_id(job_id, project, attempts), job_timeout=-1, result_ttl=3600,
         )
+
+    def _rq_id(self, job_id: int, project: int, attempts: int) -> str:
+        # The attempt count is part of the id: after a worker died, the journal gives the job back
+        # with attempts+1, and the RQ job of the dead attempt (still "started" in Redis) is not
+        # mistaken for live work.
+        return f"labelloop-{self.backend}-{project}-{job_id}-a{attempts}"
 
     def _reap(self) -> None:
         from rq.job import Job as RQJob, JobStatus
@@ -195,13 +201,13 @@ class RQDispatcher:
             try:
                 self.journal.requeue_stale(self.backend)
                 for job in self.journal.pending_jobs(self.backend):
-                    rq_id = f"labelloop-{self.backend}-{job.project}-{job.id}"
+                    rq_id = self._rq_id(job.id, job.project, job.attempts)
                     try:
                         status = RQJob.fetch(rq_id, connection=self.queue.connection).get_status()
                     except Exception:
                         status = None
                     if status not in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-                        self.notify(job.id, job.project)
+                        self.notify(job.id, job.project, job.attempts)
             except Exception:
                 log.exception("%s: RQ reaper error", self.backend)
 

@@ -8,6 +8,7 @@ so media downloads authenticate exactly like API calls do.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any, Iterator
 
@@ -16,6 +17,7 @@ from label_studio_sdk import LabelStudio
 from .errors import BadRequest
 
 log = logging.getLogger(__name__)
+REFRESH_MARGIN_S = 30.0  # access tokens live 300 s
 
 
 class LabelStudioClient:
@@ -44,11 +46,23 @@ class LabelStudioClient:
         """The Authorization header Label Studio expects, refreshing a PAT's access token if due."""
         if not self._api_key:
             return {}
+        self._refresh_if_due()
         headers = self.sdk._client_wrapper.get_headers()  # the SDK's own token manager
         return {"Authorization": headers["Authorization"]}
 
+    def _refresh_if_due(self, margin_s: float = REFRESH_MARGIN_S) -> None:
+        """The SDK refreshes a PAT's access token only once it has expired, so a request could leave
+        with a token that expires in flight; drop it ``margin_s`` before its expiry instead."""
+        tokens = self.sdk._client_wrapper._tokens_client
+        if tokens._use_legacy_token or tokens._access_token_expiration is None:
+            return
+        if tokens._access_token_expiration - timedelta(seconds=margin_s) <= datetime.now(timezone.utc):
+            with tokens._token_refresh_lock:
+                tokens._access_token = None
+
     def iter_tasks(self, project: int, *, only_annotated: bool = False, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Every task of a project with its annotations, page by page."""
+        self._refresh_if_due()
         pager = self.sdk.tasks.list(
             project=project, fields="all", only_annotated=only_annotated or None, page_size=page_size
         )
@@ -56,4 +70,5 @@ class LabelStudioClient:
             yield task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task)
 
     def get_project(self, project: int) -> dict[str, Any]:
+        self._refresh_if_due()
         return self.sdk.projects.get(id=project).model_dump(mode="json")

@@ -50,7 +50,7 @@ class ManagedProcess:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
-    health_url: str
+    health_url: str | None  # None: no HTTP (a worker); started = still alive after a moment
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self, timeout: float = 60) -> "ManagedProcess":
@@ -59,7 +59,12 @@ class ManagedProcess:
         self.proc = subprocess.Popen(
             self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
         )
-        wait_http(self.health_url, timeout, self.proc, self.log_path)
+        if self.health_url:
+            wait_http(self.health_url, timeout, self.proc, self.log_path)
+        else:
+            time.sleep(1.0)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}")
         return self
 
     @property

@@ -63,3 +63,33 @@ def test_worker_killed_mid_job_resumes_after_restart(label_studio, start_backend
     done = wait_until(lambda: [j for j in jobs(url, project) if j["state"] == "done"], 60, "the resumed job")
     assert done[0]["id"] == running[0]["id"] and done[0]["attempts"] == 2
     assert requests.get(f"{url}/versions?project={project}", timeout=5).json()["current"] == "toy-v1"
+
+
+def test_personal_access_token_end_to_end(label_studio, start_backend, tmp_path):
+    pat = label_studio.personal_access_token()
+    _, url = start_backend("tests.toy_backend", toy_env(label_studio, tmp_path / "toy", LABEL_STUDIO_API_KEY=pat))
+    project = label_studio.create_project(RECT_CONFIG, title="pat")
+    tasks = label_studio.upload_images(project, {"a.png": png_bytes(64, 48), "b.png": png_bytes(64, 48)})
+    label_studio.connect_backend(project, url, "toy")
+    label_studio.retrieve_predictions(project, tasks[:1])
+    (prediction,) = label_studio.predictions(tasks[0])
+    assert prediction["result"][0]["original_width"] == 64, "the upload was read with a PAT-derived access token"
+    label_studio.annotate(tasks[0], [BOX])
+    (done,) = wait_until(lambda: [j for j in jobs(url, project) if j["state"] == "done"], 60, "training with a PAT")
+    assert done["result"]["n_annotations"] == 1
+
+
+def test_pat_access_token_is_refreshed_before_expiry(label_studio):
+    from datetime import datetime, timedelta, timezone
+
+    from backends.core.labelstudio import LabelStudioClient
+
+    client = LabelStudioClient(label_studio.url, label_studio.personal_access_token())
+    first = client.auth_headers()["Authorization"]
+    assert first.startswith("Bearer ") and client._api_key not in first
+    assert client.auth_headers()["Authorization"] == first, "a fresh access token is reused"
+    tokens = client.sdk._client_wrapper._tokens_client
+    tokens._access_token_expiration = datetime.now(timezone.utc) + timedelta(seconds=10)  # about to expire
+    second = client.auth_headers()["Authorization"]
+    assert second != first and second.startswith("Bearer ")
+    assert sum(1 for _ in client.iter_tasks(label_studio.create_project(RECT_CONFIG, title="pat refresh"))) == 0

@@ -1,0 +1,1 @@
+"""RQ worker entry point: ``python -m backends.worker`` (see ``__main__``)."""
