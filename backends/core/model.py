@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 from label_studio_sdk.label_interface import LabelInterface
@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TRAINING_ACTIONS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED", "START_TRAINING")
+
+
+@lru_cache(maxsize=64)
+def parse_label_config(config: str) -> LabelInterface:
+    """Parsed once per distinct config: a model object is made per request, and parsing the XML
+    each time cost more than the rest of the server's /predict overhead (bench/protocol.py).
+    Callers must treat the result as read-only."""
+    try:
+        return LabelInterface(config)
+    except Exception as exc:  # the SDK raises assorted XML and key errors
+        raise LabelConfigError(f"the label config cannot be parsed: {exc}") from None
 
 
 class LabelLoopModel:
@@ -51,10 +62,7 @@ class LabelLoopModel:
     def label_interface(self) -> LabelInterface:
         if not self.label_config or not isinstance(self.label_config, str):
             raise LabelConfigError("the request carries no label config")
-        try:
-            return LabelInterface(self.label_config)
-        except Exception as exc:  # the SDK raises assorted XML and key errors
-            raise LabelConfigError(f"the label config cannot be parsed: {exc}") from None
+        return parse_label_config(self.label_config)
 
     # -- versions -------------------------------------------------------------------------------
     @cached_property

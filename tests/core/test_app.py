@@ -185,3 +185,24 @@ def test_webhook_storm_acknowledged_fast_and_journaled(start_backend, tmp_path):
     assert journal.count_events("toy") == 216
     assert journal.count_jobs("toy") == {PENDING: 3}, "one pending job per project"
     assert p99 < 0.050
+
+
+def test_media_failures_through_the_server_and_it_keeps_serving(client, settings):
+    from tests.core.test_media import _Handler, bomb_png
+
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}"
+    _Handler.routes["/bomb.png"] = (200, {}, bomb_png(40000, 40000))
+    _Handler.routes["/text.png"] = (200, {}, b"<html>not an image</html>")
+    app = create_app(ToyModel, settings.model_copy(update={"allowed_media_hosts": ["127.0.0.1"]}), start_worker=False)
+    web = app.test_client()
+    try:
+        assert_json_error(web.post("/predict", json=predict_body(base + "/missing.png")), 424, "HTTP 404")
+        assert_json_error(web.post("/predict", json=predict_body(base + "/bomb.png")), 422, "1,600,000,000 pixels")
+        assert_json_error(web.post("/predict", json=predict_body(base + "/text.png")), 422, "not a readable image")
+        assert web.post("/predict", json=predict_body(data_uri())).status_code == 200, "still serving"
+    finally:
+        server.shutdown()

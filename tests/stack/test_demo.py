@@ -1,0 +1,29 @@
+"""What `make up` does to a Label Studio, run against the harness's (an "existing" Label Studio)."""
+
+import pytest
+
+from backends.stack.__main__ import _Rest
+from backends.stack.demo import DEMO_TITLE, demo_images, ensure_demo_project
+from tests.detector.conftest import OFFLINE_ENV
+
+pytestmark = pytest.mark.labelstudio
+
+
+def test_demo_images_are_real_photos():
+    images = demo_images()
+    assert {"astronaut.png", "chelsea.png", "bus.jpg", "zidane.jpg"} <= set(images) and len(images) >= 7
+
+
+def test_demo_project_is_idempotent_and_shows_predictions(label_studio, start_backend, tmp_path):
+    env = {**OFFLINE_ENV, "DATA_DIR": tmp_path / "data", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 10,
+           "DETECTOR_PREDICT_IMGSZ": 320}
+    _, url = start_backend("backends.detector", env)
+    rest = _Rest(label_studio.url, label_studio.personal_access_token())  # users may bring a PAT
+    project = ensure_demo_project(rest, {"detector": url})
+    assert ensure_demo_project(rest, {"detector": url}) == project, "a second `make up` reuses the project"
+    assert len(label_studio.task_ids(project)) == len(demo_images())
+    assert len(label_studio.api("GET", f"/api/ml?project={project}")) == 1
+    task = label_studio.api("GET", f"/api/projects/{project}/next")  # what opening the labeling stream does
+    assert task["predictions"] and task["predictions"][0]["model_version"] == "detector-base-yolo11n"
+    assert label_studio.api("GET", f"/api/projects/{project}")["title"] == DEMO_TITLE
