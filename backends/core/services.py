@@ -23,7 +23,8 @@ class Services:
         api_key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
         ls = LabelStudioClient(settings.label_studio_url, api_key)
         journal = Journal(
-            settings.journal_path, debounce_s=settings.train_debounce_s, lease_s=settings.job_lease_s
+            settings.journal_path, debounce_s=settings.train_debounce_s, lease_s=settings.job_lease_s,
+            synchronous=settings.journal_synchronous,
         )
         media = MediaLoader(
             ls,

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -30,6 +30,9 @@ class CoreSettings(BaseSettings):
     # Background jobs. Unset REDIS_URL: an in-process worker thread runs them.
     redis_url: str | None = Field(None, alias="REDIS_URL")
     rq_queue: str = Field("label-loop", alias="RQ_QUEUE")
+    # FULL: every acknowledged event survives power loss; NORMAL: survives process crashes (kill -9),
+    # the last commits may roll back on power loss, and commits skip an fsync.
+    journal_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", alias="JOURNAL_SYNCHRONOUS")
     train_debounce_s: float = Field(1.0, alias="TRAIN_DEBOUNCE_S", ge=0)
     job_lease_s: float = Field(60.0, alias="JOB_LEASE_S", gt=0)
     embedded_worker: bool = Field(True, alias="EMBEDDED_WORKER")
