@@ -28,7 +28,7 @@ def sample(name: str) -> dict:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> CoreSettings:
-    return CoreSettings(DATA_DIR=tmp_path / "data", TRAIN_DEBOUNCE_S=0.0, EMBEDDED_WORKER=False,
+    return CoreSettings(DATA_DIR=tmp_path / "data", TRAIN_DEBOUNCE_S=0.0, EMBEDDED_WORKER=False, WARMUP=False,
                         LABEL_STUDIO_URL="http://127.0.0.1:9", LABEL_STUDIO_API_KEY=None)
 
 

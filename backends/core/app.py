@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import threading
 import time
 from base64 import b64decode
 from typing import Any, Callable
@@ -93,6 +94,8 @@ def create_app(
     if start_worker if start_worker is not None else (settings.embedded_worker or settings.redis_url):
         dispatcher.start()
     state_metrics = StateCollector(backend, services)
+    if settings.warmup:
+        threading.Thread(target=_warmup, args=(model_class, services), name="warmup", daemon=True).start()
 
     app = Flask(f"labelloop.{backend}")
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024 * 1024  # uploaded weights
@@ -276,6 +279,13 @@ def create_app(
         return Response(render(state_metrics), mimetype="text/plain; version=0.0.4")
 
     return app
+
+
+def _warmup(model_class: type[LabelLoopModel], services: Services) -> None:
+    try:
+        model_class.warmup(services)
+    except Exception as exc:  # a failed warm-up only means a slower first request
+        log.warning("%s: warm-up failed (first request will load instead): %s", model_class.backend, exc)
 
 
 def _basic_credentials(header: str) -> tuple[str, str]:

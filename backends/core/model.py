@@ -81,6 +81,10 @@ class LabelLoopModel:
         current = self.registry.current_name() if self.registry else None
         return current or self.base_version
 
+    @classmethod
+    def warmup(cls, services: Services) -> None:
+        """Load heavy things in the background when a server starts (never inside /setup)."""
+
     # -- the v2 contract ------------------------------------------------------------------------
     def setup(self) -> None:
         """Validate the project's label config cheaply. Must not load weights."""

@@ -50,6 +50,7 @@ class CoreSettings(BaseSettings):
     local_files_root: Path | None = Field(None, alias="LOCAL_FILES_DOCUMENT_ROOT")
 
     log_level: str = Field("INFO", alias="LOG_LEVEL")
+    warmup: bool = Field(True, alias="WARMUP")
 
     @field_validator("allowed_media_hosts", mode="before")
     @classmethod

@@ -9,6 +9,7 @@ uncertainty sampling serves first.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -20,7 +21,7 @@ from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel
 from .settings import DetectorSettings
-from .weights import check_allowed, configure_ultralytics, load_model
+from .weights import check_allowed, configure_ultralytics, load_model, onnx_for
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.pt"
@@ -111,7 +112,7 @@ class DetectorModel(LabelLoopModel):
             if not ok:
                 continue
             results = self._infer(weights, [img.image for _, img in ok], min(p.control.threshold for p in group))
-            model_names = load_model(weights).names
+            model_names = load_model(weights).names  # the .pt's names (also those of its ONNX export)
             for (i, img), result in zip(ok, results):
                 for plan in group:
                     if regions[i] is not None:
@@ -119,6 +120,8 @@ class DetectorModel(LabelLoopModel):
         return [self._prediction(r, version) for r in regions]
 
     def _infer(self, weights: str, images: list[Any], conf: float) -> list[Any]:
+        if self.settings.runtime == "onnx":
+            weights = onnx_for(weights, self.settings.predict_imgsz) or weights
         loaded = load_model(weights)
         kwargs: dict[str, Any] = {"verbose": False, "device": resolve_device(self.settings.device)}
         if loaded.task != "classify":
@@ -133,6 +136,40 @@ class DetectorModel(LabelLoopModel):
         scores = [r["score"] for r in regions if "score" in r]
         return {"result": regions, "score": round(sum(scores) / len(scores), 4) if scores else 0.0,
                 "model_version": version}
+
+    @classmethod
+    def warmup(cls, services: Any) -> None:
+        """Import ultralytics and load the base detect weights before the first request needs them
+        (the first /predict otherwise pays ~10 s on CPU)."""
+        configure_ultralytics(services.settings.data_dir)
+        load_model(env_settings().base_weights)
+
+    # -- your own weights -----------------------------------------------------------------------
+    def import_version(self, *, path: str | None = None, upload: Any = None, name_hint: str | None = None) -> Any:
+        """Register detect weights trained elsewhere as a new current version of this project.
+
+        ``path`` must lie in the model store or ``DETECTOR_WEIGHTS_DIRS``; an upload is written into
+        the staging folder first. The weights must load as an ultralytics detect model; their class
+        names become the version's label map.
+        """
+        if self.registry is None:
+            raise LabelLoopError("registering weights needs a project")
+        with self.registry.stage() as staged:
+            target = staged.path / WEIGHTS_FILE
+            if upload is not None:
+                upload.save(target)
+                source = getattr(upload, "filename", None) or "upload"
+            elif path:
+                shutil.copy(check_allowed(path, self.allowed_weight_dirs), target)
+                source = path
+            else:
+                raise LabelLoopError("give a 'path' or upload a .pt file")
+            loaded = load_model(str(target))
+            if loaded.task != "detect":
+                raise LabelLoopError(f"{source} is a {loaded.task} model; versions serve RectangleLabels (detect)", status=422)
+            names = [str(n) for n in loaded.names.values()]
+            return staged.publish({"names": names, "imported_from": str(source), "metrics": None,
+                                   "decision": "registered through POST /versions"})
 
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:

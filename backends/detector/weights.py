@@ -9,11 +9,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
@@ -104,6 +107,41 @@ def load_model(spec: str) -> LoadedModel:
                 _cache.popitem(last=False)
             _load_locks.pop(key, None)
         return loaded
+
+
+def onnx_for(weights: str, imgsz: int) -> str | None:
+    """The ONNX export of a local ``.pt`` at ``imgsz``, made once and kept beside it; None if the
+    weights are not a local file (release names, yamls: those run on torch)."""
+    source = Path(weights)
+    if source.suffix != ".pt" or not source.is_file():
+        return None
+    target = source.with_name(f"{source.stem}.imgsz{imgsz}.onnx")
+    if target.exists():
+        return str(target)
+    lock_fd = os.open(f"{target}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # one export even with several gunicorn workers
+        if not target.exists():
+            _export_onnx(source, target, imgsz)
+    finally:
+        os.close(lock_fd)
+    return str(target)
+
+
+def _export_onnx(source: Path, target: Path, imgsz: int) -> None:
+    from ultralytics import YOLO
+
+    started = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=source.parent))
+    try:
+        shutil.copy(source, work / "weights.pt")
+        exported = YOLO(str(work / "weights.pt")).export(format="onnx", imgsz=imgsz, simplify=False, verbose=False)
+        os.replace(exported, target)  # atomic: readers see no half-written file
+    except Exception as exc:
+        raise LabelConfigError(f"ONNX export of {source.name} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("exported %s to ONNX (imgsz %d) in %.1f s", source, imgsz, time.perf_counter() - started)
 
 
 def _mtime(spec: str) -> float:

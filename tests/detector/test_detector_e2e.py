@@ -84,3 +84,26 @@ def test_empty_project_training_is_a_clean_skip(label_studio, detector):
     (job,) = wait_until(lambda: idle(detector, project), 60, "the training job")
     assert job["state"] == "done" and "min_annotations" in job["result"]["skipped"]
     assert requests.get(f"{detector}/versions?project={project}", timeout=5).json()["versions"] == []
+
+
+def test_cancel_running_training_keeps_checkpoint_unpublished(label_studio, start_backend, tmp_path):
+    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "cat", 1: "dog"})
+    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 0.5, "DETECTOR_EPOCHS": 200,
+           "DETECTOR_IMGSZ": 160, "DETECTOR_BATCH": 2, "DETECTOR_PATIENCE": 0}
+    _, url = start_backend("backends.detector", env)
+    project = label_studio.create_project(CONFIG, title="cancel")
+    tasks = label_studio.upload_images(project, {f"c{i}.png": scene(i)[0] for i in range(3)})
+    label_studio.connect_backend(project, url, "detector")
+    for i, task in enumerate(tasks):
+        label_studio.annotate(task, [box(*scene(i)[1][0])])
+    training = wait_until(lambda: [j for j in jobs(url, project) if (j.get("progress") or {}).get("epoch")], 120,
+                          "an epoch to finish", interval=0.5)
+    cancelled = requests.post(f"{url}/jobs/{training[0]['id']}/cancel", timeout=5).json()
+    assert cancelled["cancel_requested"]
+    (final,) = wait_until(lambda: [j for j in jobs(url, project) if j["id"] == training[0]["id"]
+                                   and j["state"] == "cancelled"], 60, "the job to stop")
+    assert "cancelled at epoch" in final["error"]
+    checkpoints = list((tmp_path / "det" / "models" / "detector" / f"project-{project}" / "checkpoints").glob("*.pt"))
+    assert len(checkpoints) == 1
+    assert requests.get(f"{url}/versions?project={project}", timeout=5).json()["versions"] == []

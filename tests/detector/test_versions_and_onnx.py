@@ -1,0 +1,84 @@
+"""Your own weights as a version (POST /versions), and the ONNX runtime."""
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+
+from backends.core.app import create_app
+from backends.core.errors import LabelConfigError, LabelLoopError
+from backends.core.settings import CoreSettings
+from backends.detector import model as detector_model
+from backends.detector.model import DetectorModel
+from tests.detector.conftest import data_uri, one_class_checkpoint, scene
+
+CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image" '
+          'model_score_threshold="0"><Label value="Widget"/><Label value="Gadget"/></RectangleLabels></View>')
+
+
+def detector(services, **extra):
+    return DetectorModel(project_id=3, label_config=CONFIG, services=services, extra_params=extra)
+
+
+def test_register_weights_by_path_then_predict_with_their_names(services, detector_env):
+    path = one_class_checkpoint("detect", detector_env, {0: "widget", 1: "gadget"})
+    version = detector(services).import_version(path=str(path))
+    assert version.name == "detector-v1" and version.metadata["names"] == ["widget", "gadget"]
+    prediction = detector(services).predict([{"id": 1, "data": {"image": data_uri(scene(1)[0])}}])[0]
+    assert prediction["model_version"] == "detector-v1" and prediction["result"]
+    assert {r["value"]["rectanglelabels"][0] for r in prediction["result"]} <= {"Widget", "Gadget"}
+
+
+def test_register_refuses_outside_paths_and_non_detect_models(services, detector_env, tmp_path):
+    outside = tmp_path / "elsewhere.pt"
+    shutil.copy(one_class_checkpoint("detect", detector_env, {0: "widget"}), outside)
+    with pytest.raises(LabelConfigError, match="outside the model store"):
+        detector(services).import_version(path=str(outside))
+    classifier = one_class_checkpoint("classify", detector_env, {0: "widget"})
+    with pytest.raises(LabelLoopError, match="classify model"):
+        detector(services).import_version(path=str(classifier))
+    assert detector(services).registry.list() == []
+
+
+def test_upload_weights_through_the_api(services, detector_env, tmp_path):
+    path = one_class_checkpoint("detect", detector_env, {0: "widget", 1: "gadget"})
+    app = create_app(DetectorModel, services.settings, start_worker=False)
+    client = app.test_client()
+    response = client.post("/versions", data={"project": "3", "file": (io.BytesIO(path.read_bytes()), "mine.pt")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["imported_from"] == "mine.pt"
+    assert client.get("/versions?project=3").get_json()["current"] == "detector-v1"
+    bad = client.post("/versions", data={"project": "3", "file": (io.BytesIO(b"not a model"), "x.pt")},
+                      content_type="multipart/form-data")
+    assert bad.status_code == 422 and "could not be loaded" in bad.get_json()["message"]
+
+
+def test_onnx_runtime_matches_torch_and_exports_once(services, detector_env, monkeypatch):
+    import onnxruntime
+    import torch
+
+    path = one_class_checkpoint("detect", detector_env, {0: "widget", 1: "gadget"})
+    detector(services).import_version(path=str(path))
+    monkeypatch.setenv("DETECTOR_RUNTIME", "onnx")
+    detector_model.env_settings.cache_clear()
+    model = detector(services)
+    task = {"id": 1, "data": {"image": data_uri(scene(2, size=(640, 640))[0])}}
+    prediction = model.predict([task])[0]
+    assert prediction["result"] and prediction["model_version"] == "detector-v1"
+    onnx_files = list(model.registry.current().path.glob("*.onnx"))
+    assert len(onnx_files) == 1
+    stamp = onnx_files[0].stat().st_mtime_ns
+    model.predict([task])
+    assert onnx_files[0].stat().st_mtime_ns == stamp, "exported once per version"
+
+    # Same network outputs within tolerance on the same input.
+    torch_model = detector_model.load_model(str(model.registry.current().path / "weights.pt")).model.model.eval()
+    x = torch.rand(1, 3, 640, 640, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = torch_model(x)[0].numpy()
+    session = onnxruntime.InferenceSession(str(onnx_files[0]), providers=["CPUExecutionProvider"])
+    actual = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert actual.shape == expected.shape
+    assert np.allclose(actual, expected, rtol=1e-3, atol=1e-3), float(np.abs(actual - expected).max())
