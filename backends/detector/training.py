@@ -194,19 +194,13 @@ class FineTuner:
         return save_checkpoint(adapt_head(base.model, names), workdir / "start.pt")
 
     def _train(self, start: Path, data_yaml: Path, workdir: Path) -> Path:
-        from ultralytics import YOLO
-
-        from .model import resolve_device
-
-        model = YOLO(str(start))
         epochs = self.settings.epochs
         deadline = time.monotonic() + self.settings.max_minutes * 60
         cancelled = False
 
         def on_batch_end(trainer: Any) -> None:
             # ultralytics checks trainer.stop right after this callback: a graceful stop between
-            # batches that still writes last.pt. (Its own `time=` argument is not a cap: it
-            # stretches the epoch count to fill the time, so it is not used.)
+            # batches that still writes last.pt.
             nonlocal cancelled
             if self.job is not None and self.job.cancelled.is_set():
                 cancelled = trainer.stop = True
@@ -220,19 +214,11 @@ class FineTuner:
             log.info("detector project %s: epoch %d/%d loss %s", self.detector.project_id, trainer.epoch + 1,
                      epochs, f"{loss:.4f}" if loss is not None else "-")
 
-        model.add_callback("on_train_batch_end", on_batch_end)
-        model.add_callback("on_train_epoch_end", on_epoch_end)
-        model.train(
-            data=str(data_yaml), epochs=epochs, imgsz=self.settings.imgsz, batch=self.settings.batch,
-            lr0=self.settings.lr0, freeze=self.settings.freeze or None, patience=self.settings.patience,
-            device=resolve_device(self.settings.device), workers=0,
-            project=str(workdir / "runs"), name="train", exist_ok=True, plots=False, amp=False, verbose=False,
-            seed=self.settings.seed, deterministic=True, val=True, cache=False,
-        )
+        trainer = fine_tune(start, data_yaml, workdir, self.settings,
+                            {"on_train_batch_end": on_batch_end, "on_train_epoch_end": on_epoch_end})
         if cancelled:
-            self._keep_checkpoint(Path(model.trainer.last))
-            raise JobCancelled(f"training cancelled at epoch {model.trainer.epoch + 1}/{epochs}")
-        trainer = model.trainer
+            self._keep_checkpoint(Path(trainer.last))
+            raise JobCancelled(f"training cancelled at epoch {trainer.epoch + 1}/{epochs}")
         best = Path(trainer.best) if Path(trainer.best).exists() else Path(trainer.last)
         if not best.exists():
             raise LabelLoopError("training produced no weights")
@@ -280,6 +266,31 @@ class FineTuner:
 
     def _timed(self, name: str) -> "FineTuner._Timer":
         return FineTuner._Timer(self.timings, name)
+
+
+def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
+              callbacks: dict[str, Any] | None = None) -> Any:
+    """Train ``start`` (a checkpoint) on ``data_yaml`` with the detector's hyper-parameters; returns
+    the ultralytics trainer (``.best``, ``.last``, ``.epoch``). Used by jobs and benchmarks alike.
+
+    ultralytics' own ``time=`` argument is not used: it is not a cap but stretches the epoch count
+    to fill the time. The wall-clock cap lives in the caller's batch callback instead.
+    """
+    from ultralytics import YOLO
+
+    from .model import resolve_device
+
+    model = YOLO(str(start))
+    for event, callback in (callbacks or {}).items():
+        model.add_callback(event, callback)
+    model.train(
+        data=str(data_yaml), epochs=settings.epochs, imgsz=settings.imgsz, batch=settings.batch,
+        lr0=settings.lr0, freeze=settings.freeze or None, patience=settings.patience,
+        device=resolve_device(settings.device), workers=0, project=str(workdir / "runs"), name="train",
+        exist_ok=True, plots=False, amp=False, verbose=False, seed=settings.seed, deterministic=True, val=True,
+        cache=False,
+    )
+    return model.trainer
 
 
 def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str]) -> dict[str, Any]:

@@ -135,7 +135,9 @@ def _export_onnx(source: Path, target: Path, imgsz: int) -> None:
     work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=source.parent))
     try:
         shutil.copy(source, work / "weights.pt")
-        exported = YOLO(str(work / "weights.pt")).export(format="onnx", imgsz=imgsz, simplify=False, verbose=False)
+        # dynamic: the same rectangle letterbox as torch (a static square input costs ~2x more pixels)
+        exported = YOLO(str(work / "weights.pt")).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False,
+                                                          verbose=False)
         os.replace(exported, target)  # atomic: readers see no half-written file
     except Exception as exc:
         raise LabelConfigError(f"ONNX export of {source.name} failed: {type(exc).__name__}: {exc}") from None
