@@ -227,7 +227,7 @@ def create_app(
         listed = registry.list()
         return jsonify({
             "project": project,
-            "current": current or f"{backend}-base",
+            "current": current or new_model(project, None).model_version,  # the model's own base name
             "versions": [v.name for v in listed],
             "details": [v.to_json(current) for v in listed],
         })

@@ -83,7 +83,8 @@ def test_empty_project_training_is_a_clean_skip(label_studio, detector):
     label_studio.api("POST", f"/api/ml/{ml}/train", json={})
     (job,) = wait_until(lambda: idle(detector, project), 60, "the training job")
     assert job["state"] == "done" and "min_annotations" in job["result"]["skipped"]
-    assert requests.get(f"{detector}/versions?project={project}", timeout=5).json()["versions"] == []
+    versions = requests.get(f"{detector}/versions?project={project}", timeout=5).json()
+    assert versions["versions"] == [] and versions["current"] == "detector-base-detect-2"
 
 
 def test_cancel_running_training_keeps_checkpoint_unpublished(label_studio, start_backend, tmp_path):
