@@ -272,10 +272,13 @@ class Journal:
         rows = self._query("SELECT * FROM jobs WHERE id=?", (job_id,))
         return Job.from_row(rows[0]) if rows else None
 
-    def list_jobs(self, backend: str, project: int | None = None, limit: int = 50) -> list[Job]:
+    def list_jobs(self, backend: str, project: int | None = None, limit: int = 50,
+                  state: str | None = None) -> list[Job]:
         sql, args = "SELECT * FROM jobs WHERE backend=?", [backend]
         if project is not None:
             sql, args = sql + " AND project=?", args + [project]
+        if state is not None:
+            sql, args = sql + " AND state=?", args + [state]
         rows = self._query(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))
         return [Job.from_row(r) for r in rows]
 

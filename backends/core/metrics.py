@@ -41,10 +41,27 @@ class StateCollector:
         version = GaugeMetricFamily(
             "labelloop_model_version_info", "Serving model version (value 1)", labels=["backend", "project", "version"]
         )
+        quality = GaugeMetricFamily(
+            "labelloop_model_metric", "Evaluation metrics of the serving version (from its metadata)",
+            labels=["backend", "project", "version", "metric"],
+        )
         for project in journal.projects(self.backend):
-            name = self.services.registry(self.backend, project).current_name()  # type: ignore[attr-defined]
-            version.add_metric([self.backend, str(project), name or f"{self.backend}-base"], 1)
+            current = self.services.registry(self.backend, project).current()  # type: ignore[attr-defined]
+            version.add_metric([self.backend, str(project), current.name if current else f"{self.backend}-base"], 1)
+            for metric, value in ((current.metadata.get("metrics") or {}) if current else {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    quality.add_metric([self.backend, str(project), current.name, metric], float(value))
         yield version
+        yield quality
+        progress = GaugeMetricFamily(
+            "labelloop_job_progress", "Numeric progress of running jobs (epoch, epochs, loss, ...)",
+            labels=["backend", "project", "job", "key"],
+        )
+        for job in journal.list_jobs(self.backend, state="running"):
+            for key, value in (job.progress or {}).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "updated_at":
+                    progress.add_metric([self.backend, str(job.project), str(job.id), key], float(value))
+        yield progress
 
 
 def render(state: StateCollector) -> bytes:

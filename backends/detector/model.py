@@ -103,8 +103,11 @@ class DetectorModel(LabelLoopModel):
         plans = self.plans()
         version = next((p.version for p in plans if p.version), None) or self.base_version
         regions: list[list[dict[str, Any]] | None] = [[] for _ in tasks]
+        loaded: dict[str, list[Any]] = {}  # per <Image> tag: load each task image once per request
         for (weights, to_name), group in _group(plans).items():
-            images = self.per_task(tasks, lambda t: self.load_task_image(t, to_name))
+            if to_name not in loaded:
+                loaded[to_name] = self.per_task(tasks, lambda t: self.load_task_image(t, to_name))
+            images = loaded[to_name]
             for i, image in enumerate(images):
                 if isinstance(image, LabelLoopError):
                     regions[i] = None

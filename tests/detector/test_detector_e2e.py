@@ -74,6 +74,7 @@ def test_prelabels_then_training_on_submit(label_studio, detector):
     assert after["model_version"] == versions["current"]
     metrics = requests.get(f"{detector}/metrics", timeout=5).text
     assert f'version="{versions["current"]}"' in metrics
+    assert f'labelloop_model_metric{{backend="detector",metric="map50",project="{project}"' in metrics
 
 
 def test_empty_project_training_is_a_clean_skip(label_studio, detector):
@@ -85,6 +86,22 @@ def test_empty_project_training_is_a_clean_skip(label_studio, detector):
     assert job["state"] == "done" and "min_annotations" in job["result"]["skipped"]
     versions = requests.get(f"{detector}/versions?project={project}", timeout=5).json()
     assert versions["versions"] == [] and versions["current"] == "detector-base-detect-2"
+
+
+def test_training_data_from_other_projects(label_studio, detector):
+    other = label_studio.create_project(CONFIG, title="other data")
+    other_tasks = label_studio.upload_images(other, {f"o{i}.png": scene(10 + i)[0] for i in range(2)})
+    for i, task in enumerate(other_tasks):
+        label_studio.annotate(task, [box(*scene(10 + i)[1][0])])
+    project = label_studio.create_project(CONFIG, title="main data")
+    (task,) = label_studio.upload_images(project, {"m.png": scene(20)[0]})
+    label_studio.connect_backend(project, detector, "detector", extra_params={"train_projects": [other], "epochs": 1})
+    label_studio.annotate(task, [box(*scene(20)[1][0])])
+    finished = wait_until(lambda: idle(detector, project), 300, "training to finish", interval=1)
+    assert finished[0]["state"] == "done", finished
+    versions = requests.get(f"{detector}/versions?project={project}", timeout=5).json()
+    current = versions["details"][-1]
+    assert current["n_annotations"] == 3 and current["hyperparameters"]["epochs"] == 1
 
 
 def test_cancel_running_training_keeps_checkpoint_unpublished(label_studio, start_backend, tmp_path):
