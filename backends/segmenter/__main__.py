@@ -1,0 +1,5 @@
+from backends.core.cli import serve
+
+from .model import SegmenterModel
+
+serve(SegmenterModel, default_port=9091)

@@ -1,0 +1,236 @@
+"""The segmenter backend: Segment Anything masks from clicks and boxes, embeddings ready early.
+
+- Interactive ``/predict`` (smart tools): the labeler's points / box -> one mask for the chosen
+  label, returned as ``BrushLabels`` and/or ``PolygonLabels``, whichever the config has.
+- Non-interactive ``/predict`` (a task is opened): box pre-labels or annotations of the task
+  (e.g. the detector's) become masks; a task without boxes gets its embedding computed in the
+  background, so it is ready by the first click.
+- ``TASKS_CREATED`` webhooks queue a durable prefetch job that embeds the new tasks' images.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from functools import cached_property, lru_cache
+from typing import Any, Sequence
+
+import numpy as np
+from prometheus_client import Counter
+
+from backends.core.errors import LabelConfigError, LabelLoopError
+from backends.core.media import LoadedImage
+from backends.core.model import LabelLoopModel
+
+from .cache import EmbeddingCache
+from .engine import Embedding, Prompt, SamEngine, get_engine
+from .prompts import parse_context
+from .regions import brush_region, polygon_region
+from .settings import SegmenterSettings
+
+log = logging.getLogger(__name__)
+OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
+EMBEDDINGS = Counter("labelloop_sam_embeddings_total", "Embedding lookups by where they came from", ["source"])
+MASKS = Counter("labelloop_sam_masks_total", "Masks decoded", ["kind"])
+
+
+@lru_cache(maxsize=1)
+def env_settings() -> SegmenterSettings:
+    return SegmenterSettings()
+
+
+_caches: dict[str, EmbeddingCache] = {}
+_caches_lock = threading.Lock()
+
+
+def embedding_cache(services: Any, engine_name: str) -> EmbeddingCache:
+    """One cache per process and engine; the disk tier lives under DATA_DIR/sam-embeddings."""
+    with _caches_lock:
+        if engine_name not in _caches:
+            settings = env_settings()
+            _caches[engine_name] = EmbeddingCache(
+                settings.cache_mb * 1024 * 1024, services.settings.data_dir / "sam-embeddings" / engine_name,
+                settings.disk_cache_mb * 1024 * 1024,
+            )
+        return _caches[engine_name]
+
+
+class SegmenterModel(LabelLoopModel):
+    backend = "segmenter"
+    job_kinds = {"TASKS_CREATED": "prefetch"}  # Segment Anything is used as is: no training
+
+    @cached_property
+    def settings(self) -> SegmenterSettings:
+        return env_settings()
+
+    @property
+    def base_version(self) -> str:
+        return f"segmenter-{self.settings.model_type}"
+
+    @cached_property
+    def engine(self) -> SamEngine:
+        s = self.settings
+        return get_engine(s.model_type, str(s.checkpoint) if s.checkpoint else None, s.allow_random, s.device)
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        return embedding_cache(self.services, self.engine.name)
+
+    @cached_property
+    def outputs(self) -> list[Any]:
+        images = {o.name for o in self.label_interface.objects if o.tag.lower() == "image"}
+        if not images:
+            raise LabelConfigError("the label config has no <Image>: the segmenter works on images")
+        found = [c for c in self.label_interface.controls if c.tag in OUTPUT_TAGS and c.to_name and c.to_name[0] in images]
+        if not found:
+            raise LabelConfigError("the segmenter needs a <BrushLabels> or <PolygonLabels> control on an <Image>")
+        return found
+
+    def setup(self) -> None:
+        self.outputs  # noqa: B018 - structural validation; SAM loads on first use
+
+    @classmethod
+    def warmup(cls, services: Any) -> None:
+        s = env_settings()
+        if s.checkpoint or s.allow_random:
+            get_engine(s.model_type, str(s.checkpoint) if s.checkpoint else None, s.allow_random, s.device)
+
+    # -- embeddings -----------------------------------------------------------------------------
+    def embedding(self, image: LoadedImage) -> tuple[Embedding, str]:
+        embedding, source = self.cache.get_or_compute(
+            image.sha256, lambda: self.engine.embed(np.asarray(image.image))
+        )
+        EMBEDDINGS.labels(source).inc()
+        return embedding, source
+
+    # -- predict --------------------------------------------------------------------------------
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        if context and context.get("result") is not None:
+            return [self._interactive(tasks[0], context)] + [self.empty_prediction() for _ in tasks[1:]]
+        outcomes = self.per_task(tasks, self._boxes_to_masks)
+        return [o if isinstance(o, dict) else self.empty_prediction() for o in outcomes]
+
+    def _interactive(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+        outputs = self.outputs
+        image = self.load_task_image(task, outputs[0].to_name[0])
+        extreme = any((c.attr or {}).get("extreme_points") == "true" for c in self.label_interface.controls
+                      if c.tag == "KeyPointLabels")
+        parsed = parse_context(context, image.width, image.height, extreme_points=extreme)
+        if not parsed.prompt.points and parsed.prompt.box is None:
+            if parsed.outside:
+                raise LabelLoopError(
+                    f"all {parsed.outside} prompt regions lie outside the {image.width}x{image.height} image", status=422)
+            log.info("segmenter: task %s: context has no point or box region; nothing to segment", task.get("id"))
+            return {**self.empty_prediction(), "score": 0.0}
+        targets = self._targets(parsed.label)
+        embedding, source = self.embedding(image)
+        mask, score = self.engine.decode(embedding, parsed.prompt, self.settings.multimask)
+        MASKS.labels("interactive").inc()
+        log.info("segmenter: task %s: mask of %d px (embedding from %s)", task.get("id"), int(mask.sum()), source)
+        return self._prediction(mask, score, targets)
+
+    def _targets(self, label: str | None) -> list[tuple[Any, str]]:
+        """(output control, label) pairs for the label the labeler chose."""
+        targets = []
+        for control in self.outputs:
+            if label is None:
+                targets.append((control, control.labels[0]))
+            elif label in control.labels:
+                targets.append((control, label))
+        if not targets:
+            known = sorted({lab for c in self.outputs for lab in c.labels})
+            raise LabelConfigError(f"label {label!r} is not a label of the config's brush/polygon controls ({', '.join(known)})")
+        return targets
+
+    def _prediction(self, mask: np.ndarray, score: float, targets: Sequence[tuple[Any, str]]) -> dict[str, Any]:
+        result = []
+        for control, label in targets:
+            if control.tag == "BrushLabels":
+                result.append(brush_region(mask, control.name, control.to_name[0], label, score))
+            else:
+                region = polygon_region(mask, control.name, control.to_name[0], label, score, self.settings.polygon_tolerance)
+                if region:
+                    result.append(region)
+        return {"result": result, "score": round(float(score), 4), "model_version": self.model_version}
+
+    def _boxes_to_masks(self, task: dict[str, Any]) -> dict[str, Any]:
+        boxes = task_boxes(task)
+        if not boxes:
+            if self.settings.prefetch_on_open:
+                prefetch_in_background(self, task)
+            return self.empty_prediction()
+        image = self.load_task_image(task, self.outputs[0].to_name[0])
+        embedding, _ = self.embedding(image)
+        result: list[dict[str, Any]] = []
+        scores = []
+        for value in boxes:
+            x1, y1 = value["x"] * image.width / 100, value["y"] * image.height / 100
+            x2, y2 = x1 + value["width"] * image.width / 100, y1 + value["height"] * image.height / 100
+            label = (value.get("rectanglelabels") or [None])[0]
+            try:
+                targets = self._targets(label)
+            except LabelConfigError:
+                continue  # a box whose label has no mask counterpart
+            mask, score = self.engine.decode(embedding, Prompt([], [], (x1, y1, x2, y2)), False)
+            MASKS.labels("box").inc()
+            result.extend(self._prediction(mask, score, targets)["result"])
+            scores.append(score)
+        return {"result": result, "score": round(float(np.mean(scores)), 4) if scores else 0.0,
+                "model_version": self.model_version}
+
+    # -- prefetch jobs --------------------------------------------------------------------------
+    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+        if kind != "prefetch":
+            return super().run_job(kind, events, job)
+        tasks = [t for e in events for t in (e.payload.get("tasks") or []) if isinstance(t, dict)]
+        done = failed = 0
+        for task in tasks:
+            job.check_cancelled()
+            try:
+                self.embedding(self.load_task_image(task, self.outputs[0].to_name[0]))
+                done += 1
+            except LabelLoopError as exc:
+                failed += 1
+                log.warning("segmenter: prefetch of task %s skipped: %s", task.get("id"), exc.message)
+            job.progress(embedded=done, failed=failed, total=len(tasks))
+        return {"embedded": done, "failed": failed, "tasks": len(tasks)}
+
+
+def task_boxes(task: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rectangle values of the task's newest annotation, else of its predictions."""
+    annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
+    sources = [annotations[-1]] if annotations else [p for p in task.get("predictions") or [] if isinstance(p, dict)]
+    boxes = []
+    for source in sources:
+        for item in source.get("result") or []:
+            if isinstance(item, dict) and item.get("type") == "rectanglelabels" and isinstance(item.get("value"), dict):
+                value = item["value"]
+                if all(isinstance(value.get(k), (int, float)) for k in ("x", "y", "width", "height")):
+                    boxes.append(value)
+    return boxes
+
+
+_prefetch_queue: "queue.Queue[tuple[SegmenterModel, dict[str, Any]]]" = queue.Queue(maxsize=256)
+_prefetch_thread: threading.Thread | None = None
+
+
+def prefetch_in_background(model: SegmenterModel, task: dict[str, Any]) -> None:
+    """Start embedding an opened task's image without making /predict wait for it."""
+    global _prefetch_thread
+    try:
+        _prefetch_queue.put_nowait((model, task))
+    except queue.Full:
+        return
+    if _prefetch_thread is None or not _prefetch_thread.is_alive():
+        _prefetch_thread = threading.Thread(target=_prefetch_loop, name="sam-prefetch", daemon=True)
+        _prefetch_thread.start()
+
+
+def _prefetch_loop() -> None:
+    while True:
+        model, task = _prefetch_queue.get()
+        try:
+            model.embedding(model.load_task_image(task, model.outputs[0].to_name[0]))
+        except Exception as exc:  # a prefetch failure only means the first click computes it
+            log.warning("segmenter: background embedding of task %s failed: %s", task.get("id"), exc)

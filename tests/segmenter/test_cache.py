@@ -1,0 +1,46 @@
+import threading
+import time
+
+import torch
+
+from backends.segmenter.cache import EmbeddingCache
+from backends.segmenter.engine import Embedding
+
+MIB = 1024 * 1024
+
+
+def fake(mib=1):
+    return Embedding(torch.zeros(mib * MIB // 4), (10, 10), (1024, 1024))
+
+
+def test_eviction_respects_the_memory_budget():
+    cache = EmbeddingCache(memory_bytes=3 * MIB)
+    for key in "abcd":
+        cache.get_or_compute(key, fake)
+    assert cache.used_bytes <= 3 * MIB and len(cache) == 3 and "a" not in cache and cache.evictions == 1
+    cache.get_or_compute("b", fake)  # b becomes most recent
+    cache.get_or_compute("e", fake)
+    assert "b" in cache and "c" not in cache
+
+
+def test_concurrent_requests_compute_once():
+    cache = EmbeddingCache(memory_bytes=10 * MIB)
+    calls, sources = [], []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.3)
+        return fake()
+
+    threads = [threading.Thread(target=lambda: sources.append(cache.get_or_compute("k", slow)[1])) for _ in range(4)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(calls) == 1 and sorted(sources) == ["computed", "waited", "waited", "waited"]
+
+
+def test_disk_tier_survives_a_new_process_cache(tmp_path):
+    first = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB)
+    first.get_or_compute("k", fake)
+    second = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB)
+    embedding, source = second.get_or_compute("k", lambda: (_ for _ in ()).throw(AssertionError("recomputed")))
+    assert source == "disk" and embedding.original_size == (10, 10)
