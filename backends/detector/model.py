@@ -68,6 +68,8 @@ class DetectorModel(LabelLoopModel):
             cls = CONTROL_MODELS.get(control.tag)
             if cls is None or not control.to_name or control.to_name[0] not in images:
                 continue
+            if control.tag == "KeyPointLabels" and str((control.attr or {}).get("smart", "")).lower() == "true":
+                continue  # smart keypoints are the labeler's clicks for the segmenter, not pose output
             model = cls(control, self.settings.score_threshold)
             if not model.skip:
                 found.append(model)

@@ -27,7 +27,7 @@ log = logging.getLogger("stack")
 RUN = ROOT / ".run"
 DATA = ROOT / ".data"
 #: backend module -> port; extended as backends land.
-BACKENDS = {"detector": 9090}
+BACKENDS = {"detector": 9090, "segmenter": 9091}
 
 
 class _Rest:
@@ -80,6 +80,10 @@ def _alive(url: str) -> bool:
 
 def _offline_defaults(env: dict[str, str]) -> None:
     """No network (or hub) here: random-init weights so the loop still runs end to end."""
+    if "SAM_CHECKPOINT" not in os.environ:
+        log.warning("SAM_CHECKPOINT is not set: the segmenter runs SAM vit_b with RANDOM weights (masks are noise, "
+                    "latency is real). Download the official sam_vit_b_01ec64.pth and set SAM_CHECKPOINT to it")
+        env["SAM_ALLOW_RANDOM"] = "1"
     if "DETECTOR_BASE_WEIGHTS" in os.environ:
         return
     from ultralytics.utils import is_online

@@ -14,17 +14,17 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 DEMO_TITLE = "Label Loop demo"
-DEMO_CONFIG = """<View>
+LABELS = ("Person", "Cat", "Dog", "Horse", "Bus", "Motorcycle", "Cup")
+_LABEL_TAGS = "".join(f'\n    <Label value="{label}"/>' for label in LABELS)
+# Boxes for the detector; smart keypoints (clicks) and a brush for the segmenter's masks.
+DEMO_CONFIG = f"""<View>
   <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image">
-    <Label value="Person"/>
-    <Label value="Cat"/>
-    <Label value="Dog"/>
-    <Label value="Horse"/>
-    <Label value="Bus"/>
-    <Label value="Motorcycle"/>
-    <Label value="Cup"/>
+  <RectangleLabels name="label" toName="image">{_LABEL_TAGS}
   </RectangleLabels>
+  <KeyPointLabels name="click" toName="image" smart="true">{_LABEL_TAGS}
+  </KeyPointLabels>
+  <BrushLabels name="mask" toName="image">{_LABEL_TAGS}
+  </BrushLabels>
 </View>"""
 
 

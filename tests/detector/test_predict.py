@@ -79,6 +79,13 @@ def test_skip_and_unsupported_configs(services):
         DetectorModel(project_id=1, label_config=text_only, services=services).setup()
 
 
+def test_smart_keypoints_are_left_to_the_segmenter(services):
+    from backends.stack.demo import DEMO_CONFIG
+
+    controls = DetectorModel(project_id=1, label_config=DEMO_CONFIG, services=services).controls
+    assert [c.tag for c in controls] == ["RectangleLabels"]
+
+
 def test_model_path_outside_allowed_dirs_is_refused(services):
     config = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image" '
               'model_path="/etc/passwd"><Label value="person"/></RectangleLabels></View>')

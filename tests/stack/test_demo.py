@@ -19,11 +19,16 @@ def test_demo_project_is_idempotent_and_shows_predictions(label_studio, start_ba
            "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 10,
            "DETECTOR_PREDICT_IMGSZ": 320}
     _, url = start_backend("backends.detector", env)
+    _, seg_url = start_backend("backends.segmenter", {**env, "SAM_ALLOW_RANDOM": 1, "SAM_PREFETCH_ON_OPEN": 0,
+                                                      "WARMUP": 0})
+    backends = {"detector": url, "segmenter": seg_url}
     rest = _Rest(label_studio.url, label_studio.personal_access_token())  # users may bring a PAT
-    project = ensure_demo_project(rest, {"detector": url})
-    assert ensure_demo_project(rest, {"detector": url}) == project, "a second `make up` reuses the project"
+    project = ensure_demo_project(rest, backends)
+    assert ensure_demo_project(rest, backends) == project, "a second `make up` reuses the project"
     assert len(label_studio.task_ids(project)) == len(demo_images())
-    assert len(label_studio.api("GET", f"/api/ml?project={project}")) == 1
+    connected = label_studio.api("GET", f"/api/ml?project={project}")
+    assert sorted(m["title"] for m in connected) == ["detector", "segmenter"]
+    assert all(m["state"] != "ER" for m in connected), connected
     task = label_studio.api("GET", f"/api/projects/{project}/next")  # what opening the labeling stream does
     assert task["predictions"] and task["predictions"][0]["model_version"] == "detector-base-yolo11n"
     assert label_studio.api("GET", f"/api/projects/{project}")["title"] == DEMO_TITLE
