@@ -1,0 +1,297 @@
+"""Acquisition strategies: which unlabeled samples to label next.
+
+Each strategy is a small class with a ``name`` and ``select(pool, n) -> indices`` (most informative
+first), over a :class:`Pool` of model outputs. The scoring functions under them are pure and take
+arrays, in the spirit of modAL's query strategies. All are batch-aware: a batch of ``n`` is chosen
+at once, and the diversity-based ones avoid picking near-duplicates within it.
+
+Scores for Label Studio's queue come from :func:`queue_scores`: a value in [0, 1] where lower means
+"label this first", because Label Studio's uncertainty sampling serves lowest prediction score first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import numpy as np
+
+EPS = 1e-12
+
+
+@dataclass
+class Pool:
+    """What a strategy may look at. Strategies use the fields they need and say so when missing."""
+
+    probs: np.ndarray | None = None  # [N, C] class probabilities of the unlabeled samples
+    embeddings: np.ndarray | None = None  # [N, D] features of the unlabeled samples
+    labeled_embeddings: np.ndarray | None = None  # [M, D] features of the labeled samples
+    predicted_loss: np.ndarray | None = None  # [N] from a loss-prediction head
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+    def __len__(self) -> int:
+        for array in (self.probs, self.embeddings, self.predicted_loss):
+            if array is not None:
+                return len(array)
+        raise ValueError("empty pool: no probs, embeddings or predicted_loss")
+
+    def need(self, name: str, strategy: str) -> np.ndarray:
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"strategy {strategy!r} needs {name} from the task model")
+        return value
+
+
+# -- pure scoring functions (higher = more informative) ------------------------------------------
+def least_confidence(probs: np.ndarray) -> np.ndarray:
+    return 1.0 - probs.max(axis=1)
+
+
+def margin(probs: np.ndarray) -> np.ndarray:
+    """1 - (p_top1 - p_top2): near 1 when the two best classes are tied."""
+    top2 = np.sort(probs, axis=1)[:, -2:]
+    return 1.0 - (top2[:, 1] - top2[:, 0])
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    return -(probs * np.log(probs + EPS)).sum(axis=1)
+
+
+def top_n(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` highest scores, highest first (ties broken by index, deterministically)."""
+    n = min(n, len(scores))
+    return np.lexsort((np.arange(len(scores)), -scores))[:n]
+
+
+def k_center_greedy(pool: np.ndarray, labeled: np.ndarray | None, n: int, seed: int = 0) -> np.ndarray:
+    """Core-set selection (Sener & Savarese 2018): repeatedly take the pool point farthest from
+    everything chosen or labeled so far, covering the embedding space."""
+    n = min(n, len(pool))
+    if n == 0:
+        return np.empty(0, dtype=int)
+    if labeled is not None and len(labeled):
+        chosen: list[int] = []
+        nearest = _min_sq_dist(pool, labeled)
+    else:  # nothing labeled yet: start from a random point
+        chosen = [int(np.random.default_rng(seed).integers(len(pool)))]
+        nearest = ((pool - pool[chosen[0]]) ** 2).sum(axis=1)
+        nearest[chosen[0]] = -1
+    return np.array(chosen + _greedy(pool, nearest, n - len(chosen)), dtype=int)
+
+
+def _greedy(pool: np.ndarray, nearest: np.ndarray, n: int) -> list[int]:
+    chosen = []
+    for _ in range(n):
+        pick = int(np.argmax(nearest))
+        chosen.append(pick)
+        nearest = np.minimum(nearest, ((pool - pool[pick]) ** 2).sum(axis=1))
+        nearest[pick] = -1
+    return chosen
+
+
+def _min_sq_dist(a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    out = np.empty(len(a))
+    b_sq = (b ** 2).sum(axis=1)
+    for start in range(0, len(a), chunk):
+        part = a[start:start + chunk]
+        d = (part ** 2).sum(axis=1)[:, None] - 2 * part @ b.T + b_sq[None, :]
+        out[start:start + chunk] = np.maximum(d.min(axis=1), 0)
+    return out
+
+
+def discriminative_select(pool: np.ndarray, labeled: np.ndarray, n: int, *, mini_queries: int = 10,
+                          max_steps: int = 300, stop_accuracy: float = 0.98, seed: int = 0) -> np.ndarray:
+    """Discriminative active learning (Gissin & Shalev-Shwartz 2019): an MLP (3 x 256) learns to tell
+    labeled from unlabeled embeddings; the samples it is surest are unlabeled are the least
+    represented by the labeled set. Chosen in ``mini_queries`` rounds, retraining after each with
+    the picks counted as labeled, so one batch does not pile into one region.
+
+    Where this differs from the paper: each pool sample is scored by a classifier that did not see
+    it (2-fold cross-fitting), by its logit margin. Scored in-sample, a classifier trained to the
+    paper's 98% stopping accuracy memorises pool samples where the pool overlaps the labeled set;
+    and its softmax saturates, turning the ranking of confident samples into ties."""
+    rng = np.random.default_rng(seed)
+    remaining = np.arange(len(pool))
+    labeled_set = labeled.astype(np.float32)
+    chosen: list[int] = []
+    per_round = [n // mini_queries + (1 if i < n % mini_queries else 0) for i in range(mini_queries)]
+    for take in (t for t in per_round if t > 0):
+        folds = rng.permutation(len(remaining)) % 2
+        p_unlabeled = np.empty(len(remaining))
+        for fold in (0, 1):
+            seen, scored = remaining[folds != fold], remaining[folds == fold]
+            classifier = _train_discriminator(labeled_set, pool[seen].astype(np.float32), max_steps, stop_accuracy, seed)
+            p_unlabeled[folds == fold] = classifier(pool[scored].astype(np.float32))
+        picks = remaining[top_n(p_unlabeled, take)]
+        chosen.extend(int(i) for i in picks)
+        labeled_set = np.concatenate([labeled_set, pool[picks].astype(np.float32)])
+        remaining = np.setdiff1d(remaining, picks)
+    return np.array(chosen, dtype=int)
+
+
+def _train_discriminator(labeled: np.ndarray, unlabeled: np.ndarray, max_steps: int, stop_accuracy: float,
+                         seed: int):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(labeled.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                          nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 2))
+    x = torch.from_numpy(np.concatenate([labeled, unlabeled]))
+    y = torch.cat([torch.zeros(len(labeled), dtype=torch.long), torch.ones(len(unlabeled), dtype=torch.long)])
+    # Balance the classes: the pool is usually far larger than the labeled set.
+    weight = torch.tensor([len(y) / (2 * max(1, len(labeled))), len(y) / (2 * max(1, len(unlabeled)))])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for step in range(max_steps):
+        batch = torch.randint(len(x), (min(256, len(x)),))
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x[batch]), y[batch], weight=weight).backward()
+        optimizer.step()
+        if step % 10 == 9:
+            with torch.no_grad():
+                if (model(x).argmax(1) == y).float().mean() >= stop_accuracy:
+                    break
+
+    def unlabeled_logit(samples: np.ndarray) -> np.ndarray:
+        # Rank by the logit margin, not the softmax: probabilities saturate at exactly 1.0 in float32
+        # for every confidently "unlabeled" sample, and the ranking among them becomes ties.
+        with torch.no_grad():
+            logits = model(torch.from_numpy(samples))
+        return (logits[:, 1] - logits[:, 0]).numpy()
+
+    return unlabeled_logit
+
+
+# -- strategies --------------------------------------------------------------------------------------
+class Strategy:
+    name: ClassVar[str]
+
+    def select(self, pool: Pool, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def scores(self, pool: Pool) -> np.ndarray | None:
+        """Per-sample informativeness when the strategy has one (higher first); None for set-based ones."""
+        return None
+
+
+class Random(Strategy):
+    name = "random"
+
+    def select(self, pool: Pool, n: int) -> np.ndarray:
+        return pool.rng.permutation(len(pool))[:n]
+
+
+class _Uncertainty(Strategy):
+    function: ClassVar = staticmethod(entropy)
+
+    def scores(self, pool: Pool) -> np.ndarray:
+        return type(self).function(pool.need("probs", self.name))
+
+    def select(self, pool: Pool, n: int) -> np.ndarray:
+        return top_n(self.scores(pool), n)
+
+
+class LeastConfidence(_Uncertainty):
+    name = "least_confidence"
+    function = staticmethod(least_confidence)
+
+
+class Margin(_Uncertainty):
+    name = "margin"
+    function = staticmethod(margin)
+
+
+class Entropy(_Uncertainty):
+    name = "entropy"
+    function = staticmethod(entropy)
+
+
+class LearningLoss(Strategy):
+    """Highest predicted loss first (Yoo & Kweon 2019)."""
+
+    name = "learning_loss"
+
+    def scores(self, pool: Pool) -> np.ndarray:
+        return pool.need("predicted_loss", self.name)
+
+    def select(self, pool: Pool, n: int) -> np.ndarray:
+        return top_n(self.scores(pool), n)
+
+
+class CoreSet(Strategy):
+    name = "coreset"
+
+    def select(self, pool: Pool, n: int) -> np.ndarray:
+        return k_center_greedy(pool.need("embeddings", self.name), pool.labeled_embeddings, n)
+
+
+class Discriminative(Strategy):
+    name = "discriminative"
+
+    def __init__(self, mini_queries: int = 10) -> None:
+        self.mini_queries = mini_queries
+
+    def select(self, pool: Pool, n: int) -> np.ndarray:
+        labeled = pool.labeled_embeddings
+        embeddings = pool.need("embeddings", self.name)
+        if labeled is None or not len(labeled):
+            return k_center_greedy(embeddings, None, n)  # nothing labeled to discriminate against yet
+        return discriminative_select(embeddings, labeled, n, mini_queries=self.mini_queries)
+
+
+class Hybrid(Strategy):
+    """Uncertainty, then diversity: the ``prefilter`` x n most uncertain (entropy) samples, of which
+    k-center greedy keeps n that cover the embedding space (no batch of near-identical images)."""
+
+    name = "hybrid"
+
+    def __init__(self, prefilter: int = 4) -> None:
+        self.prefilter = prefilter
+
+    def scores(self, pool: Pool) -> np.ndarray:
+        return entropy(pool.need("probs", self.name))
+
+    def select(self, pool: Pool, n: int) -> np.ndarray:
+        candidates = top_n(self.scores(pool), self.prefilter * n)
+        embeddings = pool.need("embeddings", self.name)
+        picked = k_center_greedy(embeddings[candidates], pool.labeled_embeddings, n)
+        return candidates[picked]
+
+
+STRATEGIES: dict[str, type[Strategy]] = {
+    cls.name: cls for cls in (Random, LeastConfidence, Margin, Entropy, LearningLoss, CoreSet, Discriminative, Hybrid)
+}
+
+
+def get_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
+
+
+# -- detection: per-box uncertainty to one number per image ----------------------------------------
+def image_uncertainty(box_scores: list[float], how: Literal["max", "mean", "sum"] = "max",
+                      empty: float = 1.0) -> float:
+    """Aggregate per-box uncertainties (e.g. 1 - confidence) of one image.
+
+    ``max`` (default): an image is as informative as its most doubtful box, and a crowded image is
+    not favoured for its box count alone; ``mean`` dilutes one doubtful box among many confident
+    ones; ``sum`` favours crowded images. An image with no detection scores ``empty`` (1.0: the model
+    sees nothing there, which is either a true negative or a miss worth checking).
+    """
+    if not box_scores:
+        return empty
+    values = np.asarray(box_scores, dtype=float)
+    return float({"max": values.max, "mean": values.mean, "sum": values.sum}[how]())
+
+
+def queue_scores(selected_order: np.ndarray, n_pool: int) -> np.ndarray:
+    """Label Studio task scores in [0, 1] from a ranking: rank 0 -> 0.0 (served first), the last or
+    unranked -> 1.0."""
+    scores = np.ones(n_pool)
+    if n_pool > 1:
+        scores[selected_order] = np.arange(len(selected_order)) / (n_pool - 1)
+    elif len(selected_order):
+        scores[selected_order] = 0.0
+    return scores

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from backends.active.loss_prediction import LossPredictionHead, margin_ranking_loss
+from backends.active.strategies import (
+    STRATEGIES, Pool, entropy, get_strategy, image_uncertainty, k_center_greedy, least_confidence, margin,
+    queue_scores, top_n,
+)
+
+PROBS = np.array([[0.98, 0.01, 0.01],   # confident
+                  [0.34, 0.33, 0.33],   # uniform: most uncertain by every measure
+                  [0.495, 0.495, 0.01],  # two-way tie: margin's favourite
+                  [0.70, 0.20, 0.10]])
+
+
+def test_uncertainty_scores_rank_as_expected():
+    assert top_n(least_confidence(PROBS), 1)[0] == 1
+    assert top_n(margin(PROBS), 1)[0] == 2
+    assert top_n(entropy(PROBS), 1)[0] == 1
+    assert list(top_n(entropy(PROBS), 4))[-1] == 0
+    assert entropy(np.array([[1.0, 0.0]]))[0] == pytest.approx(0, abs=1e-9)
+
+
+def test_k_center_greedy_covers_clusters_before_repeating_one():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], dtype=float)
+    pool = np.concatenate([c + rng.normal(0, 0.1, (25, 2)) for c in centers])
+    picked = k_center_greedy(pool, labeled=centers[:1], n=3)
+    assert sorted({int(i) // 25 for i in picked}) == [1, 2, 3], "one pick per uncovered cluster"
+    assert len(set(k_center_greedy(pool, None, 10).tolist())) == 10
+
+
+def test_every_strategy_returns_distinct_indices_in_range():
+    rng = np.random.default_rng(1)
+    pool = Pool(probs=rng.dirichlet(np.ones(5), 60), embeddings=rng.normal(size=(60, 8)),
+                labeled_embeddings=rng.normal(size=(10, 8)), predicted_loss=rng.random(60))
+    for name in STRATEGIES:
+        picked = get_strategy(name).select(pool, 7)
+        assert len(picked) == 7 and len(set(picked.tolist())) == 7 and picked.max() < 60, name
+    assert list(get_strategy("learning_loss").select(pool, 3)) == list(np.argsort(-pool.predicted_loss)[:3])
+
+
+def test_discriminative_prefers_the_region_the_labeled_set_misses():
+    rng = np.random.default_rng(1)
+    labeled = rng.normal(0, 1, (300, 16))
+    pool = np.concatenate([rng.normal(0, 1, (1000, 16)), rng.normal(2.5, 1, (100, 16))])  # last 100: unexplored
+    picked = get_strategy("discriminative").select(Pool(embeddings=pool, labeled_embeddings=labeled), 20)
+    random_rate = 100 / 1100
+    assert (picked >= 1000).mean() >= 2.75 * random_rate  # measured 0.35-0.55 over seeds vs 0.09 at random
+
+
+def test_missing_inputs_and_unknown_names_say_what_is_needed():
+    with pytest.raises(ValueError, match="needs embeddings"):
+        get_strategy("coreset").select(Pool(probs=PROBS), 2)
+    with pytest.raises(ValueError, match="unknown strategy 'magic'"):
+        get_strategy("magic")
+
+
+def test_detection_aggregation_and_queue_scores():
+    assert image_uncertainty([0.1, 0.7, 0.2]) == 0.7
+    assert image_uncertainty([0.1, 0.7, 0.2], "mean") == pytest.approx(1 / 3)
+    assert image_uncertainty([0.1, 0.7, 0.2], "sum") == pytest.approx(1.0)
+    assert image_uncertainty([]) == 1.0
+    scores = queue_scores(np.array([3, 0]), 5)
+    assert scores[3] == 0.0 and scores[0] == 0.25 and list(scores[[1, 2, 4]]) == [1.0, 1.0, 1.0]
+
+
+def test_loss_prediction_head_learns_the_order_of_losses():
+    torch.manual_seed(0)
+    features = [torch.randn(64, 16, 8, 8), torch.randn(64, 32, 4, 4)]
+    true_loss = features[0].mean(dim=(1, 2, 3)) * 3 + features[1].mean(dim=(1, 2, 3))
+    head = LossPredictionHead([16, 32])
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)
+    for _ in range(300):  # batches reshuffled every step, as in training: new pairs each time
+        order = torch.randperm(64)[:32]
+        optimizer.zero_grad()
+        margin_ranking_loss(head([f[order] for f in features]), true_loss[order]).backward()
+        optimizer.step()
+    predicted = head(features).detach()
+    rank_corr = np.corrcoef(np.argsort(np.argsort(predicted.numpy())), np.argsort(np.argsort(true_loss.numpy())))[0, 1]
+    assert rank_corr > 0.8
+
+
+def test_detach_stops_gradient_into_the_backbone():
+    feature = torch.randn(4, 8, 2, 2, requires_grad=True)
+    head = LossPredictionHead([8])
+    head([feature], detach=True).sum().backward()
+    assert feature.grad is None
+    head([feature]).sum().backward()
+    assert feature.grad is not None
