@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from functools import cached_property, lru_cache
 from typing import Any, Sequence
 
@@ -40,6 +41,30 @@ def env_settings() -> SegmenterSettings:
     return SegmenterSettings()
 
 
+class _ImageMeta:
+    """URL -> (content sha256, width, height), LRU-bounded."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._items: "OrderedDict[str, tuple[str, int, int]]" = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, url: str) -> tuple[str, int, int] | None:
+        with self._lock:
+            found = self._items.get(url)
+            if found is not None:
+                self._items.move_to_end(url)
+            return found
+
+    def put(self, url: str, meta: tuple[str, int, int]) -> None:
+        with self._lock:
+            self._items[url] = meta
+            self._items.move_to_end(url)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_image_meta = _ImageMeta()
 _caches: dict[str, EmbeddingCache] = {}
 _caches_lock = threading.Lock()
 
@@ -97,6 +122,22 @@ class SegmenterModel(LabelLoopModel):
             get_engine(s.model_type, str(s.checkpoint) if s.checkpoint else None, s.allow_random, s.device)
 
     # -- embeddings -----------------------------------------------------------------------------
+    def embedding_for(self, task: dict[str, Any], to_name: str) -> tuple[Embedding, int, int]:
+        """The embedding of a task's image and the image's size. A warm click needs neither the
+        pixels nor their hash again: both are remembered per URL (URLs are treated as immutable,
+        as the media cache does), so it goes straight from the URL to the decoder."""
+        url = self.image_url(task, to_name)
+        known = _image_meta.get(url)
+        if known is not None:
+            embedding = self.cache.peek(known[0])
+            if embedding is not None:
+                EMBEDDINGS.labels("memory").inc()
+                return embedding, known[1], known[2]
+        image = self.services.media.load_image(url)
+        _image_meta.put(url, (image.sha256, image.width, image.height))
+        embedding, _ = self.embedding(image)
+        return embedding, image.width, image.height
+
     def embedding(self, image: LoadedImage) -> tuple[Embedding, str]:
         embedding, source = self.cache.get_or_compute(
             image.sha256, lambda: self.engine.embed(np.asarray(image.image))
@@ -112,22 +153,19 @@ class SegmenterModel(LabelLoopModel):
         return [o if isinstance(o, dict) else self.empty_prediction() for o in outcomes]
 
     def _interactive(self, task: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-        outputs = self.outputs
-        image = self.load_task_image(task, outputs[0].to_name[0])
         extreme = any((c.attr or {}).get("extreme_points") == "true" for c in self.label_interface.controls
                       if c.tag == "KeyPointLabels")
-        parsed = parse_context(context, image.width, image.height, extreme_points=extreme)
-        if not parsed.prompt.points and parsed.prompt.box is None:
-            if parsed.outside:
-                raise LabelLoopError(
-                    f"all {parsed.outside} prompt regions lie outside the {image.width}x{image.height} image", status=422)
+        if not context.get("result"):
             log.info("segmenter: task %s: context has no point or box region; nothing to segment", task.get("id"))
             return {**self.empty_prediction(), "score": 0.0}
+        embedding, width, height = self.embedding_for(task, self.outputs[0].to_name[0])
+        parsed = parse_context(context, width, height, extreme_points=extreme)
+        if not parsed.prompt.points and parsed.prompt.box is None:
+            raise LabelLoopError(f"all {parsed.outside} prompt regions lie outside the {width}x{height} image", status=422)
         targets = self._targets(parsed.label)
-        embedding, source = self.embedding(image)
         mask, score = self.engine.decode(embedding, parsed.prompt, self.settings.multimask)
         MASKS.labels("interactive").inc()
-        log.info("segmenter: task %s: mask of %d px (embedding from %s)", task.get("id"), int(mask.sum()), source)
+        log.debug("segmenter: task %s: mask of %d px", task.get("id"), int(mask.sum()))
         return self._prediction(mask, score, targets)
 
     def _targets(self, label: str | None) -> list[tuple[Any, str]]:
@@ -160,13 +198,12 @@ class SegmenterModel(LabelLoopModel):
             if self.settings.prefetch_on_open:
                 prefetch_in_background(self, task)
             return self.empty_prediction()
-        image = self.load_task_image(task, self.outputs[0].to_name[0])
-        embedding, _ = self.embedding(image)
+        embedding, width, height = self.embedding_for(task, self.outputs[0].to_name[0])
         result: list[dict[str, Any]] = []
         scores = []
         for value in boxes:
-            x1, y1 = value["x"] * image.width / 100, value["y"] * image.height / 100
-            x2, y2 = x1 + value["width"] * image.width / 100, y1 + value["height"] * image.height / 100
+            x1, y1 = value["x"] * width / 100, value["y"] * height / 100
+            x2, y2 = x1 + value["width"] * width / 100, y1 + value["height"] * height / 100
             label = (value.get("rectanglelabels") or [None])[0]
             try:
                 targets = self._targets(label)
@@ -188,7 +225,7 @@ class SegmenterModel(LabelLoopModel):
         for task in tasks:
             job.check_cancelled()
             try:
-                self.embedding(self.load_task_image(task, self.outputs[0].to_name[0]))
+                self.embedding_for(task, self.outputs[0].to_name[0])
                 done += 1
             except LabelLoopError as exc:
                 failed += 1
@@ -231,6 +268,6 @@ def _prefetch_loop() -> None:
     while True:
         model, task = _prefetch_queue.get()
         try:
-            model.embedding(model.load_task_image(task, model.outputs[0].to_name[0]))
+            model.embedding_for(task, model.outputs[0].to_name[0])
         except Exception as exc:  # a prefetch failure only means the first click computes it
             log.warning("segmenter: background embedding of task %s failed: %s", task.get("id"), exc)
