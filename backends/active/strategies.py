@@ -27,10 +27,13 @@ class Pool:
     embeddings: np.ndarray | None = None  # [N, D] features of the unlabeled samples
     labeled_embeddings: np.ndarray | None = None  # [M, D] features of the labeled samples
     predicted_loss: np.ndarray | None = None  # [N] from a loss-prediction head
+    #: [N] per-sample uncertainty computed elsewhere, used instead of ``probs`` by the uncertainty
+    #: strategies: detection, where per-box uncertainties are aggregated per image.
+    uncertainty: np.ndarray | None = None
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
     def __len__(self) -> int:
-        for array in (self.probs, self.embeddings, self.predicted_loss):
+        for array in (self.probs, self.uncertainty, self.embeddings, self.predicted_loss):
             if array is not None:
                 return len(array)
         raise ValueError("empty pool: no probs, embeddings or predicted_loss")
@@ -185,6 +188,8 @@ class _Uncertainty(Strategy):
     function: ClassVar = staticmethod(entropy)
 
     def scores(self, pool: Pool) -> np.ndarray:
+        if pool.uncertainty is not None:
+            return pool.uncertainty
         return type(self).function(pool.need("probs", self.name))
 
     def select(self, pool: Pool, n: int) -> np.ndarray:
@@ -249,6 +254,8 @@ class Hybrid(Strategy):
         self.prefilter = prefilter
 
     def scores(self, pool: Pool) -> np.ndarray:
+        if pool.uncertainty is not None:
+            return pool.uncertainty
         return entropy(pool.need("probs", self.name))
 
     def select(self, pool: Pool, n: int) -> np.ndarray:

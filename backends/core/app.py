@@ -91,9 +91,12 @@ def create_app(
         dispatcher: Any = RQDispatcher(services.journal, backend, model_path, settings.redis_url, settings.rq_queue)
     else:
         dispatcher = EmbeddedDispatcher(services.journal, backend, make_model)
-    if start_worker if start_worker is not None else (settings.embedded_worker or settings.redis_url):
+    background = start_worker if start_worker is not None else bool(settings.embedded_worker or settings.redis_url)
+    if background:
         dispatcher.start()
     state_metrics = StateCollector(backend, services)
+    if model_class.watch_interval_s and background:
+        threading.Thread(target=_watch, args=(model_class, services), name=f"{backend}-watch", daemon=True).start()
     if settings.warmup:
         threading.Thread(target=_warmup, args=(model_class, services), name="warmup", daemon=True).start()
 
@@ -260,6 +263,26 @@ def create_app(
         project = parse_project(request.args.get("project")) if request.args.get("project") else None
         return jsonify({"jobs": [j.to_json() for j in services.journal.list_jobs(backend, project)]})
 
+    @app.post("/jobs")
+    def request_job() -> tuple[Response, int]:
+        """Queue a job of one of the backend's kinds by hand, e.g. ``{"project": 3, "kind": "score"}``."""
+        body = _body()
+        project = parse_project(body.get("project"))
+        kinds = sorted(set(model_class.job_kinds.values()))
+        if project is None or body.get("kind") not in kinds:
+            raise BadRequest(f"POST /jobs needs 'project' and 'kind', one of {', '.join(kinds)}")
+        recorded = services.journal.record(backend, project, "API_REQUEST", {"project": project}, kind=body["kind"])
+        if recorded.new_job:
+            dispatcher.notify(recorded.job_id, project)
+        return jsonify({"status": "queued", "job": recorded.job_id, "kind": body["kind"]}), 202
+
+    @app.get("/report")
+    def report() -> Response:
+        project = parse_project(request.args.get("project"))
+        if project is None:
+            raise BadRequest("GET /report needs ?project=<id>")
+        return jsonify(new_model(project, None).report())
+
     @app.get("/jobs/<int:job_id>")
     def job(job_id: int) -> Response:
         found = services.journal.get_job(job_id)
@@ -279,6 +302,15 @@ def create_app(
         return Response(render(state_metrics), mimetype="text/plain; version=0.0.4")
 
     return app
+
+
+def _watch(model_class: type[LabelLoopModel], services: Services) -> None:
+    while True:
+        time.sleep(model_class.watch_interval_s or 60)
+        try:
+            model_class.watch(services)
+        except Exception:  # a failed look must not end the watching
+            log.exception("%s: watch failed", model_class.backend)
 
 
 def _warmup(model_class: type[LabelLoopModel], services: Services) -> None:

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 from label_studio_sdk.label_interface import LabelInterface
 
-from .errors import LabelConfigError, LabelLoopError, MediaError
+from .errors import LabelConfigError, LabelLoopError, MediaError, NotFound
 from .media import LoadedImage
 from .registry import ModelRegistry
 from .services import Services
@@ -43,6 +43,8 @@ class LabelLoopModel:
     backend: ClassVar[str] = "base"
     #: Webhook action -> background job kind. Actions not listed are acknowledged and ignored.
     job_kinds: ClassVar[dict[str, str]] = {action: "train" for action in TRAINING_ACTIONS}
+    #: Seconds between calls of :meth:`watch` in the server (None: the backend watches nothing).
+    watch_interval_s: ClassVar[float | None] = None
 
     def __init__(
         self,
@@ -103,6 +105,14 @@ class LabelLoopModel:
             last = events[-1]
             return self.fit(last.action, last.payload, events=list(events), job=job)
         raise LabelLoopError(f"{self.backend} has no job kind {kind!r}")
+
+    def report(self) -> dict[str, Any]:
+        """A project report the backend keeps (``GET /report?project=N``)."""
+        raise NotFound(f"the {self.backend} backend keeps no project report")
+
+    @classmethod
+    def watch(cls, services: Services) -> None:
+        """Called every ``watch_interval_s`` by the server: notice outside changes and queue jobs."""
 
     def import_version(self, *, path: str | None = None, upload: Any = None, name_hint: str | None = None) -> Any:
         raise LabelLoopError(f"the {self.backend} backend does not accept externally trained weights", status=405)

@@ -9,10 +9,13 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .errors import BadRequest
 
 
 class CoreSettings(BaseSettings):
@@ -71,3 +74,22 @@ class CoreSettings(BaseSettings):
     @cached_property
     def media_cache_dir(self) -> Path:
         return self.data_dir / "media-cache"
+
+
+class ProjectSettings(BaseSettings):
+    """Base of a backend's own settings: environment first, then a project's ``extra_params``
+    (set when connecting the backend in Label Studio) override the keys the backend lists in
+    ``project_overridable``, validated like the environment."""
+
+    project_overridable: ClassVar[tuple[str, ...]] = ()
+
+    def for_project(self, extra_params: dict[str, Any] | None) -> Self:
+        overrides = {k: v for k, v in (extra_params or {}).items() if k in self.project_overridable}
+        if not overrides:
+            return self
+        try:
+            return self.model_validate({**self.model_dump(), **overrides})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            prefix = self.model_config.get("env_prefix", "").rstrip("_").lower() or "backend"
+            raise BadRequest(f"invalid {prefix} extra_params: {problems}") from None

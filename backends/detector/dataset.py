@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
+
+from backends.core.datasplit import split  # noqa: F401 - re-exported for the detector's callers
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +98,6 @@ def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, image_ke
         report.n_boxes += len(boxes)
         samples.append(Sample(task["id"], url, boxes))
     return samples
-
-
-def split(task_ids: list[int], val_ratio: float, seed: int = 0) -> tuple[set[int], set[int]]:
-    def fraction(task_id: int) -> float:
-        digest = hashlib.sha1(f"{seed}:{task_id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") / 2**64
-
-    ranked = sorted(task_ids, key=fraction)
-    val = {t for t in ranked if fraction(t) < val_ratio}
-    if not val and ranked:
-        val = {ranked[0]}
-    train = set(task_ids) - val
-    if not train:  # a single image: train and validate on it
-        train = set(val)
-    return train, val
 
 
 def write_dataset(root: Path, samples: list[Sample], images: dict[int, Any], names: list[str],

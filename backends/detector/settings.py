@@ -7,20 +7,21 @@ training hyper-parameters by their short name, e.g. ``{"epochs": 30, "imgsz": 32
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from backends.core.errors import BadRequest
+from backends.core.settings import ProjectSettings
 
 #: Hyper-parameters a project may override through extra_params.
 PROJECT_OVERRIDABLE = ("epochs", "imgsz", "batch", "lr0", "freeze", "patience", "min_annotations",
                        "max_minutes", "val_ratio", "publish", "score_threshold", "seed")
 
 
-class DetectorSettings(BaseSettings):
+class DetectorSettings(ProjectSettings):
     model_config = SettingsConfigDict(env_prefix="DETECTOR_", extra="ignore")
+    project_overridable = PROJECT_OVERRIDABLE
 
     # Base weights per YOLO task: an ultralytics name (downloaded by ultralytics where a network
     # exists), a local .pt path, or a model .yaml (random init; what the offline tests use).
@@ -48,14 +49,3 @@ class DetectorSettings(BaseSettings):
     val_ratio: float = Field(0.2, gt=0, lt=1)
     publish: Literal["always", "if_better"] = "if_better"
     seed: int = 0
-
-    def for_project(self, extra_params: dict[str, Any] | None) -> "DetectorSettings":
-        """These settings with the project's overrides applied (validated, unknown keys ignored)."""
-        overrides = {k: v for k, v in (extra_params or {}).items() if k in PROJECT_OVERRIDABLE}
-        if not overrides:
-            return self
-        try:
-            return self.model_validate({**self.model_dump(), **overrides})
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise BadRequest(f"invalid detector extra_params: {problems}") from None

@@ -1,0 +1,204 @@
+"""The active backend: scores unlabeled tasks and reorders Label Studio's queue.
+
+Projects it serves (found from the label config):
+- classification, a ``<Choices>`` on an ``<Image>``: it trains its own classifier with a
+  loss-prediction head on submits (``training.py``), versioned in its registry;
+- detection, a ``<RectangleLabels>`` on an ``<Image>``: it scores with the detector backend's
+  published versions from the shared model store and trains nothing itself; a watcher starts a
+  scoring job whenever the detector publishes a new version.
+
+Jobs: ``train`` (submits; classification only), ``score`` (after a version, on TASKS_CREATED, on
+``POST /jobs``). ``/predict`` answers tasks opened before the scoring job reached them with the
+same pre-labels and a score from the strategy's per-task uncertainty (set-based strategies fall
+back to entropy there; the next scoring job ranks them properly).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from backends.core.errors import LabelConfigError, LabelLoopError, NotFound
+from backends.core.media import LoadedImage
+from backends.core.model import TRAINING_ACTIONS, LabelLoopModel
+
+from .ranking import build_pool
+from .scoring import Scorer, queue_version
+from .settings import ActiveSettings
+from .strategies import STRATEGIES
+from .task_models import ClassifierTaskModel, DetectorTaskModel, TaskModel
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=1)
+def env_settings() -> ActiveSettings:
+    return ActiveSettings()
+
+
+class ActiveModel(LabelLoopModel):
+    backend = "active"
+    job_kinds = {**{action: "train" for action in TRAINING_ACTIONS}, "TASKS_CREATED": "score"}
+    #: how often the watcher checks the detector's published version (detection projects)
+    watch_interval_s = float(os.environ.get("ACTIVE_WATCH_S", 10))
+
+    @cached_property
+    def settings(self) -> ActiveSettings:
+        return env_settings().for_project(self.extra_params)
+
+    @cached_property
+    def device(self) -> str:
+        if self.settings.device != "auto":
+            return self.settings.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    # -- what the project is ----------------------------------------------------------------------
+    @cached_property
+    def control(self) -> Any:
+        """The ``<Choices>`` or ``<RectangleLabels>`` on an ``<Image>`` this backend ranks for."""
+        images = {o.name for o in self.label_interface.objects if o.tag.lower() == "image"}
+        for tag in ("Choices", "RectangleLabels"):
+            for control in self.label_interface.controls:
+                if control.tag == tag and control.to_name and control.to_name[0] in images:
+                    return control
+        tags = sorted({c.tag for c in self.label_interface.controls}) or ["none"]
+        raise LabelConfigError("the active backend ranks image classification (<Choices> on an <Image>) or "
+                               f"detection (<RectangleLabels> on an <Image>) projects; this config has {', '.join(tags)}")
+
+    @property
+    def kind(self) -> str:
+        return "classification" if self.control.tag == "Choices" else "detection"
+
+    def setup(self) -> None:
+        self.control  # noqa: B018 - structural validation only; nothing heavy in /setup
+
+    def image_url(self, task: dict[str, Any], object_name: str | None = None) -> str:
+        return super().image_url(task, object_name or self.control.to_name[0])
+
+    # -- versions -------------------------------------------------------------------------------
+    def task_model(self) -> TaskModel | None:
+        """The model scores come from: this backend's classifier, or the detector's current version."""
+        if self.project_id is None:
+            return None
+        if self.kind == "classification":
+            current = self.registry.current()
+            return ClassifierTaskModel(current.name, current.path, self.control, self.device) if current else None
+        current = self.services.registry("detector", self.project_id).current()
+        if current is None or not (current.path / "weights.pt").is_file():
+            return None
+        from backends.detector.model import env_settings as detector_settings
+
+        threshold = detector_settings().score_threshold
+        return DetectorTaskModel(current.name, current.path / "weights.pt", self.control, threshold, self.device)
+
+    @property
+    def model_version(self) -> str:
+        try:
+            task_model = self.task_model()
+        except LabelLoopError:
+            task_model = None
+        return queue_version(self.settings.strategy if task_model else "random", task_model)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.registry.dir
+
+    def save_state(self, name: str, data: dict[str, Any]) -> None:
+        """Write a JSON state file atomically (readers see the old or the new one)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f".{name}-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, default=str)
+        os.replace(tmp, self.state_dir / name)
+
+    def load_state(self, name: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.state_dir / name).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    # -- predict --------------------------------------------------------------------------------
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        task_model = self.task_model()
+        version = queue_version(self.settings.strategy if task_model else "random", task_model)
+        if task_model is None:
+            return [{"result": [], "model_version": version} for _ in tasks]
+        images = self.per_task(tasks, self.load_task_image)
+        ok = [(i, img) for i, img in enumerate(images) if isinstance(img, LoadedImage)]
+        outputs = task_model.outputs([img for _, img in ok]) if ok else []
+        strategy = self.settings.strategy if self.settings.strategy in ("least_confidence", "margin", "entropy",
+                                                                         "learning_loss") else "entropy"
+        results: list[dict[str, Any]] = [{"result": [], "model_version": version} for _ in tasks]
+        if outputs:
+            pool, _ = build_pool(outputs, [], strategy, aggregate=self.settings.aggregate)
+            informative = STRATEGIES[strategy]().scores(pool)
+            for (i, _), out, value in zip(ok, outputs, informative):
+                results[i] = {"result": out.regions, "score": round(1.0 - _squash(value, strategy, out), 6),
+                              "model_version": version}
+        return results
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        if self.kind == "detection":
+            return {"skipped": "detection projects are ranked with the detector's versions; a scoring job "
+                               "follows each detector publish"}
+        from .training import ClassifierTrainer
+
+        return ClassifierTrainer(self, kwargs.get("job")).run()
+
+    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+        if kind == "score":
+            return Scorer(self, job).run()
+        return super().run_job(kind, events, job)
+
+    def request_scoring(self, action: str, payload: dict[str, Any]) -> None:
+        self.services.journal.record(self.backend, self.project_id, action, {**payload, "project": self.project_id},
+                                     kind="score")
+
+    def report(self) -> dict[str, Any]:
+        found = self.load_state("report.json")
+        if found is None:
+            raise NotFound(f"no blind-spot report for project {self.project_id} yet: the scoring job writes it "
+                           "once a task model exists and some tasks are labeled")
+        return found
+
+    @classmethod
+    def watch(cls, services: Any) -> None:
+        """Detection projects: start a scoring job when the detector's current version changed."""
+        for project in services.journal.projects(cls.backend):
+            setup = services.journal.get_setup(cls.backend, project)
+            if setup is None or not setup.label_config:
+                continue
+            model = cls(project_id=project, label_config=setup.label_config, services=services,
+                        extra_params=setup.extra_params)
+            try:
+                if model.kind != "detection":
+                    continue
+            except LabelLoopError:
+                continue
+            detector = services.registry("detector", project).current_name()
+            last = model.load_state("last_scoring.json") or {}
+            if detector and detector != last.get("task_model") and last.get("requested_for") != detector:
+                log.info("active project %s: detector published %s; scoring", project, detector)
+                model.request_scoring("DETECTOR_PUBLISHED", {"version": detector})
+                model.save_state("last_scoring.json", {**last, "requested_for": detector})
+
+
+def _squash(value: float, strategy: str, out: Any) -> float:
+    """A strategy's per-task informativeness mapped to [0, 1] (1 = most informative)."""
+    if strategy == "learning_loss":
+        return float(1.0 / (1.0 + np.exp(-value)))
+    if out.probs is not None:
+        c = len(out.probs)
+        top = {"entropy": np.log(c), "least_confidence": 1 - 1 / c, "margin": 1.0}[strategy]
+        return float(min(1.0, max(0.0, value / top))) if top > 0 else 0.0
+    return float(min(1.0, max(0.0, value)))

@@ -1,0 +1,135 @@
+"""Writing the queue into Label Studio (open-source edition): predictions with a score, the
+project's sampling, and Data Manager tabs.
+
+Label Studio serves tasks lowest ``prediction.score`` first under "Uncertainty sampling", counting
+only predictions whose ``model_version`` equals the project's ``model_version``
+(``projects/functions/next_task.py``). So a scoring run writes one prediction per unlabeled task
+under its own version string, then points the project at that version. Predictions of earlier
+active versions are deleted once the new ones are in, so the editor does not pile them up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from label_studio_sdk import PredictionRequest
+
+from backends.core.labelstudio import LabelStudioClient
+
+log = logging.getLogger(__name__)
+QUEUE_TAB = "Active learning queue"
+DISAGREE_TAB = "Model disagrees"
+BULK = 200
+
+
+@dataclass
+class QueueEntry:
+    task_id: int
+    score: float
+    result: list[dict[str, Any]]
+
+
+def own_predictions(task: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """The task's predictions written by an active backend (their version starts with ``prefix``)."""
+    return [p for p in task.get("predictions") or []
+            if isinstance(p, dict) and str(p.get("model_version") or "").startswith(prefix)]
+
+
+class QueueWriter:
+    def __init__(self, ls: LabelStudioClient, project: int, version: str, prefix: str) -> None:
+        self.ls, self.project, self.version, self.prefix = ls, project, version, prefix
+
+    def write(self, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
+              progress: Callable[[int], None] | None = None) -> dict[str, int]:
+        """Create or update one prediction per entry; returns counts (created, updated, unchanged,
+        skipped: tasks that disappeared meanwhile)."""
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0}
+        to_create: list[QueueEntry] = []
+        for entry in entries:
+            current = [p for p in own_predictions(tasks.get(entry.task_id, {}), self.prefix)
+                       if p.get("model_version") == self.version]
+            if not current:
+                to_create.append(entry)
+            elif abs(float(current[0].get("score") or 0) - entry.score) > 1e-6:
+                counts["updated" if self._update(current[0]["id"], entry.score) else "skipped"] += 1
+            else:
+                counts["unchanged"] += 1
+        for start in range(0, len(to_create), BULK):
+            chunk = to_create[start:start + BULK]
+            created = self._create(chunk)
+            counts["created"] += created
+            counts["skipped"] += len(chunk) - created
+            if progress:
+                progress(start + len(chunk))
+        return counts
+
+    def _create(self, entries: list[QueueEntry]) -> int:
+        requests = [PredictionRequest(task=e.task_id, result=e.result, score=e.score, model_version=self.version)
+                    for e in entries]
+        try:
+            self.ls.sdk.projects.import_predictions(self.project, request=requests)
+            return len(entries)
+        except Exception as exc:  # one deleted task fails the whole bulk call: retry one by one
+            log.info("active: bulk prediction import failed (%s); writing one by one", _short(exc))
+        created = 0
+        for request in requests:
+            try:
+                self.ls.sdk.predictions.create(task=request.task, result=request.result, score=request.score,
+                                               model_version=self.version)
+                created += 1
+            except Exception as exc:
+                log.warning("active: task %s skipped (deleted meanwhile?): %s", request.task, _short(exc))
+        return created
+
+    def _update(self, prediction_id: int, score: float) -> bool:
+        try:
+            self.ls.sdk.predictions.update(prediction_id, score=score)
+            return True
+        except Exception as exc:
+            log.warning("active: prediction %s not updated: %s", prediction_id, _short(exc))
+            return False
+
+    def delete_stale(self, tasks: Iterable[dict[str, Any]]) -> int:
+        """Delete this backend's predictions of other versions on ``tasks``."""
+        deleted = 0
+        for task in tasks:
+            for prediction in own_predictions(task, self.prefix):
+                if prediction.get("model_version") != self.version and prediction.get("id") is not None:
+                    try:
+                        self.ls.sdk.predictions.delete(prediction["id"])
+                        deleted += 1
+                    except Exception as exc:
+                        log.info("active: old prediction %s not deleted: %s", prediction["id"], _short(exc))
+        return deleted
+
+    def serve_by_score(self) -> None:
+        """Uncertainty sampling over this version's predictions (the API accepts it; the OSS UI
+        offers only sequential and random)."""
+        self.ls.sdk.projects.update(self.project, sampling="Uncertainty sampling", model_version=self.version)
+
+    def ensure_tab(self, title: str, *, ordering: list[str], filters: dict[str, Any]) -> int:
+        """Create or update the Data Manager tab called ``title``; returns its id."""
+        data = {"title": title, "ordering": ordering, "filters": filters}
+        for view in self.ls.sdk.views.list(project=self.project):
+            view_data = getattr(view, "data", None) or {}
+            if (view_data.get("title") if isinstance(view_data, dict) else getattr(view_data, "title", None)) == title:
+                self.ls.sdk.views.update(str(view.id), data=data, project=self.project)
+                return int(view.id)
+        return int(self.ls.sdk.views.create(data=data, project=self.project).id)
+
+
+def unlabeled_filter() -> dict[str, Any]:
+    return {"conjunction": "and", "items": [
+        {"filter": "filter:tasks:total_annotations", "operator": "equal", "type": "Number", "value": 0}]}
+
+
+def task_ids_filter(task_ids: list[int]) -> dict[str, Any]:
+    return {"conjunction": "or", "items": [
+        {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)} for t in task_ids]}
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "..."

@@ -1,0 +1,197 @@
+"""The scoring job: rank every unlabeled task of a project and write the order into Label Studio.
+
+Runs after each new task-model version, when tasks are imported, and on request. Steps:
+1. list the project's tasks (paged); unlabeled = no annotation at all, labeled = a submitted one;
+2. model outputs for both, in chunks of ``ACTIVE_CHUNK`` tasks, cached per task-model version in
+   the model store (``outputs/<version>.jsonl``): a re-run after an import only runs the model on
+   the new tasks, and a job restarted after a crash resumes after its last finished chunk;
+3. rank with the project's strategy (``ranking.py``), turn ranks into scores in [0, 1];
+4. write one prediction per unlabeled task under the queue version, switch the project to
+   uncertainty sampling on that version, keep the "Active learning queue" tab;
+5. the blind-spot report over the labeled tasks, and its "Model disagrees" tab.
+
+Tasks that fail to load (deleted, unreadable) are skipped with the reason logged; they never fail
+the job. Without a task model yet, the order is random and the result says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.core.errors import LabelLoopError
+
+from .queue import DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, task_ids_filter, unlabeled_filter
+from .ranking import build_pool, rank
+from .report import Truth, blind_spots, task_loss, truth_from_task
+from .strategies import queue_scores
+from .task_models import ImageOutputs, TaskModel
+
+log = logging.getLogger(__name__)
+VERSION_PREFIX = "active-"
+
+
+def queue_version(strategy: str, task_model: TaskModel | None) -> str:
+    """The model_version string of a queue: strategy and the task model it ranked with."""
+    return f"{VERSION_PREFIX}{strategy}@{task_model.version if task_model else 'no-model'}"
+
+
+class OutputCache:
+    """Model outputs per task for one task-model version, as JSON lines (one per task)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[tuple[int, str], ImageOutputs] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash mid-write: recomputed
+                self.rows[(row["task"], row["url"])] = _from_json(row)
+
+    def get(self, task_id: int, url: str) -> ImageOutputs | None:
+        return self.rows.get((task_id, url))
+
+    def add(self, items: list[tuple[int, str, ImageOutputs]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as fh:
+            for task_id, url, out in items:
+                self.rows[(task_id, url)] = out
+                fh.write(json.dumps(_to_json(task_id, url, out)) + "\n")
+
+
+class Scorer:
+    def __init__(self, active: Any, job: Any) -> None:
+        self.active, self.job = active, job
+        self.settings = active.settings
+        self.failed: dict[int, str] = {}
+
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        task_model = self.active.task_model()
+        strategy = self.settings.strategy if task_model else "random"
+        version = queue_version(strategy, task_model)
+        tasks = {int(t["id"]): t for t in self.active.services.ls.iter_tasks(self.active.project_id)}
+        unlabeled = [t for t in tasks.values() if not t.get("annotations")]
+        truths = [tr for t in tasks.values() if (tr := truth_from_task(t, self.active.control.name, self.active.kind))]
+        self._progress(stage="listing", tasks=len(tasks), unlabeled=len(unlabeled))
+        note, report = None, None
+        if task_model is None:
+            note = "no task model yet: tasks are ranked at random until the first version is published"
+            rng = np.random.default_rng(self.active.project_id)
+            ranked = [(t, []) for t in unlabeled]
+            order = rng.permutation(len(ranked))
+        else:
+            ranked, order, note, report = self._rank(task_model, strategy, unlabeled, tasks, truths)
+        scores = queue_scores(order, len(ranked)) if len(ranked) else np.zeros(0)
+        entries = [QueueEntry(int(task["id"]), round(float(score), 6), regions)
+                   for (task, regions), score in zip(ranked, scores)]
+        written = self._write(version, entries, tasks, unlabeled, report)
+        first = [entries[i].task_id for i in order[:10]]
+        summary = {"queue_version": version, "strategy": strategy, "note": note, "scored": len(entries),
+                   "skipped": {str(k): v for k, v in self.failed.items()}, "first": first, **written,
+                   "seconds": round(time.time() - started, 2)}
+        self.active.save_state("last_scoring.json", {**summary, "task_model": task_model.version if task_model else None,
+                                                      "finished_at": time.time()})
+        log.info("active project %s: queue %s over %d tasks (first %s)%s", self.active.project_id, version,
+                 len(entries), first[:3], f": {note}" if note else "")
+        return summary
+
+    # -- ranking ----------------------------------------------------------------------------------
+    def _rank(self, task_model: TaskModel, strategy: str, unlabeled: list[dict[str, Any]],
+              tasks: dict[int, dict[str, Any]], truths: list[Truth]) -> tuple[list, np.ndarray, str | None, Any]:
+        cache = OutputCache(self.active.state_dir / "outputs" / f"{task_model.version}.jsonl")
+        unlabeled_out = self._outputs(task_model, unlabeled, cache, "unlabeled")
+        labeled_tasks = [tasks[t.task_id] for t in truths]
+        labeled_out = self._outputs(task_model, labeled_tasks, cache, "labeled")
+        names = list(self.active.control.labels)
+        pairs = [(truth, labeled_out[truth.task_id]) for truth in truths if truth.task_id in labeled_out]
+        losses = [task_loss(out, truth, names) for truth, out in pairs]
+        ranked_tasks = [t for t in unlabeled if int(t["id"]) in unlabeled_out]
+        outputs = [unlabeled_out[int(t["id"])] for t in ranked_tasks]
+        pool, note = build_pool(outputs, [out for _, out in pairs], strategy, labeled_losses=losses,
+                                aggregate=self.settings.aggregate, seed=self.settings.seed)
+        order = rank(pool, strategy, self.settings.queue_size) if outputs else np.empty(0, dtype=int)
+        report = None
+        if pairs:
+            report = blind_spots([out for _, out in pairs], [truth for truth, _ in pairs], names,
+                                 task_model.version, self.settings.disagreements)
+        return [(t, o.regions) for t, o in zip(ranked_tasks, outputs)], order, note, report
+
+    def _outputs(self, task_model: TaskModel, tasks: list[dict[str, Any]], cache: OutputCache,
+                 what: str) -> dict[int, ImageOutputs]:
+        found: dict[int, ImageOutputs] = {}
+        todo = []
+        for task in tasks:
+            try:
+                url = self.active.image_url(task)
+            except LabelLoopError as exc:
+                self.failed[int(task["id"])] = exc.message
+                continue
+            cached = cache.get(int(task["id"]), url)
+            if cached is not None:
+                found[int(task["id"])] = cached
+            else:
+                todo.append((task, url))
+        for start in range(0, len(todo), self.settings.chunk):
+            self._check_cancelled()
+            chunk = todo[start:start + self.settings.chunk]
+            images = []
+            for task, url in chunk:
+                try:
+                    images.append((task, url, self.active.services.media.load_image(url)))
+                except LabelLoopError as exc:  # deleted or unreadable since it was listed
+                    self.failed[int(task["id"])] = exc.message
+                    log.warning("active: task %s not scored: %s", task.get("id"), exc.message)
+            if images:
+                outputs = task_model.outputs([img for _, _, img in images])
+                cache.add([(int(task["id"]), url, out) for (task, url, _), out in zip(images, outputs)])
+                found.update({int(task["id"]): out for (task, _, _), out in zip(images, outputs)})
+            self._progress(stage=f"model outputs ({what})", done=min(start + len(chunk), len(todo)), total=len(todo),
+                           cached=len(tasks) - len(todo))
+        return found
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _write(self, version: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
+               unlabeled: list[dict[str, Any]], report: dict[str, Any] | None) -> dict[str, Any]:
+        writer = QueueWriter(self.active.services.ls, self.active.project_id, version, VERSION_PREFIX)
+        counts = writer.write(entries, tasks, progress=lambda n: self._progress(stage="writing", written=n,
+                                                                                total=len(entries)))
+        if entries and counts["created"] + counts["updated"] + counts["unchanged"]:
+            writer.serve_by_score()
+            writer.delete_stale(unlabeled)
+        writer.ensure_tab(QUEUE_TAB, ordering=["tasks:predictions_score"], filters=unlabeled_filter())
+        if report is not None:
+            self.active.save_state("report.json", report)
+            worst = [row["task"] for row in report["highest_loss_tasks"]]
+            if worst:
+                writer.ensure_tab(DISAGREE_TAB, ordering=["tasks:id"], filters=task_ids_filter(worst))
+        return {"predictions": counts}
+
+    def _progress(self, **values: Any) -> None:
+        if self.job is not None:
+            self.job.progress(**values)
+
+    def _check_cancelled(self) -> None:
+        if self.job is not None:
+            self.job.check_cancelled()
+
+
+def _to_json(task_id: int, url: str, out: ImageOutputs) -> dict[str, Any]:
+    return {"task": task_id, "url": url, "embedding": np.round(out.embedding.astype(float), 6).tolist(),
+            "regions": out.regions, "probs": None if out.probs is None else out.probs.astype(float).tolist(),
+            "predicted_loss": out.predicted_loss, "box_confidences": out.box_confidences,
+            "box_labels": out.box_labels, "boxes": out.boxes}
+
+
+def _from_json(row: dict[str, Any]) -> ImageOutputs:
+    return ImageOutputs(embedding=np.asarray(row["embedding"], dtype=np.float32), regions=row["regions"],
+                        probs=None if row["probs"] is None else np.asarray(row["probs"]),
+                        predicted_loss=row["predicted_loss"], box_confidences=row["box_confidences"],
+                        box_labels=row["box_labels"], boxes=[tuple(b) for b in row["boxes"]])

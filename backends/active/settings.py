@@ -1,0 +1,54 @@
+"""Active backend settings: ``ACTIVE_*`` environment variables, overridable per project through
+``extra_params`` (e.g. ``{"strategy": "coreset", "epochs": 20}``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from backends.core.settings import ProjectSettings
+
+from .strategies import STRATEGIES
+
+
+class ActiveSettings(ProjectSettings):
+    model_config = SettingsConfigDict(env_prefix="ACTIVE_", extra="ignore")
+    project_overridable = ("strategy", "epochs", "batch", "lr", "imgsz", "min_annotations", "val_ratio",
+                           "loss_weight", "detach_after", "queue_size", "aggregate", "disagreements", "seed")
+
+    # Which tasks first: random, least_confidence, margin, entropy, learning_loss, coreset,
+    # discriminative, hybrid (bench/active_learning.py compares them).
+    strategy: str = "margin"
+    # Classification task model: torchvision ResNet-18 (``small_cnn`` for tiny images), started from
+    # ``base_weights``: a ResNet-18 state dict file (e.g. torchvision's ImageNet weights), or empty for
+    # random init (what the offline tests use).
+    backbone: Literal["resnet18", "small_cnn"] = "resnet18"
+    base_weights: str = ""
+    imgsz: int = Field(224, ge=16)
+    epochs: int = Field(10, gt=0)
+    batch: int = Field(32, ge=2)
+    lr: float = Field(0.01, gt=0)
+    loss_weight: float = Field(1.0, ge=0)  # the loss-prediction objective's weight (the paper's lambda)
+    detach_after: float = Field(0.6, ge=0, le=1)  # fraction of epochs before the loss head stops feeding the backbone
+    min_annotations: int = Field(4, ge=2)
+    val_ratio: float = Field(0.2, ge=0, lt=1)
+    device: str = "auto"
+    seed: int = 0
+
+    # Scoring: tasks per inference chunk (each chunk's outputs are cached in the model store), how
+    # many tasks a set-based strategy (coreset, discriminative, hybrid) ranks explicitly (the rest
+    # follow by entropy), and how detection box uncertainties become one number per image.
+    chunk: int = Field(256, gt=0)
+    queue_size: int = Field(1000, gt=0)
+    aggregate: Literal["max", "mean", "sum"] = "max"
+    # Blind-spot report: how many highest-loss annotated tasks the "Model disagrees" tab keeps.
+    disagreements: int = Field(20, ge=1, le=200)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in STRATEGIES:
+            raise ValueError(f"unknown strategy {value!r}; choose one of {', '.join(STRATEGIES)}")
+        return value

@@ -1,0 +1,122 @@
+"""The models the active backend scores with, behind one small interface.
+
+A :class:`TaskModel` turns images into :class:`ImageOutputs`: per-image informativeness inputs
+(class probabilities, or per-box confidences for detection), an embedding for the diversity
+strategies, a predicted loss, and the pre-label regions written with the queue score.
+
+- :class:`ClassifierTaskModel`: the backend's own classifier versions (``classifier.py``).
+- :class:`DetectorTaskModel`: the *detector* backend's published versions, read from the shared
+  model store; nothing is trained twice. Its embedding is the pooled output of the YOLO backbone
+  (ultralytics ``embed``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import classifier
+
+CLASSIFIER_FILE = "classifier.pt"
+
+
+@dataclass
+class ImageOutputs:
+    """One image's model outputs. ``probs`` is [C] for classification; for detection it is None
+    and ``box_confidences`` holds each detected box's confidence."""
+
+    embedding: np.ndarray
+    regions: list[dict[str, Any]]
+    probs: np.ndarray | None = None
+    predicted_loss: float | None = None
+    box_confidences: list[float] = field(default_factory=list)
+    box_labels: list[str] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # x, y, w, h in percent
+
+
+class TaskModel:
+    version: str
+
+    def outputs(self, images: list[Any]) -> list[ImageOutputs]:
+        raise NotImplementedError
+
+
+@lru_cache(maxsize=8)
+def _load_classifier(path: str, mtime: float) -> tuple[classifier.TaskClassifier, list[str], int, threading.Lock]:
+    model, names, imgsz = classifier.load(Path(path))
+    return model, names, imgsz, threading.Lock()
+
+
+class ClassifierTaskModel(TaskModel):
+    def __init__(self, version: str, path: Path, control: Any, device: str = "cpu", batch: int = 64) -> None:
+        self.version = version
+        self.path = path / CLASSIFIER_FILE
+        self.control = control
+        self.device = device
+        self.batch = batch
+
+    def outputs(self, images: list[Any]) -> list[ImageOutputs]:
+        model, names, imgsz, lock = _load_classifier(str(self.path), self.path.stat().st_mtime)
+        with lock:  # one model object per process; torch modules are not re-entrant in eval mode with hooks
+            out = classifier.infer(model, classifier.to_tensor([img.image for img in images], imgsz),
+                                   batch=self.batch, device=self.device)
+        results = []
+        for i, img in enumerate(images):
+            probs = out.probs[i]
+            top = int(probs.argmax())
+            region = json_region(self.control.label([names[top]]), img.width, img.height, float(probs[top]))
+            results.append(ImageOutputs(embedding=out.embeddings[i], regions=[region], probs=probs,
+                                        predicted_loss=float(out.predicted_loss[i])))
+        return results
+
+
+class DetectorTaskModel(TaskModel):
+    """A published detector version; boxes become the pre-labels, their confidences the uncertainty."""
+
+    def __init__(self, version: str, weights: Path, control: Any, threshold: float, device: str = "cpu",
+                 imgsz: int = 640) -> None:
+        self.version = version
+        self.weights = str(weights)
+        self.control = control
+        self.threshold = threshold
+        self.device = device
+        self.imgsz = imgsz
+
+    def outputs(self, images: list[Any]) -> list[ImageOutputs]:
+        from backends.detector.weights import load_model
+
+        loaded = load_model(self.weights)
+        pil = [img.image for img in images]
+        with loaded.lock:
+            results = loaded.model.predict(pil, conf=self.threshold, imgsz=self.imgsz, device=self.device, verbose=False)
+            embeddings = loaded.model.embed(pil, imgsz=self.imgsz, device=self.device, verbose=False)
+        names = dict(loaded.names)
+        by_lower = {label.lower(): label for label in self.control.labels}
+        outputs = []
+        for img, result, embedding in zip(images, results, embeddings):
+            out = ImageOutputs(embedding=embedding.cpu().numpy().astype(np.float32), regions=[])
+            for (x1, y1, x2, y2), conf, cls in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
+                                                    result.boxes.cls.tolist()):
+                label = by_lower.get(str(names.get(int(cls), cls)).lower())
+                if label is None:
+                    continue  # a class this project does not label
+                box = (100 * x1 / img.width, 100 * y1 / img.height, 100 * (x2 - x1) / img.width,
+                       100 * (y2 - y1) / img.height)
+                out.box_confidences.append(float(conf))
+                out.box_labels.append(label)
+                out.boxes.append(box)
+                region = self.control.label([label], x=box[0], y=box[1], width=box[2], height=box[3], rotation=0)
+                out.regions.append(json_region(region, img.width, img.height, float(conf)))
+            outputs.append(out)
+        return outputs
+
+
+def json_region(sdk_region: Any, width: int, height: int, score: float) -> dict[str, Any]:
+    from backends.core.model import LabelLoopModel
+
+    return LabelLoopModel.region(sdk_region, width=width, height=height, score=score)

@@ -1,0 +1,218 @@
+"""Active-learning benchmark -> bench/results/active_learning.json (+ active_learning.png).
+
+The protocol of Yoo & Kweon 2019 (and the papers they compare with), scaled to a 2-core CPU:
+Fashion-MNIST, the 60k training images as the unlabeled pool and the 10k test images for accuracy.
+Start with 200 random labels; each cycle draws a random subset of 10,000 unlabeled images (the
+paper's subset trick, which also keeps set-based strategies affordable), lets the strategy pick
+200 of them, adds them with their true labels, and retrains the task model from scratch. Every
+strategy uses the same model (``backends.active.classifier.TaskClassifier``, the ``small_cnn``
+backbone with the loss-prediction head), the same epochs and the same seeds; the first model of
+each seed is shared by all strategies since they all start from the same 200 labels.
+
+Reported: test accuracy per cycle (mean +- std over seeds), each strategy's gain over random at
+mid-budget, and the labels each needs to reach random's final accuracy (linear interpolation
+between cycles; null when it never does within the budget).
+
+    .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about an hour on 2 cores)
+    .venv/bin/python bench/active_learning.py --quick    # 1 seed x 3 cycles, small subsets (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from backends.active.classifier import TaskClassifier, TrainConfig, infer, train  # noqa: E402
+from backends.active.strategies import Pool, get_strategy  # noqa: E402
+from bench import fmnist  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+STRATEGIES = ["random", "entropy", "margin", "learning_loss", "coreset", "discriminative", "hybrid"]
+MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set statistics
+
+
+@dataclass
+class Protocol:
+    seeds: int = 3
+    initial: int = 200
+    per_cycle: int = 200
+    cycles: int = 10
+    subset: int = 10_000
+    epochs: int = 20
+    batch: int = 64
+    lr: float = 0.02
+    test_limit: int | None = None  # None: the whole 10k test set
+
+    @classmethod
+    def quick(cls) -> "Protocol":
+        return cls(seeds=1, cycles=3, subset=2000, epochs=6, test_limit=2000)
+
+
+def tensors(images: np.ndarray) -> torch.Tensor:
+    return ((torch.from_numpy(images).float() / 255.0 - MEAN) / STD)[:, None]
+
+
+def fit(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, seed: int) -> TaskClassifier:
+    torch.manual_seed(seed)
+    model = TaskClassifier(10, "small_cnn", in_channels=1)
+    config = TrainConfig(epochs=protocol.epochs, batch=protocol.batch, lr=protocol.lr, seed=seed)
+    return train(model, x, y, config)
+
+
+def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray) -> float:
+    return float((infer(model, x).probs.argmax(1) == y).mean())
+
+
+def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: list[str]) -> dict[str, list[float]]:
+    rng = np.random.default_rng(seed)
+    x_pool, y_pool, x_test, y_test = data["x_pool"], data["y_pool"], data["x_test"], data["y_test"]
+    initial = rng.choice(len(x_pool), protocol.initial, replace=False)
+    first = fit(x_pool[initial], torch.from_numpy(y_pool[initial]).long(), protocol, seed)
+    first_acc = accuracy(first, x_test, y_test)
+    print(f"seed {seed}: {protocol.initial} labels, shared start: {first_acc:.4f}", flush=True)
+    curves: dict[str, list[float]] = {}
+    for name in strategies:
+        strategy = get_strategy(name)
+        labeled = initial.copy()
+        model, curve = first, [first_acc]
+        cycle_rng = np.random.default_rng(seed * 1000 + 1)  # same candidate subsets draw for every strategy
+        for cycle in range(1, protocol.cycles + 1):
+            started = time.time()
+            unlabeled = np.setdiff1d(np.arange(len(x_pool)), labeled)
+            candidates = cycle_rng.choice(unlabeled, min(protocol.subset, len(unlabeled)), replace=False)
+            outputs = infer(model, x_pool[candidates])
+            pool = Pool(probs=outputs.probs, embeddings=outputs.embeddings, predicted_loss=outputs.predicted_loss,
+                        labeled_embeddings=infer(model, x_pool[labeled]).embeddings,
+                        rng=np.random.default_rng(seed * 1000 + cycle))
+            picked = candidates[strategy.select(pool, protocol.per_cycle)]
+            selected_s = time.time() - started
+            labeled = np.concatenate([labeled, picked])
+            model = fit(x_pool[labeled], torch.from_numpy(y_pool[labeled]).long(), protocol, seed)
+            curve.append(accuracy(model, x_test, y_test))
+            print(f"seed {seed} {name:>14} cycle {cycle}: {len(labeled)} labels acc {curve[-1]:.4f} "
+                  f"(select {selected_s:.1f} s, total {time.time() - started:.1f} s)", flush=True)
+        curves[name] = curve
+    return curves
+
+
+def labels_to_reach(labels: list[int], curve: list[float], target: float) -> float | None:
+    for i, acc in enumerate(curve):
+        if acc >= target:
+            if i == 0:
+                return float(labels[0])
+            previous = curve[i - 1]
+            fraction = (target - previous) / (acc - previous) if acc > previous else 1.0
+            return float(labels[i - 1] + fraction * (labels[i] - labels[i - 1]))
+    return None
+
+
+def summarise(per_seed: list[dict[str, list[float]]], protocol: Protocol) -> dict[str, Any]:
+    labels = [protocol.initial + protocol.per_cycle * c for c in range(protocol.cycles + 1)]
+    mid = protocol.cycles // 2
+    strategies: dict[str, Any] = {}
+    for name in per_seed[0]:
+        runs = np.array([seed[name] for seed in per_seed])
+        strategies[name] = {"mean": runs.mean(0).round(4).tolist(), "std": runs.std(0).round(4).tolist(),
+                            "per_seed": runs.round(4).tolist()}
+    random_mean = np.array(strategies["random"]["mean"])
+    target = float(random_mean[-1])
+    for name, entry in strategies.items():
+        mean = np.array(entry["mean"])
+        needed = labels_to_reach(labels, mean.tolist(), target)
+        entry["gain_over_random_points"] = ((mean - random_mean) * 100).round(2).tolist()
+        entry["gain_mid_budget_points"] = round(float(mean[mid] - random_mean[mid]) * 100, 2)
+        entry["labels_to_reach_random_final"] = None if needed is None else round(needed, 1)
+        entry["label_saving_vs_random"] = None if needed is None else round(1 - needed / labels[-1], 3)
+    best = max((n for n in strategies if n != "random"), key=lambda n: strategies[n]["gain_mid_budget_points"])
+    return {"labels": labels, "mid_budget_labels": labels[mid], "random_final_accuracy": round(target, 4),
+            "strategies": strategies, "best_mid_budget": best,
+            "goals": {"best_gain_mid_budget_ge_3_points": strategies[best]["gain_mid_budget_points"] >= 3.0,
+                      "some_strategy_saves_ge_25pct": any((s["label_saving_vs_random"] or 0) >= 0.25
+                                                          for n, s in strategies.items() if n != "random")}}
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    labels = summary["labels"]
+    for name, entry in summary["strategies"].items():
+        mean, std = np.array(entry["mean"]), np.array(entry["std"])
+        ax.plot(labels, mean * 100, marker="o", markersize=3, label=name, linewidth=2 if name == "random" else 1.2)
+        ax.fill_between(labels, (mean - std) * 100, (mean + std) * 100, alpha=0.15)
+    ax.set_xlabel("labeled images")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Fashion-MNIST active learning (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def load_data(protocol: Protocol) -> dict[str, Any]:
+    x_pool, y_pool = fmnist.load("train")
+    x_test, y_test = fmnist.load("test")
+    if protocol.test_limit:
+        x_test, y_test = x_test[:protocol.test_limit], y_test[:protocol.test_limit]
+    return {"x_pool": tensors(x_pool), "y_pool": y_pool.astype(np.int64), "x_test": tensors(x_test),
+            "y_test": y_test.astype(np.int64)}
+
+
+def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | None = None) -> dict[str, Any]:
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    strategies = strategies or STRATEGIES
+    if "random" not in strategies:
+        strategies = ["random", *strategies]
+    data = load_data(protocol)
+    started = time.time()
+    per_seed = [run_seed(seed, protocol, data, strategies) for seed in range(protocol.seeds)]
+    summary = summarise(per_seed, protocol)
+    result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
+              "model": "TaskClassifier(small_cnn) + loss-prediction head", **summary,
+              "seconds": round(time.time() - started, 1), "machine": {"cpus": os.cpu_count()}}
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        plot(summary, out.with_suffix(".png"))
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="1 seed, 3 cycles, small subsets (for CI)")
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--cycles", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--out", type=Path, default=RESULTS / "active_learning.json")
+    args = parser.parse_args(argv)
+    protocol = Protocol.quick() if args.quick else Protocol()
+    for field in ("seeds", "cycles", "epochs"):
+        if getattr(args, field) is not None:
+            setattr(protocol, field, getattr(args, field))
+    result = run(protocol, args.strategies.split(","), args.out)
+    print(json.dumps({k: v for k, v in result.items() if k != "strategies"}, indent=2))
+    for name, entry in result["strategies"].items():
+        print(f"{name:>15}: final {entry['mean'][-1]:.4f}  mid-budget gain {entry['gain_mid_budget_points']:+.2f} pts"
+              f"  labels to random's final: {entry['labels_to_reach_random_final']}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

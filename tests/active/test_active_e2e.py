@@ -1,0 +1,130 @@
+"""The active backend with a real Label Studio: the scoring job reorders what /next serves."""
+
+import io
+import random
+
+import pytest
+import requests
+from PIL import Image, ImageDraw
+
+from tests.harness import wait_until
+
+pytestmark = pytest.mark.labelstudio
+
+CONFIG = ('<View><Image name="image" value="$image"/><Choices name="label" toName="image">'
+          '<Choice value="Circle"/><Choice value="Square"/></Choices></View>')
+
+
+def shape_png(i: int) -> tuple[bytes, str]:
+    rng = random.Random(i)
+    label = "Circle" if i % 2 else "Square"
+    img = Image.new("RGB", (48, 48), tuple(rng.randrange(0, 80) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    x, y, r = rng.randrange(8, 24), rng.randrange(8, 24), rng.randrange(8, 14)
+    color = tuple(rng.randrange(120, 256) for _ in range(3))
+    (draw.ellipse if label == "Circle" else draw.rectangle)((x, y, x + 2 * r, y + 2 * r), fill=color)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue(), label
+
+
+def choice(label):
+    return [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": [label]}}]
+
+
+def jobs(url, project):
+    return requests.get(f"{url}/jobs?project={project}", timeout=5).json()["jobs"]
+
+
+def scored(url, project, version_prefix):
+    """The newest finished scoring job's result once nothing is pending or running."""
+    listed = jobs(url, project)
+    if not listed or any(j["state"] in ("pending", "running") for j in listed):
+        return None
+    done = [j for j in listed if j["kind"] == "score" and j["state"] == "done"]
+    if done and done[0]["result"]["queue_version"].startswith(version_prefix):
+        return done[0]["result"]
+    return None
+
+
+def served_order(label_studio, project, n, labels):
+    """What /next serves, n times, labeling each served task so the next call moves on."""
+    order = []
+    for _ in range(n):
+        task = label_studio.api("GET", f"/api/projects/{project}/next")
+        order.append(task["id"])
+        label_studio.annotate(task["id"], choice(labels[task["id"]]))
+    return order
+
+
+@pytest.fixture
+def active(label_studio, start_backend, tmp_path):
+    env = {"DATA_DIR": tmp_path / "active", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 4, "ACTIVE_BACKBONE": "small_cnn",
+           "ACTIVE_IMGSZ": 32, "ACTIVE_EPOCHS": 3, "ACTIVE_BATCH": 8, "ACTIVE_MIN_ANNOTATIONS": 4,
+           "ACTIVE_STRATEGY": "margin", "ACTIVE_CHUNK": 5}
+    return start_backend("backends.active", env)[1]
+
+
+def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, active):
+    project = label_studio.create_project(CONFIG, title="active")
+    images = {f"shape{i}.png": shape_png(i) for i in range(14)}
+    tasks = label_studio.upload_images(project, {name: png for name, (png, _) in images.items()})
+    labels = dict(zip(tasks, (label for _, label in images.values())))
+    label_studio.connect_backend(project, active, "active")
+
+    # No task model yet: a random queue, and the result says so.
+    requests.post(f"{active}/jobs", json={"project": project, "kind": "score"}, timeout=5).raise_for_status()
+    first = wait_until(lambda: scored(active, project, "active-random@no-model"), 60, "random scoring")
+    assert "no task model yet" in first["note"] and first["scored"] == 14
+
+    # Labels for 6 tasks -> a classifier version -> a scoring job with the margin strategy.
+    for task_id in tasks[:6]:
+        label_studio.annotate(task_id, choice(labels[task_id]))
+    result = wait_until(lambda: scored(active, project, "active-margin@active-v1"), 180, "training and scoring",
+                        interval=0.5)
+    assert result["scored"] == 8 and result["predictions"]["created"] == 8
+    project_json = label_studio.api("GET", f"/api/projects/{project}")
+    assert project_json["sampling"] == "Uncertainty sampling"
+    assert project_json["model_version"] == "active-margin@active-v1"
+
+    # Independently of the job's own list: with two classes, margin ranks by the top class's
+    # probability, lowest first, which is the score of the Choices region written with each task.
+    unlabeled = tasks[6:]
+    top_prob = {}
+    for task_id in unlabeled:
+        (prediction,) = [p for p in label_studio.predictions(task_id) if p["model_version"] == result["queue_version"]]
+        top_prob[task_id] = prediction["result"][0]["score"]
+    expected = sorted(unlabeled, key=lambda t: (top_prob[t], t))
+    assert result["first"][:3] == expected[:3]
+    assert served_order(label_studio, project, 3, labels) == result["first"][:3]
+
+    # Those 3 labels trigger the next version; its scoring job reorders the rest.
+    rescored = wait_until(lambda: scored(active, project, "active-margin@active-v2"), 180, "re-scoring", interval=0.5)
+    remaining_before = [t for t in result["first"] if t not in result["first"][:3]]
+    assert rescored["scored"] == 5
+    assert rescored["first"] != remaining_before, "a new model version changes the order"
+    assert served_order(label_studio, project, 1, labels) == rescored["first"][:1]
+    stale = [p for t in rescored["first"] for p in label_studio.predictions(t) if p["model_version"].startswith("active-margin@active-v1")]
+    assert not stale, "older queue predictions are removed"
+
+    versions = requests.get(f"{active}/versions?project={project}", timeout=5).json()
+    assert versions["versions"] == ["active-v1", "active-v2"]
+    assert set(versions["details"][-1]["metrics"]) >= {"accuracy", "per_class"}
+
+    # Blind spots: per class precision/recall over the labeled tasks, and a Data Manager tab.
+    report = requests.get(f"{active}/report?project={project}", timeout=5).json()
+    assert set(report["per_class"]) == {"Circle", "Square"} and report["n_annotated"] == 9
+    assert report["highest_loss_tasks"][0]["loss"] >= report["highest_loss_tasks"][-1]["loss"]
+    tabs = {v["data"]["title"] for v in label_studio.api("GET", f"/api/dm/views?project={project}")}
+    assert {"Active learning queue", "Model disagrees"} <= tabs
+
+
+def test_bad_input_is_a_clear_error(label_studio, active):
+    text_config = '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="A"/></Choices></View>'
+    response = requests.post(f"{active}/setup", json={"project": "1.1", "schema": text_config}, timeout=5)
+    assert response.status_code == 422 and "<Choices> on an <Image>" in response.json()["message"]
+    response = requests.post(f"{active}/jobs", json={"project": 1, "kind": "fly"}, timeout=5)
+    assert response.status_code == 400 and "score" in response.json()["message"]
+    response = requests.get(f"{active}/report?project=12345", timeout=5)
+    assert response.status_code == 404 and "no blind-spot report" in response.json()["message"]
