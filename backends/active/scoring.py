@@ -71,6 +71,7 @@ class Scorer:
         self.active, self.job = active, job
         self.settings = active.settings
         self.failed: dict[int, str] = {}
+        self.ranking: list[tuple[int, float]] = []  # (task id, score), first served first
 
     def run(self) -> dict[str, Any]:
         started = time.time()
@@ -93,7 +94,8 @@ class Scorer:
         entries = [QueueEntry(int(task["id"]), round(float(score), 6), regions)
                    for (task, regions), score in zip(ranked, scores)]
         written = self._write(version, entries, tasks, unlabeled, report)
-        first = [entries[i].task_id for i in order[:10]]
+        self.ranking = [(entries[i].task_id, entries[i].score) for i in order]
+        first = [task_id for task_id, _ in self.ranking[:10]]
         summary = {"queue_version": version, "strategy": strategy, "note": note, "scored": len(entries),
                    "skipped": {str(k): v for k, v in self.failed.items()}, "first": first, **written,
                    "seconds": round(time.time() - started, 2)}

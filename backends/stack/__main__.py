@@ -27,7 +27,7 @@ log = logging.getLogger("stack")
 RUN = ROOT / ".run"
 DATA = ROOT / ".data"
 #: backend module -> port; extended as backends land.
-BACKENDS = {"detector": 9090, "segmenter": 9091}
+BACKENDS = {"detector": 9090, "segmenter": 9091, "active": 9092}
 
 
 class _Rest:

@@ -1,0 +1,124 @@
+"""``python -m backends.active score``: the queue's scoring outside Label Studio, to a CSV.
+
+    # a folder of images, with a classifier version (its folder or classifier.pt) or detector weights
+    python -m backends.active score --folder images/ --model .data/models/active/project-3/versions/active-v2 \\
+        --strategy margin --out scores.csv
+    # a Label Studio project (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY): runs the scoring job itself,
+    # writing the queue into Label Studio exactly as the server would, and the CSV
+    python -m backends.active score --project 3 --out scores.csv
+
+CSV columns: task (file name or task id), score (Label Studio's: lower = label first), rank (0 first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from backends.core.media import LoadedImage
+
+from .ranking import build_pool, rank
+from .strategies import STRATEGIES, queue_scores
+from .task_models import CLASSIFIER_FILE, ClassifierTaskModel, DetectorTaskModel, TaskModel
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+class _NoRegions:
+    """Stands in for a label-config control when there is no project: regions are not needed."""
+
+    def __init__(self, labels: list[str]) -> None:
+        self.labels = labels
+
+    def label(self, *_: Any, **__: Any) -> Any:
+        return _Json()
+
+
+class _Json:
+    def to_json(self) -> str:
+        return "{}"
+
+
+def folder_model(path: Path, strategy_threshold: float = 0.25) -> TaskModel:
+    if path.suffix == ".pt" and path.name != CLASSIFIER_FILE:
+        from backends.detector.weights import load_model
+
+        names = [str(n) for n in load_model(str(path)).names.values()]
+        return DetectorTaskModel(path.stem, path, _NoRegions(names), strategy_threshold)
+    folder = path.parent if path.name == CLASSIFIER_FILE else path
+    return ClassifierTaskModel(folder.name, folder, _NoRegions([]))
+
+
+def score_folder(folder: Path, model_path: Path | None, strategy: str, queue_size: int = 1000) -> list[tuple[str, float, int]]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    if model_path is None:
+        logging.warning("no --model: ranking at random")
+        order = np.random.default_rng(0).permutation(len(files))
+    else:
+        images = []
+        for path in files:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")
+            images.append(LoadedImage(rgb, "", str(path)))
+        model = folder_model(model_path)
+        outputs = []
+        for start in range(0, len(images), 64):
+            outputs.extend(model.outputs(images[start:start + 64]))
+        pool, note = build_pool(outputs, [], strategy)
+        if note:
+            logging.warning(note)
+        order = rank(pool, strategy, queue_size)
+    scores = queue_scores(order, len(files))
+    ranks = np.empty(len(files), dtype=int)
+    ranks[order] = np.arange(len(order))
+    return [(f.name, round(float(s), 6), int(r)) for f, s, r in zip(files, scores, ranks)]
+
+
+def score_project(project: int, strategy: str | None) -> list[tuple[str, float, int]]:
+    from backends.core.services import Services
+    from backends.core.settings import CoreSettings
+
+    from .model import ActiveModel
+    from .scoring import Scorer
+
+    services = Services.from_settings(CoreSettings())
+    label_config = services.ls.get_project(project)["label_config"]
+    active = ActiveModel(project_id=project, label_config=label_config, services=services,
+                         extra_params={"strategy": strategy} if strategy else None)
+    scorer = Scorer(active, None)
+    summary = scorer.run()
+    print(f"queue {summary['queue_version']}: {summary['scored']} tasks" + (f" ({summary['note']})" if summary["note"] else ""),
+          file=sys.stderr)
+    return [(str(task), score, i) for i, (task, score) in enumerate(scorer.ranking)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backends.active score", description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--folder", type=Path, help="a folder of images")
+    source.add_argument("--project", type=int, help="a Label Studio project id")
+    parser.add_argument("--model", type=Path, help="folder mode: a classifier version (folder or classifier.pt) or detector .pt")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="default: ACTIVE_STRATEGY (margin)")
+    parser.add_argument("--out", type=Path, default=Path("scores.csv"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if args.folder is not None:
+        rows = score_folder(args.folder, args.model, args.strategy or "margin")
+    else:
+        rows = score_project(args.project, args.strategy)
+    rows.sort(key=lambda row: row[2])
+    with open(args.out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["task", "score", "rank"])
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} rows to {args.out}", file=sys.stderr)
+    return 0
