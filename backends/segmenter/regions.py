@@ -1,4 +1,4 @@
-"""Masks to Label Studio regions: ``BrushLabels`` (RLE via label-studio-sdk) and ``PolygonLabels``
+"""Masks to Label Studio regions: ``BrushLabels`` (RLE, byte-identical to label-studio-sdk's; see ``rle.py``) and ``PolygonLabels``
 (the largest outer contour, simplified with Douglas-Peucker), both in percent of the original image."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from label_studio_sdk.converter.brush import mask2rle
+
+from .rle import mask2rle
 
 
 def brush_region(mask: np.ndarray, from_name: str, to_name: str, label: str, score: float) -> dict[str, Any]:
