@@ -71,12 +71,15 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     images = {f"shape{i}.png": shape_png(i) for i in range(14)}
     tasks = label_studio.upload_images(project, {name: png for name, (png, _) in images.items()})
     labels = dict(zip(tasks, (label for _, label in images.values())))
+    # a task whose image is gone (deleted from storage): scoring must skip it and say why
+    label_studio.api("POST", f"/api/projects/{project}/import", json=[{"image": "/data/upload/999/gone.png"}])
+    gone = label_studio.task_ids(project)[-1]
     label_studio.connect_backend(project, active, "active")
 
     # No task model yet: a random queue, and the result says so.
     requests.post(f"{active}/jobs", json={"project": project, "kind": "score"}, timeout=5).raise_for_status()
     first = wait_until(lambda: scored(active, project, "active-random@no-model"), 60, "random scoring")
-    assert "no task model yet" in first["note"] and first["scored"] == 14
+    assert "no task model yet" in first["note"] and first["scored"] == 15
 
     # Labels for 6 tasks -> a classifier version -> a scoring job with the margin strategy.
     for task_id in tasks[:6]:
@@ -84,6 +87,7 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     result = wait_until(lambda: scored(active, project, "active-margin@active-v1"), 180, "training and scoring",
                         interval=0.5)
     assert result["scored"] == 8 and result["predictions"]["created"] == 8
+    assert str(gone) in result["skipped"]
     project_json = label_studio.api("GET", f"/api/projects/{project}")
     assert project_json["sampling"] == "Uncertainty sampling"
     assert project_json["model_version"] == "active-margin@active-v1"
