@@ -104,8 +104,12 @@ def click_body(image: str, output: str = "brush", x: float = 40, y: float = 50) 
             "params": {"context": context}}
 
 
-def rle_ms(mask: np.ndarray, n: int = 5) -> float:
-    from label_studio_sdk.converter.brush import mask2rle
+def rle_ms(mask: np.ndarray, n: int = 5, sdk: bool = False) -> float:
+    """Median ms to RLE-encode ``mask`` with the backend's encoder (or the SDK's, for comparison)."""
+    if sdk:
+        from label_studio_sdk.converter.brush import mask2rle
+    else:
+        from backends.segmenter.rle import mask2rle
 
     times = []
     for _ in range(n):
@@ -180,11 +184,13 @@ def main() -> None:
         "bare_decoder": base, "cold": stats(cold), "warm": stats(warm), "warm_polygon": stats(warm_polygon),
         "prefetched": stats(prefetched), "prefetched_polygon": stats(prefetched_polygon), "embedding_mib": embedding.nbytes / 2**20,
         "image": f"{image.shape[1]}x{image.shape[0]}",
-        "brush_rle_ms": {"random_weight_mask": rle_ms(mask), "mask_runs": int(np.count_nonzero(np.diff(mask.ravel()))),
-                         "compact_blob_mask": rle_ms(blob)},
+        "brush_rle_ms": {"random_weight_mask": rle_ms(mask), "random_weight_mask_sdk": rle_ms(mask, sdk=True),
+                         "mask_runs": int(np.count_nonzero(np.diff(mask.ravel()))),
+                         "compact_blob_mask": rle_ms(blob), "compact_blob_mask_sdk": rle_ms(blob, sdk=True)},
         "note": "cold/warm/prefetched return BrushLabels, *_polygon PolygonLabels; server: gunicorn, 1 worker. "
-                "label-studio-sdk's RLE encoder is pure Python and linear in the mask's runs: random-weight SAM "
-                "returns speckled masks (see mask_runs), trained SAM compact ones (compact_blob_mask)",
+                "Brush RLE: backends/segmenter/rle.py, byte-identical to label-studio-sdk's pure-Python encoder "
+                "(*_sdk), which is linear in the mask's runs: random-weight SAM returns speckled masks (see "
+                "mask_runs), trained SAM compact ones (compact_blob_mask)",
     }
     for case in ("cold", "warm", "warm_polygon", "prefetched", "prefetched_polygon"):
         results[case]["ratio_p50_to_decoder"] = results[case]["p50_ms"] / base["p50_ms"]
