@@ -75,7 +75,35 @@ def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray) -> float:
     return float((infer(model, x).probs.argmax(1) == y).mean())
 
 
-def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: list[str]) -> dict[str, list[float]]:
+class Checkpoint:
+    """Finished (seed, strategy) curves on disk, so a killed 40-minute run resumes where it stopped.
+
+    Keyed by the protocol: a run with other settings never reuses curves measured under different ones.
+    """
+
+    def __init__(self, path: Path | None, protocol: Protocol) -> None:
+        self.path, self.protocol = path, asdict(protocol)
+        self.curves: dict[str, dict[str, list[float]]] = {}
+        if path is not None and path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("protocol") == self.protocol:
+                self.curves = saved["curves"]
+
+    def get(self, seed: int, name: str) -> list[float] | None:
+        return self.curves.get(str(seed), {}).get(name)
+
+    def put(self, seed: int, name: str, curve: list[float]) -> None:
+        self.curves.setdefault(str(seed), {})[name] = curve
+        if self.path is not None:
+            self.path.write_text(json.dumps({"protocol": self.protocol, "curves": self.curves}))
+
+    def done(self) -> None:
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+
+def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: list[str],
+             checkpoint: Checkpoint) -> dict[str, list[float]]:
     rng = np.random.default_rng(seed)
     x_pool, y_pool, x_test, y_test = data["x_pool"], data["y_pool"], data["x_test"], data["y_test"]
     initial = rng.choice(len(x_pool), protocol.initial, replace=False)
@@ -84,6 +112,10 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
     print(f"seed {seed}: {protocol.initial} labels, shared start: {first_acc:.4f}", flush=True)
     curves: dict[str, list[float]] = {}
     for name in strategies:
+        if (saved := checkpoint.get(seed, name)) is not None:
+            print(f"seed {seed} {name:>14}: resumed from {checkpoint.path}", flush=True)
+            curves[name] = saved
+            continue
         strategy = get_strategy(name)
         labeled = initial.copy()
         model, curve = first, [first_acc]
@@ -104,6 +136,7 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
             print(f"seed {seed} {name:>14} cycle {cycle}: {len(labeled)} labels acc {curve[-1]:.4f} "
                   f"(select {selected_s:.1f} s, total {time.time() - started:.1f} s)", flush=True)
         curves[name] = curve
+        checkpoint.put(seed, name, curve)
     return curves
 
 
@@ -181,7 +214,8 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
         strategies = ["random", *strategies]
     data = load_data(protocol)
     started = time.time()
-    per_seed = [run_seed(seed, protocol, data, strategies) for seed in range(protocol.seeds)]
+    checkpoint = Checkpoint(out.with_suffix(".partial.json") if out is not None else None, protocol)
+    per_seed = [run_seed(seed, protocol, data, strategies, checkpoint) for seed in range(protocol.seeds)]
     summary = summarise(per_seed, protocol)
     result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
               "model": "TaskClassifier(small_cnn) + loss-prediction head", **summary,
@@ -190,6 +224,7 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         plot(summary, out.with_suffix(".png"))
+    checkpoint.done()
     return result
 
 

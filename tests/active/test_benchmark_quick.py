@@ -18,6 +18,10 @@ def test_quick_benchmark_writes_curves_for_every_strategy(tmp_path):
     assert result["labels"] == [200, 400, 600, 800]
     for name, entry in result["strategies"].items():
         assert len(entry["mean"]) == 4, name
-        assert min(entry["mean"]) > 0.4, f"{name} learns far above chance (0.1): {entry['mean']}"
+        # Chance is 0.1. 200 labels give ~0.38 on a 2-core CI box and every curve ends far higher after
+        # 600 more: a broken selection or training step shows up as a flat or chance-level curve.
+        assert min(entry["mean"]) > 0.25, f"{name} starts far above chance (0.1): {entry['mean']}"
+        assert entry["mean"][-1] > 0.5, f"{name} learns from the labels it picked: {entry['mean']}"
+        assert entry["mean"][-1] > entry["mean"][0] + 0.1, f"{name} improves with labels: {entry['mean']}"
     assert result["strategies"]["random"]["labels_to_reach_random_final"] <= 800
     assert out.with_suffix(".png").stat().st_size > 10_000
