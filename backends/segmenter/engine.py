@@ -9,6 +9,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,6 +60,9 @@ class SamEngine:
                 "SAM_CHECKPOINT is not set: download the official SAM checkpoint for "
                 f"SAM_MODEL_TYPE={model_type} and point SAM_CHECKPOINT at it (or SAM_ALLOW_RANDOM=1 for tests)", status=503
             )
+        if checkpoint is not None and not Path(checkpoint).is_file():
+            raise LabelLoopError(f"SAM_CHECKPOINT={checkpoint} is not a file: download the official checkpoint for "
+                                 f"SAM_MODEL_TYPE={model_type} there (in Docker: into WEIGHTS_DIR)", status=503)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         sam = sam_model_registry[model_type](checkpoint=None)
         if checkpoint is not None:

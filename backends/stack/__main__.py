@@ -143,12 +143,35 @@ def down() -> None:
     (RUN / "pids.json").unlink(missing_ok=True)
 
 
+def demo(backends: list[str]) -> None:
+    """Create the demo project in the Label Studio of ``LABEL_STUDIO_URL`` and connect running backends.
+
+    For stacks started elsewhere (the compose file's one-shot ``demo`` service): nothing is started here.
+    """
+    url, token = os.environ.get("LABEL_STUDIO_URL"), os.environ.get("LABEL_STUDIO_API_KEY")
+    if not url or not token:
+        raise SystemExit("demo needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY")
+    urls = {}
+    for item in backends or [f"{name}=http://127.0.0.1:{port}" for name, port in BACKENDS.items()]:
+        name, sep, backend_url = item.partition("=")
+        if not sep or name not in BACKENDS:
+            raise SystemExit(f"--backend wants NAME=URL with NAME one of {sorted(BACKENDS)}, got {item!r}")
+        urls[name] = backend_url
+    project = ensure_demo_project(_Rest(url, token), urls)
+    print(f"Label Studio: {url.rstrip('/')}/projects/{project}")
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(prog="python -m backends.stack")
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "demo"])
+    parser.add_argument("--backend", action="append", default=[], metavar="NAME=URL",
+                        help="demo only: a running backend to connect (repeatable; default: the local ports)")
     args = parser.parse_args(argv)
-    {"up": up, "down": down}[args.command]()
+    if args.command == "demo":
+        demo(args.backend)
+    else:
+        {"up": up, "down": down}[args.command]()
 
 
 if __name__ == "__main__":
