@@ -41,15 +41,19 @@ $(LS_VENV)/.synced: tools/label-studio/pyproject.toml tools/label-studio/uv.lock
 	$(UV) sync --frozen --project tools/label-studio
 	@touch $@
 
-# redis-server for the RQ-mode tests. Skipped with a message where apt is unavailable;
-# the tests that need it then skip and say why.
+# System packages the tests use: redis-server (RQ-mode tests) and Debian's chromium (the browser
+# test drives it with Playwright; no browser download). Installed with apt where it is available and
+# we are root; otherwise the tests that need them skip and say why.
+SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
 system-deps:
-	@if ! command -v redis-server >/dev/null 2>&1; then \
+	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
+	  command -v "$${pair%%:*}" >/dev/null 2>&1 || missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    echo "== installing redis-server (apt)"; \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
-	      || echo "!! apt could not install redis-server: RQ tests will be skipped"; \
-	  else echo "!! redis-server missing and apt unavailable: RQ tests will be skipped"; fi; \
+	    echo "== installing$$missing (apt)"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "!! apt could not install$$missing: the tests that need them will be skipped"; \
+	  else echo "!! missing$$missing and apt unavailable: the tests that need them will be skipped"; fi; \
 	fi
 
 bench: install

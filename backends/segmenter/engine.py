@@ -101,7 +101,9 @@ class SamEngine:
             p.is_image_set = True
             masks, scores, _ = p.predict(point_coords=points, point_labels=labels, box=box, multimask_output=multimask)
         best = int(np.argmax(scores))
-        return masks[best], float(scores[best])
+        # SAM's predicted IoU is a regression output, not a probability: it can leave [0, 1] (always
+        # with random weights, at times with real ones). Label Studio shows it as the region's score.
+        return masks[best], float(np.clip(scores[best], 0.0, 1.0))
 
 
 @lru_cache(maxsize=2)

@@ -67,6 +67,9 @@ def test_click_returns_brush_and_polygon_of_the_image_size_and_second_click_is_c
     (again,) = seg(services).predict([TASK], context={"result": [click(20, 30), click(60, 40, positive=False)]})
     assert model.engine.encoder_runs == runs + 1, "a second click on the same image must not run the encoder"
     assert again["result"]
+    # Random weights predict IoUs outside [0, 1]; Label Studio must still get a score it can show.
+    assert all(0.0 <= r["score"] <= 1.0 for p in (prediction, again) for r in p["result"])
+    assert 0.0 <= prediction["score"] <= 1.0
 
 
 def test_boxes_become_masks_without_a_new_encoder_run(services):
