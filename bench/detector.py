@@ -118,14 +118,29 @@ def yolo_set(root: Path, items: list[Any], names: list[str], seed: int, val_rati
     return write_dataset(root, samples, images, names, train, val)
 
 
-def part_transfer(work: Path, quick: bool) -> dict[str, Any]:
+def val_curve(trainer: Any) -> list[float]:
+    """mAP50 on the fine-tuning set's val split after each epoch, from ultralytics' results.csv."""
+    import csv
+
+    with open(Path(trainer.save_dir) / "results.csv") as f:
+        return [round(float(row["metrics/mAP50(B)"]), 4) for row in csv.DictReader(f)]
+
+
+def transfer_weights(work: Path, label: str, n: int) -> tuple[Path, Path]:
+    """(start, best) checkpoints of one run of part (b): what the notebook draws predictions with."""
+    prefix = {"from_base": "b", "from_scratch": "s"}[label]
+    return work / f"{prefix}{n}.pt", work / f"{label}-{n}" / "runs" / "train" / "weights" / "best.pt"
+
+
+def part_transfer(work: Path, quick: bool, budgets: list[int] | None = None) -> dict[str, Any]:
     x, y = fmnist.load("train")
     xt, yt = fmnist.load("test")
     base_classes, new_classes = [0, 1, 2, 3, 4], [5, 6, 7, 8, 9]
     base_names = [fmnist.NAMES[c] for c in base_classes]
     new_names = [fmnist.NAMES[c] for c in new_classes]
     n_base, base_epochs = (60, 3) if quick else (400, 15)
-    budgets, epochs = ([25], 2) if quick else ([25, 50, 100], 15)
+    default_budgets, epochs = ([25], 2) if quick else ([25, 50, 100], 15)
+    budgets = budgets or default_budgets
     settings = DetectorSettings(imgsz=320, batch=16, epochs=base_epochs, freeze=0, patience=0, lr0=0.01)
     started = time.time()
     base_data = yolo_set(work / "base-data", fmnist.canvases(x, y, base_classes, n_base, seed=1), base_names, 0)
@@ -143,17 +158,21 @@ def part_transfer(work: Path, quick: bool) -> dict[str, Any]:
         data = yolo_set(work / f"ft-{n}", fmnist.canvases(x, y, new_classes, n, seed=10 + n), new_names, 0)
         row: dict[str, Any] = {"labeled_images": n}
         for label, start, cfg in (
-            ("from_base", save_checkpoint(adapt_head(load_model(str(base)).model.model, new_names), work / f"b{n}.pt"), tune),
-            ("from_scratch", save_checkpoint(adapt_head(load_model("yolo11n.yaml").model.model, new_names), work / f"s{n}.pt"), scratch_settings),
+            ("from_base", save_checkpoint(adapt_head(load_model(str(base)).model.model, new_names),
+                                          transfer_weights(work, "from_base", n)[0]), tune),
+            ("from_scratch", save_checkpoint(adapt_head(load_model("yolo11n.yaml").model.model, new_names),
+                                             transfer_weights(work, "from_scratch", n)[0]), scratch_settings),
         ):
             t0 = time.time()
             trainer = fine_tune(start, data, work / f"{label}-{n}", cfg)
             row[f"{label}_map50"] = evaluate(Path(trainer.best), test_data, cfg, new_names)["map50"]
             row[f"{label}_seconds"] = round(time.time() - t0, 1)
+            row[f"{label}_val_curve"] = val_curve(trainer)
         print(row)
         rows.append(row)
     return {"base_images": n_base, "base_epochs": base_epochs, "base_map50_on_own_classes": base_map,
-            "finetune_epochs": epochs, "freeze_from_base": 10, "imgsz": 320, "test_images": len(test), "rows": rows}
+            "finetune_epochs": epochs, "freeze_from_base": 10, "imgsz": 320, "test_images": len(test), "rows": rows,
+            "new_names": new_names, "test_canvases_seed": 99}
 
 
 # -- (c) ------------------------------------------------------------------------------------------
