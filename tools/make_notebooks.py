@@ -63,6 +63,168 @@ assert result["strategies"]["random"]["mean"][-1] > 0.3, "the classifier learns"
 """),
 ]
 
+QUICKSTART = [
+    new_markdown_cell("""# Quickstart: the labeling loop end to end
+
+This notebook runs the whole loop against a real Label Studio:
+
+1. start Label Studio (or use yours: set `LABEL_STUDIO_URL` and `LABEL_STUDIO_API_KEY` before starting
+   Jupyter; the backends must be reachable from it, see the README),
+2. start the three backends and connect them to a new project,
+3. import images and label a few tasks through the API (a simulated labeler submits true boxes),
+4. watch the detector fine-tune and publish a new version, and its pre-labels change,
+5. watch the active backend reorder the labeling queue (`/next`) after that publish,
+6. ask the segmenter for a mask from one click.
+
+The images are Fashion-MNIST items pasted onto canvases with exact boxes, so the labeler is exact.
+With no network the detector starts from random weights (`yolo11n.yaml`); with one, set
+`DETECTOR_BASE_WEIGHTS=yolo11n.pt`. `LABELLOOP_FAST=1` (the tests) trains tiny models."""),
+    new_code_cell("""import io, json, os, secrets, sys, tempfile, time
+from pathlib import Path
+
+import requests
+
+ROOT = Path.cwd() if (Path.cwd() / "backends").is_dir() else Path.cwd().parent
+sys.path.insert(0, str(ROOT))
+from backends.stack.__main__ import LabelStudioRest
+from backends.stack.processes import backend_process, free_port, label_studio_process
+from bench import fmnist
+
+FAST = os.environ.get("LABELLOOP_FAST") == "1"
+work = Path(tempfile.mkdtemp(prefix="labelloop-quickstart-"))
+started = []  # processes this notebook started; the last cell stops them
+
+if os.environ.get("LABEL_STUDIO_URL") and os.environ.get("LABEL_STUDIO_API_KEY"):
+    LS_URL, LS_KEY = os.environ["LABEL_STUDIO_URL"].rstrip("/"), os.environ["LABEL_STUDIO_API_KEY"]
+    print(f"using your Label Studio at {LS_URL}")
+else:
+    LS_KEY, password, port = secrets.token_hex(20), secrets.token_urlsafe(12), free_port()
+    ls_proc = label_studio_process(work / "label-studio", port, "admin@labelloop.local", password, LS_KEY)
+    ls_proc.log_path = work / "label-studio.log"
+    ls_proc.start(timeout=300)  # first start runs migrations: about a minute
+    started.append(ls_proc)
+    LS_URL = f"http://127.0.0.1:{port}"
+    print(f"Label Studio at {LS_URL}, login admin@labelloop.local / {password}")
+ls = LabelStudioRest(LS_URL, LS_KEY)"""),
+    new_markdown_cell("## Start the backends\n\nThey share one model store (`MODEL_DIR`): the active backend scores "
+                      "with the detector's published versions."),
+    new_code_cell("""env = {"LABEL_STUDIO_URL": LS_URL, "LABEL_STUDIO_API_KEY": LS_KEY, "MODEL_DIR": str(work / "models"),
+       "TRAIN_DEBOUNCE_S": "2", "YOLO_OFFLINE": "1",
+       "DETECTOR_BASE_WEIGHTS": os.environ.get("DETECTOR_BASE_WEIGHTS", "yolo11n.yaml"),
+       "DETECTOR_EPOCHS": "3" if FAST else "30", "DETECTOR_IMGSZ": "160" if FAST else "320", "DETECTOR_BATCH": "4",
+       "DETECTOR_PUBLISH": "always", "DETECTOR_SCORE_THRESHOLD": "0.0" if FAST else "0.25", "DETECTOR_MAX_DET": "10",
+       "ACTIVE_WATCH_S": "2", "SAM_ALLOW_RANDOM": os.environ.get("SAM_ALLOW_RANDOM", "1"), "WARMUP": "0"}
+urls = {}
+for name in ("detector", "segmenter", "active"):
+    port = free_port()
+    proc = backend_process(f"backends.{name}", port, {**env, "DATA_DIR": str(work / name)}, work / f"{name}.log")
+    proc.start(timeout=120)
+    started.append(proc)
+    urls[name] = f"http://127.0.0.1:{port}"
+print(json.dumps(urls, indent=1))"""),
+    new_markdown_cell("## A project with the three backends connected"),
+    new_code_cell("""CLASSES = [0, 1, 2, 3, 4]
+NAMES = [fmnist.NAMES[c] for c in CLASSES]
+labels_xml = "".join(f'<Label value="{n}"/>' for n in NAMES)
+config = ('<View><Image name="image" value="$image"/>'
+          f'<RectangleLabels name="label" toName="image">{labels_xml}</RectangleLabels>'
+          f'<KeyPointLabels name="click" toName="image" smart="true">{labels_xml}</KeyPointLabels>'
+          f'<BrushLabels name="mask" toName="image">{labels_xml}</BrushLabels></View>')
+project = ls.api("POST", "/api/projects", json={"title": "Label Loop quickstart", "label_config": config})["id"]
+ml = {}
+for name, url in urls.items():
+    ml[name] = ls.api("POST", "/api/ml", json={"project": project, "url": url, "title": name,
+                                              "is_interactive": name == "segmenter", "auto_update": True})["id"]
+ls.api("PATCH", f"/api/projects/{project}", json={"start_training_on_annotation_update": True})
+print(f"project {project}: {LS_URL}/projects/{project}")"""),
+    new_markdown_cell("## Import images"),
+    new_code_cell("""x, y = fmnist.load("train")
+canvases = fmnist.canvases(x, y, CLASSES, 20 if FAST else 60, size=160 if FAST else 320, seed=7)
+files = []
+for i, (image, _) in enumerate(canvases):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    files.append((f"canvas{i:03d}.png", (f"canvas{i:03d}.png", buffer.getvalue(), "image/png")))
+ls.api("POST", f"/api/projects/{project}/import?commit_to_project=true", files=files)
+listed = ls.api("GET", f"/api/tasks?project={project}&page_size=1000")
+tasks = sorted(t["id"] for t in listed["tasks"])
+by_name = {t["id"]: t["data"]["image"].rsplit("-", 1)[-1] for t in listed["tasks"]}
+truth = {t: canvases[int(by_name[t][len("canvas"):-len(".png")])][1] for t in tasks}
+print(f"{len(tasks)} tasks")"""),
+    new_markdown_cell("## Label a few tasks (the simulated labeler submits the true boxes)\n\n"
+                      "Each submit is a webhook; the detector coalesces them into one training job."),
+    new_code_cell("""def boxes_to_result(boxes, size):
+    return [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": size,
+             "original_height": size, "value": {"x": 100 * bx / size, "y": 100 * by / size, "width": 100 * bw / size,
+                                                "height": 100 * bh / size, "rotation": 0, "rectanglelabels": [NAMES[c]]}}
+            for c, bx, by, bw, bh in boxes]
+
+size = canvases[0][0].size[0]
+labeled = tasks[:8] if FAST else tasks[:30]
+for task_id in labeled:
+    ls.api("POST", f"/api/tasks/{task_id}/annotations/", json={"result": boxes_to_result(truth[task_id], size)})
+print(f"submitted {len(labeled)} annotations")"""),
+    new_code_cell("""def wait(check, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if (value := check()):
+            return value
+        time.sleep(1)
+    raise TimeoutError(f"no {what} after {timeout} s")
+
+def versions():
+    # until a trained version serves, "current" names the base weights and "details" is empty
+    found = requests.get(f"{urls['detector']}/versions?project={project}", timeout=5).json()
+    return found if any(v["name"] == found["current"] for v in found.get("details", [])) else None
+
+published = wait(versions, 900, "published detector version")
+current = next(v for v in published["details"] if v["name"] == published["current"])
+print(f"detector version {current['name']}: trained on {current['n_annotations']} annotations")
+print({k: round(v, 3) for k, v in current["metrics"].items() if isinstance(v, float)})
+print("timings (s):", current["timings"])"""),
+    new_markdown_cell("## Pre-labels from the new version"),
+    new_code_cell("""unlabeled = [t for t in tasks if t not in labeled]
+ls.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+       json={"selectedItems": {"all": False, "included": unlabeled[:3]}, "project": project})
+for task_id in unlabeled[:3]:
+    for p in ls.api("GET", f"/api/predictions?task={task_id}"):
+        if p["model_version"] == published["current"]:
+            print(task_id, p["model_version"], [(r["value"]["rectanglelabels"][0], r["score"]) for r in p["result"]][:4])"""),
+    new_markdown_cell("## The queue reorders\n\nThe active backend saw the detector publish, scored every unlabeled "
+                      "task with it and wrote one prediction per task whose score Label Studio's "
+                      "\"Uncertainty sampling\" serves lowest first."),
+    new_code_cell("""def scored():
+    jobs = requests.get(f"{urls['active']}/jobs?project={project}", timeout=5).json()["jobs"]
+    done = [j for j in jobs if j["kind"] == "score" and j["state"] == "done"
+            and published["current"] in j["result"].get("queue_version", "")]
+    return done[0]["result"] if done else None
+
+ranking = wait(scored, 600, "scoring with the new detector version")
+settings = ls.api("GET", f"/api/projects/{project}")
+print(f"queue version {ranking['queue_version']}, sampling {settings['sampling']!r}, {ranking['scored']} tasks scored")
+print("most informative first:", ranking["first"][:5])
+served = ls.api("GET", f"/api/projects/{project}/next")["id"]
+print("Label Studio serves next:", served)
+assert served == ranking["first"][0]"""),
+    new_markdown_cell("## One click, one mask (the segmenter)\n\nWhat the editor's smart keypoint tool sends. The "
+                      "image was embedded when it was imported, so the click only runs SAM's decoder."),
+    new_code_cell("""task_id = unlabeled[0]
+c, bx, by, bw, bh = truth[task_id][0]
+click = {"type": "keypointlabels", "from_name": "click", "to_name": "image", "is_positive": True,
+         "original_width": size, "original_height": size,
+         "value": {"x": 100 * (bx + bw / 2) / size, "y": 100 * (by + bh / 2) / size, "keypointlabels": [NAMES[c]]}}
+t0 = time.time()
+reply = ls.api("POST", f"/api/ml/{ml['segmenter']}/interactive-annotating",
+               json={"task": task_id, "context": {"result": [click]}})
+regions = reply["data"]["result"]
+print(f"{[r['type'] for r in regions]} in {time.time() - t0:.1f} s")
+assert "brushlabels" in [r["type"] for r in regions]"""),
+    new_code_cell("""for proc in reversed(started):
+    proc.stop()
+print("stopped", len(started), "processes; logs in", work)"""),
+]
+
+
 TRANSFER_LEARNING = [
     new_markdown_cell("""# Transfer learning: fine-tuning the detector from a base vs from scratch
 
@@ -142,7 +304,8 @@ def main() -> None:
     out = ROOT / "notebooks"
     out.mkdir(exist_ok=True)
     metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3"}}
-    for name, cells in (("02_active_learning", ACTIVE_LEARNING), ("03_transfer_learning", TRANSFER_LEARNING)):
+    for name, cells in (("01_quickstart", QUICKSTART), ("02_active_learning", ACTIVE_LEARNING),
+                        ("03_transfer_learning", TRANSFER_LEARNING)):
         for i, cell in enumerate(cells):
             cell.id = f"{name[:2]}-{i:02d}"  # stable ids: regenerating leaves unchanged notebooks unchanged
         nbformat.write(new_notebook(cells=cells, metadata=metadata), out / f"{name}.ipynb")

@@ -20,6 +20,8 @@ from typing import Any
 
 import requests
 
+from backends.core.labelstudio import LabelStudioClient
+
 from .demo import ensure_demo_project
 from .processes import ROOT, backend_process, label_studio_process
 
@@ -30,20 +32,18 @@ DATA = ROOT / ".data"
 BACKENDS = {"detector": 9090, "segmenter": 9091, "active": 9092}
 
 
-class _Rest:
+class LabelStudioRest:
+    """The few Label Studio REST calls the stack and the quickstart notebook make, with either kind of key."""
+
     def __init__(self, url: str, token: str) -> None:
         self.url = url.rstrip("/")
         self.http = requests.Session()
-        # A personal access token is a JWT (three dot-separated parts): exchange it for an access token.
-        if token.count(".") == 2:
-            access = requests.post(f"{self.url}/api/token/refresh/", json={"refresh": token}, timeout=30)
-            access.raise_for_status()
-            self.http.headers["Authorization"] = f"Bearer {access.json()['access']}"
-        else:
-            self.http.headers["Authorization"] = f"Token {token}"
+        # The backends' client: tells a legacy token from a PAT and refreshes the PAT's 5-minute
+        # access tokens before they expire, so a long notebook session keeps working.
+        self.client = LabelStudioClient(self.url, token)
 
     def api(self, method: str, path: str, **kw: Any) -> Any:
-        response = self.http.request(method, self.url + path, timeout=120, **kw)
+        response = self.http.request(method, self.url + path, timeout=120, headers=self.client.auth_headers(), **kw)
         if response.status_code >= 400:
             raise SystemExit(f"Label Studio {method} {path} -> {response.status_code}: {response.text[:300]}")
         return response.json() if response.content else None
@@ -120,7 +120,7 @@ def up() -> None:
             proc = backend_process(f"backends.{name}", port, env, RUN / "logs" / f"{name}.log")
             proc.start(timeout=120)
             _save_pid(name, proc.pid)
-    project = ensure_demo_project(_Rest(ls_url, token), urls)
+    project = ensure_demo_project(LabelStudioRest(ls_url, token), urls)
     print(f"\nLabel Studio: {ls_url}/projects/{project}")
     if not external:
         if fresh:
@@ -157,7 +157,7 @@ def demo(backends: list[str]) -> None:
         if not sep or name not in BACKENDS:
             raise SystemExit(f"--backend wants NAME=URL with NAME one of {sorted(BACKENDS)}, got {item!r}")
         urls[name] = backend_url
-    project = ensure_demo_project(_Rest(url, token), urls)
+    project = ensure_demo_project(LabelStudioRest(url, token), urls)
     print(f"Label Studio: {url.rstrip('/')}/projects/{project}")
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from backends.stack.__main__ import _Rest
+from backends.stack.__main__ import LabelStudioRest
 from backends.stack.demo import DEMO_TITLE, demo_images, ensure_demo_project
 from tests.detector.conftest import OFFLINE_ENV
 
@@ -23,7 +23,7 @@ def test_demo_project_is_idempotent_and_shows_predictions(label_studio, start_ba
                                                       "WARMUP": 0})
     _, active_url = start_backend("backends.active", {**env, "WARMUP": 0})
     backends = {"detector": url, "segmenter": seg_url, "active": active_url}
-    rest = _Rest(label_studio.url, label_studio.personal_access_token())  # users may bring a PAT
+    rest = LabelStudioRest(label_studio.url, label_studio.personal_access_token())  # users may bring a PAT
     project = ensure_demo_project(rest, backends)
     assert ensure_demo_project(rest, backends) == project, "a second `make up` reuses the project"
     assert len(label_studio.task_ids(project)) == len(demo_images())
