@@ -99,8 +99,10 @@ class MediaLoader:
         timeout_s: float = 10.0,
         cache_dir: Path | None = None,
         cache_mb: int = 1024,
+        local_files_root: Path | None = None,
     ) -> None:
         self.ls = ls
+        self.local_files_root = local_files_root.resolve() if local_files_root else None
         self.allowed_hosts = {h.lower() for h in allowed_hosts}
         self.max_bytes = max_bytes
         self.max_pixels = max_pixels
@@ -162,13 +164,28 @@ class MediaLoader:
     def _fetch_from_label_studio(self, path: str) -> bytes:
         parts = urlsplit(path)
         if parts.path.startswith("/data/local-files"):
-            _check_local_files_path(parts.query)
+            relative = _check_local_files_path(parts.query)
+            if self.local_files_root is not None:
+                return self._read_local_file(relative)
         if not self.ls.configured:
             raise MediaError(
                 f"{_short(path)} is stored in Label Studio, which needs credentials: set LABEL_STUDIO_API_KEY"
             )
         response = self._get(urljoin(self.ls.url + "/", path.lstrip("/")), headers=self.ls.auth_headers())
         return self._read(response, path)
+
+    def _read_local_file(self, relative: str) -> bytes:
+        """The file Label Studio would serve, read from the same directory (mounted on this machine):
+        no HTTP round trip through Label Studio for every image of a local-files storage."""
+        assert self.local_files_root is not None
+        path = (self.local_files_root / relative).resolve()
+        if not path.is_relative_to(self.local_files_root):  # a symlink out of the root
+            raise MediaError(f"local-files path {relative!r} resolves outside LOCAL_FILES_DOCUMENT_ROOT", status=403)
+        if not path.is_file():
+            raise MediaError(f"local-files path {relative!r} is not a file under LOCAL_FILES_DOCUMENT_ROOT", status=404)
+        if path.stat().st_size > self.max_bytes:
+            raise MediaError(f"local-files path {relative!r} is over MEDIA_MAX_BYTES={self.max_bytes:,}")
+        return path.read_bytes()
 
     def _fetch_public(self, url: str) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
@@ -222,13 +239,14 @@ class MediaLoader:
             raise MediaError("data: URI is not valid base64") from None
 
 
-def _check_local_files_path(query: str) -> None:
+def _check_local_files_path(query: str) -> str:
     values = parse_qs(query).get("d", [])
     if not values:
         raise MediaError("local-files URL has no ?d= path")
     path = unquote(values[0])
     if path.startswith(("/", "\\")) or ".." in Path(path).parts or ".." in path.split("\\"):
         raise MediaError(f"local-files path {path!r} is absolute or climbs with '..'; refused", status=403)
+    return path
 
 
 def _short(url: str, limit: int = 120) -> str:

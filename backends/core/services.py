@@ -34,6 +34,7 @@ class Services:
             timeout_s=settings.media_timeout_s,
             cache_dir=settings.media_cache_dir,
             cache_mb=settings.media_cache_mb,
+            local_files_root=settings.local_files_root,
         )
         return cls(settings, journal, ls, media)
 

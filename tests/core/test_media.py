@@ -69,6 +69,26 @@ def test_other_schemes_are_refused(tmp_path, url):
 def test_local_files_traversal_refused(tmp_path, path):
     with pytest.raises(MediaError):
         loader(tmp_path).load_bytes(path)
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(MediaError):
+        loader(tmp_path, local_files_root=root).load_bytes(path)
+
+
+def test_local_files_read_from_the_document_root_without_label_studio(tmp_path):
+    root = tmp_path / "files"
+    (root / "dataset").mkdir(parents=True)
+    (root / "dataset" / "cat 1.png").write_bytes(png_bytes(10, 8))
+    (tmp_path / "secret.png").write_bytes(png_bytes(3, 3))
+    (root / "escape.png").symlink_to(tmp_path / "secret.png")
+    media = loader(tmp_path, local_files_root=root)  # no API key: Label Studio is never asked
+    assert media.load_image("/data/local-files/?d=dataset/cat%201.png").image.size == (10, 8)
+    with pytest.raises(MediaError, match="outside LOCAL_FILES_DOCUMENT_ROOT") as err:
+        media.load_bytes("/data/local-files/?d=escape.png")
+    assert err.value.status == 403
+    with pytest.raises(MediaError, match="not a file") as err:
+        media.load_bytes("/data/local-files/?d=dataset/missing.png")
+    assert err.value.status == 404
 
 
 def test_allow_listed_host_is_fetched_and_cached(tmp_path, web):
