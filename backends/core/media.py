@@ -2,8 +2,9 @@
 
 Rules, in the order they are checked:
 - ``/data/upload/...``, ``/data/local-files/?d=...`` and URLs on Label Studio's own host are fetched
-  from ``LABEL_STUDIO_URL`` with the API credentials. A ``local-files`` path with ``..`` or an
-  absolute path is refused. The credentials are never sent to any other host.
+  from ``LABEL_STUDIO_URL`` with the API credentials (``local-files`` straight from
+  ``LOCAL_FILES_DOCUMENT_ROOT`` when set). A ``local-files`` path with ``..`` or an absolute path is
+  refused. The credentials are never sent to any other host.
 - Other ``http(s)`` URLs are fetched without credentials, with a timeout and a byte cap, and
   refused when the host resolves to a loopback, private, link-local, multicast or reserved address
   (cloud metadata at 169.254.169.254, your intranet) unless listed in ``ALLOWED_MEDIA_HOSTS``.
