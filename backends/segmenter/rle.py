@@ -4,7 +4,7 @@ Why not just the SDK: its encoder builds a Python string of bits one run at a ti
 in the mask's runs with a large constant. Trained SAM returns compact masks (~2.5 ms to encode),
 but a speckled mask (random weights, thin structures, noisy edges) has tens of thousands of runs:
 73 ms for a 451x300 mask, more than the SAM decoder itself (bench/segmenter.py). This encoder
-emits the same bit fields with numpy; ``tests/segmenter/test_rle.py`` checks it against the SDK on
+emits the same bit fields with numpy (runs found on the mask, fields OR-ed into 64-bit words); ``tests/segmenter/test_rle.py`` checks it against the SDK on
 random, speckled, empty, full and very long-run masks, and decodes it with the SDK's decoder.
 
 The format (``label_studio_sdk.converter.brush.encode_rle``): a 53-bit header (32-bit length, 5-bit
@@ -22,21 +22,34 @@ _HEADER_SIZES = (3, 4, 8, 16)
 
 
 def mask2rle(mask: np.ndarray) -> list[int]:
-    """A 2-D uint8 mask (0 / 255) as Label Studio brush RLE (each pixel repeated for RGBA)."""
+    """A 2-D uint8 mask (0 / 255) as Label Studio brush RLE (each pixel repeated for RGBA).
+
+    Runs are found on the mask itself, then stretched 4x: the RGBA array the SDK encodes repeats
+    every pixel 4 times, so its runs are the mask's with 4x the length (no 4x copy to scan).
+    """
     if mask.ndim != 2:
         raise ValueError("mask must be a 2-D array")
-    return encode_rle(np.repeat(mask.astype(np.uint8).ravel(), 4))
+    lengths, values = _runs(mask.astype(np.uint8).ravel())
+    return _encode_runs(4 * mask.size, 4 * lengths, values)
 
 
 def encode_rle(arr: np.ndarray) -> list[int]:
-    arr = np.asarray(arr, dtype=np.int64)
-    num = len(arr)
+    arr = np.asarray(arr)
+    lengths, values = _runs(arr)
+    return _encode_runs(len(arr), lengths, values)
+
+
+def _runs(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(length, value) of each run of equal values."""
+    if not len(arr):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    ends = np.append(np.flatnonzero(arr[1:] != arr[:-1]), len(arr) - 1)
+    return np.diff(np.append(-1, ends)), arr[ends].astype(np.int64)
+
+
+def _encode_runs(num: int, lengths: np.ndarray, values: np.ndarray) -> list[int]:
     header = [(num, 32), (7, 5)] + [(size - 1, 4) for size in _HEADER_SIZES]
-    if num:
-        change = np.flatnonzero(arr[1:] != arr[:-1])
-        ends = np.append(change, num - 1)
-        lengths = np.diff(np.append(-1, ends))
-        values = arr[ends]
+    if len(lengths):
         codes, widths = _tokens(lengths, values)
     else:
         codes, widths = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -44,34 +57,49 @@ def encode_rle(arr: np.ndarray) -> list[int]:
     widths = np.concatenate([np.array([w for _, w in header], dtype=np.int64), widths])
     total = int(widths.sum())
     pad = 8 - total % 8
-    bits = np.zeros(total + pad, dtype=np.uint8)
+    return _pack(codes, widths, (total + pad) // 8)
+
+
+def _pack(codes: np.ndarray, widths: np.ndarray, nbytes: int) -> list[int]:
+    """Concatenate the bit fields, most significant bit first, into ``nbytes`` bytes.
+
+    Each field (at most 32 bits) lands in one 64-bit big-endian word or spills into the next; fields
+    never overlap, so OR-ing every field's shifted code into its word(s) builds the stream at once.
+    """
     starts = np.concatenate([[0], np.cumsum(widths)[:-1]])
-    for width in np.unique(widths):  # scatter every field of one width at once
-        pick = widths == width
-        shifts = np.arange(width - 1, -1, -1)
-        field = (codes[pick, None] >> shifts[None, :]) & 1
-        bits[starts[pick, None] + np.arange(width)[None, :]] = field
-    return np.packbits(bits).astype(int).tolist()
+    word, offset = starts >> 6, starts & 63
+    shift = 64 - offset - widths  # < 0: the field spills into the next word
+    values = codes.astype(np.uint64)
+    fits = shift >= 0
+    head = np.where(fits, values << np.where(fits, shift, 0).astype(np.uint64),
+                    values >> np.where(fits, 0, -shift).astype(np.uint64))
+    words = np.zeros(nbytes // 8 + 2, dtype=np.uint64)
+    np.bitwise_or.at(words, word, head)
+    spill = ~fits
+    np.bitwise_or.at(words, word[spill] + 1, values[spill] << (64 + shift[spill]).astype(np.uint64))
+    return list(words.astype(">u8").tobytes()[:nbytes])
 
 
 def _tokens(lengths: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each run's bit field(s) as (code, width), runs over 256 split into 16-bit-length pieces."""
     long = lengths > 256
-    pieces = np.where(long, (lengths - 1) // 65536 + 1, 1)  # the SDK's "while length > 2**16" loop
-    run = np.repeat(np.arange(len(lengths)), pieces)
-    first_piece = np.concatenate([[0], np.cumsum(pieces)[:-1]])
-    piece_index = np.arange(len(run)) - np.repeat(first_piece, pieces)
-    is_last = piece_index == pieces[run] - 1
-    length = lengths[run]
-    value = values[run]
-    piece_length = np.where(long[run] & ~is_last, 65536, length - 65536 * piece_index)
-    code = np.empty(len(run), dtype=np.int64)
-    width = np.empty(len(run), dtype=np.int64)
+    if (lengths > 65536).any():  # the SDK's "while length > 2**16" loop: split into 65536-long pieces
+        pieces = np.where(long, (lengths - 1) // 65536 + 1, 1)
+        run = np.repeat(np.arange(len(lengths)), pieces)
+        first_piece = np.concatenate([[0], np.cumsum(pieces)[:-1]])
+        piece_index = np.arange(len(run)) - np.repeat(first_piece, pieces)
+        is_last = piece_index == pieces[run] - 1
+        length, value, long = lengths[run], values[run], long[run]
+        piece_length = np.where(long & ~is_last, 65536, length - 65536 * piece_index)
+    else:  # no run over 65536 values (16384 pixels): one piece per run
+        length, value, piece_length = lengths, values, lengths
+    code = np.empty(len(length), dtype=np.int64)
+    width = np.empty(len(length), dtype=np.int64)
     single = length == 1
     s3 = (length > 1) & (length <= 8)
     s4 = (length > 8) & (length <= 16)
     s8 = (length > 16) & (length <= 256)
-    s16 = long[run]
+    s16 = long
     code[single], width[single] = value[single], 14
     code[s3], width[s3] = (1 << 13) | ((length[s3] - 1) << 8) | value[s3], 14
     code[s4], width[s4] = (1 << 14) | (1 << 12) | ((length[s4] - 1) << 8) | value[s4], 15
