@@ -60,7 +60,8 @@ def png(image: np.ndarray) -> bytes:
 def make_project(ls: LS, title: str, images: np.ndarray) -> list[int]:
     project = ls.api("POST", "/api/projects", json={"title": title, "label_config": CONFIG})["id"]
     files = [(f"f{i:04d}.png", (f"f{i:04d}.png", io.BytesIO(png(img)), "image/png")) for i, img in enumerate(images)]
-    ls.api("POST", f"/api/projects/{project}/import?commit_to_project=true", files=files)
+    for start in range(0, len(files), 50):  # Django refuses more than 100 files per request (a 500)
+        ls.api("POST", f"/api/projects/{project}/import?commit_to_project=true", files=files[start:start + 50])
     tasks = ls.api("GET", f"/api/tasks?project={project}&page_size=10000")
     tasks = tasks["tasks"] if isinstance(tasks, dict) else tasks
     return project, {t["id"]: int(t["data"]["image"].rsplit("f", 1)[1][:4]) for t in tasks}

@@ -167,9 +167,12 @@ def create_app(
         extra = body.get("extra_params")
         if extra is not None and not isinstance(extra, dict):
             raise BadRequest("'extra_params' must be a JSON object")
+        hostname = body.get("hostname")
+        if hostname is not None and not isinstance(hostname, str):
+            raise BadRequest("'hostname' must be a string (Label Studio's URL)")
         model = model_class(project_id=project, label_config=schema, services=services, extra_params=extra)
         model.setup()
-        services.journal.save_setup(backend, project, schema, extra, body.get("hostname"))
+        services.journal.save_setup(backend, project, schema, extra, hostname)
         return jsonify({"model_version": model.model_version})
 
     @app.post("/predict")

@@ -147,6 +147,7 @@ class SegmenterModel(LabelLoopModel):
 
     # -- predict --------------------------------------------------------------------------------
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        self.outputs  # noqa: B018 - a config the segmenter cannot serve is the request's 4xx, not each task's
         if context and context.get("result") is not None:
             return [self._interactive(tasks[0], context)] + [self.empty_prediction() for _ in tasks[1:]]
         outcomes = self.per_task(tasks, self._boxes_to_masks)
