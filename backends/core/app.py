@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from .errors import BadRequest, LabelLoopError, NotFound, Unauthorized
 from .jobs import EmbeddedDispatcher, RQDispatcher
 from .journal import Job
-from .logs import setup_logging
+from .logs import redact, setup_logging
 from .metrics import LATENCY, PREDICTIONS, REQUESTS, StateCollector, render
 from .model import LabelLoopModel
 from .services import Services
@@ -138,7 +138,8 @@ def create_app(
     @app.errorhandler(LabelLoopError)
     def _input_error(exc: LabelLoopError) -> tuple[Response, int]:
         log.info("%s %s -> %s: %s", request.method, request.path, exc.status, exc.message)
-        return jsonify(exc.to_json()), exc.status
+        return jsonify({key: redact(value) if isinstance(value, str) else value
+                        for key, value in exc.to_json().items()}), exc.status
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:

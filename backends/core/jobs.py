@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from .errors import LabelLoopError
 from .journal import CANCELLED, DONE, FAILED, Job, Journal
+from .logs import redact
 from .metrics import JOBS_FINISHED
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ def run_job(journal: Journal, job: Job, make_model: ModelFactory) -> str:
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.error("%s: job %s crashed:\n%s", backend, job.id, traceback.format_exc())
-    journal.finish(job.id, state, result=result if isinstance(result, dict) else None, error=error)
+    # A job's error is served by GET /jobs: an upstream reply quoted in it may echo credentials.
+    journal.finish(job.id, state, result=result if isinstance(result, dict) else None,
+                   error=redact(error) if error else None)
     JOBS_FINISHED.labels(backend, job.kind, state).inc()
     log.info("%s: job %s %s in %.1f s", backend, job.id, state, time.time() - started)
     return state

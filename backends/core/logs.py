@@ -11,7 +11,19 @@ _SECRET_PATTERNS = [
 ]
 
 
+_KNOWN_SECRETS: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """A configured credential (API key, Basic auth password): masked wherever it appears, even bare
+    (e.g. echoed back in an upstream error body), not only after ``Token``/``password=``."""
+    if value and len(value) >= 6:
+        _KNOWN_SECRETS.add(value)
+
+
 def redact(text: str) -> str:
+    for secret in _KNOWN_SECRETS:
+        text = text.replace(secret, "***")
     text = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)} ***", text)
     return _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
 

@@ -74,7 +74,8 @@ def address_refusal(host: str, allowed: Iterable[str]) -> str | None:
         kind = _non_public_kind(addr)
         if kind:
             return (
-                f"host {host!r} resolves to a {kind} address ({addr}); fetching it is refused to protect "
+                f"host {host!r} resolves to {'an' if kind[0] in 'aeiou' else 'a'} {kind} address ({addr}); "
+                "fetching it is refused to protect "
                 "internal services. Add the host to ALLOWED_MEDIA_HOSTS if this is intended"
             )
     return None

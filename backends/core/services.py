@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .journal import Journal
 from .labelstudio import LabelStudioClient
+from .logs import register_secret
 from .media import MediaLoader
 from .registry import ModelRegistry
 from .settings import CoreSettings
@@ -21,6 +22,8 @@ class Services:
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> "Services":
         api_key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
+        register_secret(api_key)
+        register_secret(settings.basic_auth_pass.get_secret_value() if settings.basic_auth_pass else None)
         ls = LabelStudioClient(settings.label_studio_url, api_key)
         journal = Journal(
             settings.journal_path, debounce_s=settings.train_debounce_s, lease_s=settings.job_lease_s,

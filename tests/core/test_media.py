@@ -51,6 +51,17 @@ def loader(tmp_path, **kw):
     ("http://10.1.2.3/x.png", "private"),
     ("http://192.168.0.1/x.png", "private"),
     ("http://0.0.0.0/x.png", "unspecified"),
+    ("http://0/x.png", "unspecified"),
+    ("http://[::]/x.png", "unspecified"),
+    ("http://0177.0.0.1/x.png", "loopback"),  # octal
+    ("http://017700000001/x.png", "loopback"),  # octal, one number
+    ("http://127.1/x.png", "loopback"),  # short form
+    ("http://[fe80::1]/x.png", "link-local"),
+    ("http://[fc00::1]/x.png", "private"),  # IPv6 unique local
+    ("http://[0:0:0:0:0:ffff:a9fe:a9fe]/x.png", "link-local"),  # 169.254.169.254 mapped into IPv6
+    ("http://[64:ff9b::7f00:1]/x.png", "reserved"),  # NAT64 of 127.0.0.1
+    ("http://100.64.0.1/x.png", "non-public"),  # carrier-grade NAT
+    ("http://224.0.0.1/x.png", "multicast"),
 ])
 def test_private_addresses_are_refused(tmp_path, url, fragment):
     with pytest.raises(MediaError) as err:
