@@ -135,7 +135,9 @@ class MediaLoader:
     def decode(self, data: bytes, url: str = "") -> Image.Image:
         try:
             img = Image.open(io.BytesIO(data))
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        # ImportError: once ultralytics is imported, PIL.Image.open tries an optional HEIF plugin on
+        # unidentified bytes; whatever that plugin's state, those bytes are not an image we can read.
+        except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
             raise MediaError(f"{_short(url)} is not a readable image ({type(exc).__name__})") from None
         width, height = img.size
         if width * height > self.max_pixels:

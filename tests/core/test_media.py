@@ -160,3 +160,12 @@ def test_data_uri(tmp_path):
 def test_address_refusal_allows_public_literal():
     assert address_refusal("8.8.8.8", []) is None
     assert address_refusal("169.254.169.254", ["169.254.169.254"]) is None
+
+
+def test_non_image_bytes_after_ultralytics_patched_pil(tmp_path):
+    """ultralytics replaces PIL.Image.open with one that loads a HEIF plugin on unidentified bytes;
+    in a detector process garbage must still be a clean MediaError, not an ImportError (a 500)."""
+    import ultralytics.utils.patches  # noqa: F401 - applies the patch, as any detector process does
+
+    with pytest.raises(MediaError, match="not a readable image"):
+        loader(tmp_path).decode(b"hello, not an image", "x.png")
