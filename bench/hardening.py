@@ -113,6 +113,11 @@ def part_memory(calls: int) -> dict[str, Any]:
         results[name] = {"calls": n, "distinct_images": not click, "rss_mib_after_100": rss[100],
                          f"rss_mib_after_{n}": rss[n], "ratio": round(ratio, 3), "failed": failed,
                          "seconds": round(time.time() - started, 1), "within_1_2x": ratio <= 1.2}
+        if name == "active":
+            results[name]["note"] = ("no classifier version in this project: /predict answers without loading the "
+                                     "image, so this measures the server's own per-request growth only")
+        if click:
+            results[name]["note"] = "clicks on one image (each new image is a ~20 s CPU encoder run)"
         print(name, json.dumps(results[name]), flush=True)
     return results
 
