@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -51,7 +52,10 @@ class StagedVersion:
     def __init__(self, registry: "ModelRegistry") -> None:
         self.registry = registry
         registry.versions_dir.mkdir(parents=True, exist_ok=True)
-        self.path = Path(tempfile.mkdtemp(prefix=".staging-", dir=registry.versions_dir))
+        _remove_orphaned_stages(registry.versions_dir)
+        # host and pid in the name: a later stage on this host can tell a killed writer's leftovers
+        prefix = f".staging-{socket.gethostname()}-{os.getpid()}-"
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=registry.versions_dir))
 
     def __enter__(self) -> "StagedVersion":
         return self
@@ -146,6 +150,26 @@ class ModelRegistry:
         os.replace(tmp, self.pointer)
         _fsync_dir(self.dir)
         return version
+
+
+def _remove_orphaned_stages(versions_dir: Path) -> None:
+    """Delete staging directories whose writer (a process on this host) no longer exists: what a
+    kill -9 in the middle of a publish leaves behind. Other hosts' stages are left to them."""
+    host = socket.gethostname()
+    for path in versions_dir.glob(f".staging-{host}-*-*"):
+        pid_text = path.name[len(f".staging-{host}-"):].split("-", 1)[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _write_json_durably(path: Path, data: dict[str, Any]) -> None:

@@ -1,0 +1,90 @@
+"""kill -9 at any moment of a publish, and a full disk, never leave the model store half-written.
+
+A child process publishes versions of a 1 MB weights file in a loop; the test kills it with SIGKILL
+at random moments (staging, writing, renaming, switching ``current``) and after every kill checks
+what a restarted server would read: ``current`` names a complete version, every listed version is
+complete, and the next publish works and takes a new number. The journaled-events half of crash
+safety (a killed worker's pending job resumes) is tests/core/test_labelstudio_e2e.py and test_rq_mode.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from backends.core.registry import ModelRegistry
+
+WEIGHTS = 1_000_000
+PUBLISH_LOOP = textwrap.dedent(f"""
+    import os, sys
+    from pathlib import Path
+    from backends.core.registry import ModelRegistry
+    registry = ModelRegistry(Path(sys.argv[1]), "toy", 1)
+    while True:
+        with registry.stage() as staged:
+            (staged.path / "weights.bin").write_bytes(os.urandom({WEIGHTS}))
+            staged.publish({{"n_annotations": 1}})
+""")
+FULL_DISK = textwrap.dedent(f"""
+    import os, resource, signal, sys
+    from pathlib import Path
+    from backends.core.registry import ModelRegistry
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+    registry = ModelRegistry(Path(sys.argv[1]), "toy", 1)
+    try:
+        with registry.stage() as staged:
+            (staged.path / "weights.bin").write_bytes(os.urandom({WEIGHTS}))
+            staged.publish({{"n_annotations": 2}})
+    except OSError as exc:
+        print("refused:", exc)
+""")
+
+
+def assert_complete(registry: ModelRegistry) -> None:
+    current = registry.current()
+    listed = registry.list()
+    assert current is None or current.name in [v.name for v in listed]
+    for version in listed:
+        assert json.loads((version.path / "metadata.json").read_text())["name"] == version.name
+        assert (version.path / "weights.bin").stat().st_size == WEIGHTS, f"{version.name} is half-written"
+
+
+def test_publish_survives_kill_9_at_any_moment(tmp_path):
+    registry = ModelRegistry(tmp_path, "toy", 1)
+    rng = random.Random(0)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    for _ in range(25):
+        child = subprocess.Popen([sys.executable, "-c", PUBLISH_LOOP, str(tmp_path)], env=env)
+        time.sleep(rng.uniform(0.4, 1.2))  # past the interpreter start, somewhere inside the loop
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert_complete(registry)
+    before = max(v.number for v in registry.list())
+    with registry.stage() as staged:
+        (staged.path / "weights.bin").write_bytes(os.urandom(WEIGHTS))
+        version = staged.publish({"n_annotations": 1})
+    assert version.number == before + 1 and registry.current_name() == version.name
+    leftovers = list(registry.versions_dir.glob(".staging-*"))
+    assert not leftovers, f"killed writers' staging directories were not cleaned up: {leftovers}"
+
+
+def test_a_full_disk_fails_the_publish_and_keeps_the_current_version(tmp_path):
+    registry = ModelRegistry(tmp_path, "toy", 1)
+    with registry.stage() as staged:
+        (staged.path / "weights.bin").write_bytes(os.urandom(WEIGHTS))
+        first = staged.publish({"n_annotations": 1})
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert "refused:" in out.stdout and "File too large" in out.stdout, out.stdout + out.stderr
+    assert registry.current_name() == first.name and [v.name for v in registry.list()] == [first.name]
+    assert not list(registry.versions_dir.glob(".staging-*")), "the failed stage was removed"
+    assert_complete(registry)
