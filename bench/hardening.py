@@ -1,5 +1,14 @@
 """Hardening figures -> bench/results/hardening.json.
 
+``load``: a backend under gunicorn with 4 workers, 20 concurrent clients sending ``/predict`` for
+60 s (one task per call, its image on a real Label Studio), while submits in Label Studio make the
+training job publish two new versions: failed requests (must be 0), p50/p99 latency, and whether
+every reply's ``model_version`` existed when the reply left (created before it). Then a webhook storm
+of 2,000 events in 10 s: all acknowledged, all journaled, never more than one running and one pending
+job per project. It runs the toy backend (tests/toy_backend.py): the same server, journal, queue and
+registry as the product backends, with a trivial model, so the figures are the plumbing's, not
+YOLO's on 2 cores.
+
 ``memory``: the RSS of a backend server process after 1,000 ``/predict`` calls on distinct images
 stays within 1.2x its RSS after 100 (caches are bounded: media cache on disk, URL metadata LRU,
 model instances per request). Each call carries one task, as Label Studio sends when a task is
@@ -7,7 +16,7 @@ opened; the images are distinct PNGs served over loopback HTTP like Label Studio
 The segmenter is measured on clicks over the same image: an image it has not seen costs a ~20 s
 encoder run on CPU, so 1,000 distinct ones are a GPU-machine measurement.
 
-    .venv/bin/python bench/hardening.py [--parts memory] [--calls 1000]
+    .venv/bin/python bench/hardening.py [--parts memory,load] [--calls 1000] [--seconds 60] [--clients 20]
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -122,15 +132,145 @@ def part_memory(calls: int) -> dict[str, Any]:
     return results
 
 
+def part_load(seconds: float, clients: int) -> dict[str, Any]:
+    import secrets
+    import sqlite3
+    import statistics
+    from concurrent.futures import ThreadPoolExecutor
+
+    from backends.stack.processes import label_studio_process
+
+    work = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    token = secrets.token_hex(20)
+    ls_port, port = free_port(), free_port()
+    ls_proc = label_studio_process(work / "ls", ls_port, "bench@example.com", secrets.token_urlsafe(12), token)
+    ls_proc.start(timeout=300)
+    ls_url, url = f"http://127.0.0.1:{ls_port}", f"http://127.0.0.1:{port}"
+    data_dir = work / "toy"
+    env = {"DATA_DIR": str(data_dir), "LABEL_STUDIO_URL": ls_url, "LABEL_STUDIO_API_KEY": token, "WORKERS": "4",
+           "THREADS": "8", "TOY_FIT_SECONDS": "8", "TRAIN_DEBOUNCE_S": "0.5", "LOG_LEVEL": "WARNING"}
+    backend = backend_process("tests.toy_backend", port, env, work / "toy.log").start(timeout=120)
+    ls = requests.Session()
+    ls.headers["Authorization"] = f"Token {token}"
+    try:
+        project = ls.post(f"{ls_url}/api/projects", json={"title": "load", "label_config": DETECT_CONFIG}).json()["id"]
+        buf = io.BytesIO()
+        Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(buf, format="PNG")
+        ls.post(f"{ls_url}/api/projects/{project}/import?commit_to_project=true",
+                files=[("a.png", ("a.png", buf.getvalue(), "image/png"))]).raise_for_status()
+        task = ls.get(f"{ls_url}/api/tasks?project={project}").json()["tasks"][0]
+        ls.post(f"{ls_url}/api/ml", json={"project": project, "url": url, "title": "toy", "auto_update": True}).raise_for_status()
+        ls.patch(f"{ls_url}/api/projects/{project}", json={"start_training_on_annotation_update": True})
+        body = {"tasks": [task], "label_config": DETECT_CONFIG, "project": f"{project}.1"}
+        box = [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 160,
+                "original_height": 120, "value": {"x": 10, "y": 10, "width": 20, "height": 20,
+                                                  "rectanglelabels": ["person"]}}]
+        deadline = time.time() + seconds
+
+        def hammer() -> list[tuple[float, float, int, str | None]]:
+            session, out = requests.Session(), []
+            while time.time() < deadline:
+                t0 = time.time()
+                try:
+                    reply = session.post(f"{url}/predict", json=body, timeout=60)
+                    version = reply.json()["results"][0]["model_version"] if reply.ok else None
+                    out.append((t0, time.time(), reply.status_code, version))
+                except requests.RequestException:
+                    out.append((t0, time.time(), 0, None))
+            return out
+
+        def current() -> str:
+            return requests.get(f"{url}/versions?project={project}", timeout=10).json()["current"]
+
+        with ThreadPoolExecutor(clients) as pool:
+            futures = [pool.submit(hammer) for _ in range(clients)]
+            for wanted in ("toy-v1", "toy-v2"):  # each submit: webhook -> training job -> a new version
+                time.sleep(3)
+                ls.post(f"{ls_url}/api/tasks/{task['id']}/annotations/", json={"result": box}).raise_for_status()
+                while current() != wanted and time.time() < deadline:
+                    time.sleep(0.5)
+            samples = [s for f in futures for s in f.result()]
+        details = requests.get(f"{url}/versions?project={project}", timeout=10).json()["details"]
+        created = {d["name"]: d["created_at"] for d in details}
+        latencies = sorted(1000 * (t1 - t0) for t0, t1, status, _ in samples if status == 200)
+        impossible = [s for s in samples if s[3] not in (None, "toy-base") and created.get(s[3], 1e18) > s[1]]
+        served = Counter(s[3] for s in samples)
+        load = {"backend": "toy (the product server, journal, queue and registry; trivial model)",
+                "gunicorn_workers": 4, "clients": clients, "seconds": seconds, "requests": len(samples),
+                "failed": sum(1 for s in samples if s[2] != 200), "p50_ms": round(statistics.median(latencies), 2),
+                "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
+                "versions_published_during_load": sorted(created), "replies_per_version": dict(served),
+                "replies_with_a_version_not_yet_published": len(impossible)}
+        print("load", json.dumps(load), flush=True)
+        storm = _storm(url, project, data_dir / "journal.sqlite3", sqlite3)
+        print("storm", json.dumps(storm), flush=True)
+        return {"load": load, "storm": storm}
+    finally:
+        backend.stop()
+        ls_proc.stop()
+
+
+def _storm(url: str, project: int, journal: Path, sqlite3: Any, events: int = 2000, seconds: float = 10,
+           clients: int = 20) -> dict[str, Any]:
+    """``events`` ANNOTATION_CREATED webhooks spread evenly over ``seconds`` by ``clients`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = _count_events(journal, sqlite3)
+    start = time.time() + 0.5
+    worst_jobs = {"running": 0, "pending": 0}
+    stop = threading.Event()
+
+    def watch_jobs() -> None:
+        while not stop.is_set():
+            jobs = requests.get(f"{url}/jobs?project={project}", timeout=10).json()["jobs"]
+            for state in worst_jobs:
+                worst_jobs[state] = max(worst_jobs[state], sum(j["state"] == state for j in jobs))
+            time.sleep(0.2)
+
+    def send(client: int) -> list[tuple[int, float]]:
+        session, out = requests.Session(), []
+        for i in range(client, events, clients):
+            time.sleep(max(0.0, start + seconds * i / events - time.time()))
+            payload = {"action": "ANNOTATION_CREATED", "project": {"id": project},
+                       "annotation": {"id": 1_000_000 + i}, "task": {"id": 1}}
+            t0 = time.perf_counter()
+            reply = session.post(f"{url}/webhook", json=payload, timeout=30)
+            out.append((reply.status_code, 1000 * (time.perf_counter() - t0)))
+        return out
+
+    watcher = threading.Thread(target=watch_jobs, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(clients) as pool:
+        replies = [r for f in [pool.submit(send, c) for c in range(clients)] for r in f.result()]
+    elapsed = time.time() - start
+    stop.set()
+    watcher.join()
+    acks = sorted(ms for status, ms in replies if status == 200)
+    return {"events": events, "clients": clients, "seconds": round(elapsed, 1),
+            "acknowledged": len(acks), "ack_p50_ms": round(acks[len(acks) // 2], 2),
+            "ack_p99_ms": round(acks[int(0.99 * (len(acks) - 1))], 2),
+            "journaled": _count_events(journal, sqlite3) - before,
+            "most_running_jobs_seen": worst_jobs["running"], "most_pending_jobs_seen": worst_jobs["pending"]}
+
+
+def _count_events(journal: Path, sqlite3: Any) -> int:
+    with sqlite3.connect(journal) as db:
+        return db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--parts", default="memory")
+    parser.add_argument("--parts", default="memory,load")
     parser.add_argument("--calls", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=20)
     args = parser.parse_args()
     out = RESULTS / "hardening.json"
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     if "memory" in args.parts.split(","):
         results["memory"] = part_memory(args.calls)
+    if "load" in args.parts.split(","):
+        results.update(part_load(args.seconds, args.clients))
     results["machine"] = {"cpus": os.cpu_count()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
