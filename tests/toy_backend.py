@@ -4,7 +4,9 @@ Its model is deliberately trivial, so the tests exercise only the protocol serve
 registry and Label Studio client: predict puts one box in the image centre with the config's first
 label (loading the real image through the media loader); fit pages the project's annotations from
 Label Studio and publishes a version recording how many it saw. ``TOY_FIT_SECONDS`` makes fit slow
-enough to kill a worker in the middle of it.
+enough to kill a worker in the middle of it; ``TOY_WEIGHTS_BYTES`` sizes its weights file and
+``TOY_FSIZE_LIMIT`` caps the size of any file the process writes (a full disk for weights, while the
+small journal keeps working).
 """
 
 from __future__ import annotations
@@ -56,11 +58,19 @@ class ToyModel(LabelLoopModel):
                 job.check_cancelled()
         with self.registry.stage() as staged:
             (staged.path / "weights.txt").write_text(str(n_annotations))
+            (staged.path / "weights.bin").write_bytes(b"\0" * int(os.environ.get("TOY_WEIGHTS_BYTES", "0")))
             version = staged.publish({"n_annotations": n_annotations, "events": len(kwargs.get("events", []))})
         return {"version": version.name, "n_annotations": n_annotations}
 
 
 if __name__ == "__main__":
+    if os.environ.get("TOY_FSIZE_LIMIT"):
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed, as a full disk behaves
+        limit = int(os.environ["TOY_FSIZE_LIMIT"])
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     # Import the class under its module name (not __main__) so RQ workers can import it by path.
     from tests.toy_backend import ToyModel as ImportableToyModel
 

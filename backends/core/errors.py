@@ -55,3 +55,10 @@ class Conflict(LabelLoopError):
 class Unauthorized(LabelLoopError):
     status = 401
     kind = "unauthorized"
+
+
+class ModelStoreError(LabelLoopError):
+    """The model store cannot take a new version (full, read-only, no permission)."""
+
+    status = 507
+    kind = "model_store"

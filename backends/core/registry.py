@@ -14,6 +14,7 @@ current, so a ``/predict`` running during a publish serves the old or the new ve
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -26,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import NotFound
+from .errors import ModelStoreError, NotFound
 
+_STORE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 _VERSION_RE = re.compile(r"^(?P<backend>[a-z0-9_]+)-v(?P<n>\d+)$")
 
 
@@ -60,9 +62,16 @@ class StagedVersion:
     def __enter__(self) -> "StagedVersion":
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, _tb: object) -> None:
         if self.path.exists():
             shutil.rmtree(self.path, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in _STORE_ERRNOS:
+            # Whatever wrote into the stage (ultralytics, torch.save, a copy): say what the user must fix.
+            raise ModelStoreError(
+                f"the model store {self.registry.dir} cannot take a new version ({exc.strerror}); nothing was "
+                f"published, {self.registry.current_name() or 'the base model'} keeps serving. Free space or fix "
+                "MODEL_DIR's permissions, then submit again or POST /jobs"
+            ) from exc
 
     def publish(self, metadata: dict[str, Any], *, make_current: bool = True) -> Version:
         return self.registry._publish_staged(self, metadata, make_current=make_current)

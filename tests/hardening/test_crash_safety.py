@@ -19,9 +19,16 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+import requests
+
 from backends.core.registry import ModelRegistry
+from tests.conftest import RECT_CONFIG, png_bytes
+from tests.harness import wait_until
 
 WEIGHTS = 1_000_000
+BOX = {"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 64,
+       "original_height": 48, "value": {"x": 10, "y": 10, "width": 50, "height": 50, "rectanglelabels": ["Cat"]}}
 PUBLISH_LOOP = textwrap.dedent(f"""
     import os, sys
     from pathlib import Path
@@ -43,8 +50,8 @@ FULL_DISK = textwrap.dedent(f"""
         with registry.stage() as staged:
             (staged.path / "weights.bin").write_bytes(os.urandom({WEIGHTS}))
             staged.publish({{"n_annotations": 2}})
-    except OSError as exc:
-        print("refused:", exc)
+    except Exception as exc:
+        print("refused:", type(exc).__name__, exc)
 """)
 
 
@@ -84,7 +91,34 @@ def test_a_full_disk_fails_the_publish_and_keeps_the_current_version(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     out = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path)], env=env, capture_output=True, text=True,
                          timeout=60)
-    assert "refused:" in out.stdout and "File too large" in out.stdout, out.stdout + out.stderr
+    assert "refused: ModelStoreError" in out.stdout and "File too large" in out.stdout, out.stdout + out.stderr
+    assert "nothing was published" in out.stdout and first.name in out.stdout
     assert registry.current_name() == first.name and [v.name for v in registry.list()] == [first.name]
     assert not list(registry.versions_dir.glob(".staging-*")), "the failed stage was removed"
     assert_complete(registry)
+
+
+@pytest.mark.labelstudio
+def test_a_full_model_store_fails_the_job_clearly_and_predict_keeps_serving(label_studio, start_backend, tmp_path):
+    """Through a real Label Studio: v1 published, then the store fills up; the next submit's job fails with
+    a message naming the store, and /predict keeps answering with v1."""
+    env = {"DATA_DIR": tmp_path / "toy", "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
+           "TRAIN_DEBOUNCE_S": 0.2, "TOY_WEIGHTS_BYTES": 2_000_000}
+    proc, url = start_backend("tests.toy_backend", env)
+    project = label_studio.create_project(RECT_CONFIG, title="full disk")
+    (task,) = label_studio.upload_images(project, {"a.png": png_bytes(64, 48)})
+    label_studio.connect_backend(project, url, "toy")
+    label_studio.annotate(task, [BOX])
+    wait_until(lambda: requests.get(f"{url}/versions?project={project}", timeout=5).json()["current"] == "toy-v1",
+               60, "toy-v1")
+    proc.stop()
+    port = int(url.rsplit(":", 1)[1])
+    _, url = start_backend("tests.toy_backend", {**env, "TOY_FSIZE_LIMIT": 1_000_000}, port=port)  # weights > limit
+    label_studio.annotate(task, [BOX])
+    (failed,) = wait_until(lambda: [j for j in requests.get(f"{url}/jobs?project={project}", timeout=5).json()["jobs"]
+                                    if j["state"] == "failed"], 60, "the job to fail on the full store")
+    assert "model store" in failed["error"] and "toy-v1 keeps serving" in failed["error"], failed
+    reply = requests.post(f"{url}/predict", json={"tasks": [label_studio.task(task)], "label_config": RECT_CONFIG,
+                                                  "project": f"{project}.1"}, timeout=30)
+    assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == "toy-v1"
+    assert requests.get(f"{url}/versions?project={project}", timeout=5).json()["versions"] == ["toy-v1"]
