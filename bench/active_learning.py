@@ -50,7 +50,7 @@ class Protocol:
     per_cycle: int = 200
     cycles: int = 10
     subset: int = 10_000
-    epochs: int = 12
+    epochs: int = 30
     batch: int = 64
     lr: float = 0.02
     test_limit: int | None = None  # None: the whole 10k test set
@@ -95,6 +95,7 @@ class Checkpoint:
     def put(self, seed: int, name: str, curve: list[float]) -> None:
         self.curves.setdefault(str(seed), {})[name] = curve
         if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"protocol": self.protocol, "curves": self.curves}))
 
     def done(self) -> None:

@@ -160,6 +160,10 @@ class ActiveModel(LabelLoopModel):
             return Scorer(self, job).run()
         return super().run_job(kind, events, job)
 
+    def help_with(self, board: Any) -> int:
+        """An RQ worker's share of a scoring job's model outputs (see ``Scorer.help``)."""
+        return Scorer(self, None).help(board)
+
     def request_scoring(self, action: str, payload: dict[str, Any]) -> None:
         self.services.journal.record(self.backend, self.project_id, action, {**payload, "project": self.project_id},
                                      kind="score")

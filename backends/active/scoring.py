@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from backends.core.errors import LabelLoopError
+from backends.core.jobs import ask_for_helpers, worker_id
+from backends.core.shared_work import ChunkBoard
 
 from .queue import DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, task_ids_filter, unlabeled_filter
 from .ranking import build_pool, rank
@@ -71,6 +73,7 @@ class Scorer:
         self.active, self.job = active, job
         self.settings = active.settings
         self.failed: dict[int, str] = {}
+        self.chunks: dict[str, dict[str, Any]] = {}  # per "unlabeled"/"labeled": chunks, helpers, who did what
         self.ranking: list[tuple[int, float]] = []  # (task id, score), first served first
 
     def run(self) -> dict[str, Any]:
@@ -98,6 +101,7 @@ class Scorer:
         first = [task_id for task_id, _ in self.ranking[:10]]
         summary = {"queue_version": version, "strategy": strategy, "note": note, "scored": len(entries),
                    "skipped": {str(k): v for k, v in self.failed.items()}, "first": first, **written,
+                   "chunks": self.chunks,
                    "seconds": round(time.time() - started, 2)}
         self.active.save_state("last_scoring.json", {**summary, "task_model": task_model.version if task_model else None,
                                                       "finished_at": time.time()})
@@ -141,23 +145,63 @@ class Scorer:
                 found[int(task["id"])] = cached
             else:
                 todo.append((task, url))
-        for start in range(0, len(todo), self.settings.chunk):
-            self._check_cancelled()
-            chunk = todo[start:start + self.settings.chunk]
-            images = []
-            for task, url in chunk:
-                try:
-                    images.append((task, url, self.active.services.media.load_image(url)))
-                except LabelLoopError as exc:  # deleted or unreadable since it was listed
-                    self.failed[int(task["id"])] = exc.message
-                    log.warning("active: task %s not scored: %s", task.get("id"), exc.message)
-            if images:
-                outputs = task_model.outputs([img for _, _, img in images])
-                cache.add([(int(task["id"]), url, out) for (task, url, _), out in zip(images, outputs)])
-                found.update({int(task["id"]): out for (task, _, _), out in zip(images, outputs)})
-            self._progress(stage=f"model outputs ({what})", done=min(start + len(chunk), len(todo)), total=len(todo),
-                           cached=len(tasks) - len(todo))
+        if todo:
+            found.update(self._shared_outputs(task_model, todo, cache, what, len(tasks) - len(todo)))
         return found
+
+    # -- chunks, shared with RQ helpers -------------------------------------------------------------
+    def _shared_outputs(self, task_model: TaskModel, todo: list[tuple[dict[str, Any], str]], cache: OutputCache,
+                        what: str, cached: int) -> dict[int, ImageOutputs]:
+        """Model outputs of ``todo`` in chunks on a :class:`ChunkBoard`: this job computes the chunks it
+        claims; RQ workers asked to help (``ACTIVE_SCORING_HELPERS``, with ``REDIS_URL``) claim others."""
+        size = self.settings.chunk
+        chunks = [[[int(task["id"]), url] for task, url in todo[i:i + size]] for i in range(0, len(todo), size)]
+        plan = {"project": self.active.project_id, "label_config": self.active.label_config,
+                "extra_params": self.active.extra_params, "task_model": task_model.version, "what": what,
+                "chunks": chunks}
+        board = ChunkBoard.create(self.active.state_dir / "outputs" / f"{task_model.version}.{what}.board", plan,
+                                  len(chunks), lease_s=self.active.services.settings.job_lease_s)
+        helpers = ask_for_helpers(self.active.services.settings, self.active, str(board.root),
+                                  min(self.settings.scoring_helpers, len(chunks) - 1))
+
+        def compute(k: int) -> dict[str, Any]:
+            self._check_cancelled()
+            result = compute_chunk(self.active, task_model, chunks[k], board, k)
+            self._progress(stage=f"model outputs ({what})", done=board.count_finished() + 1, chunks=len(chunks),
+                           tasks=len(todo), cached=cached, helpers_asked=helpers)
+            return result
+
+        try:
+            results = board.work(compute, on_wait=self._check_cancelled)
+        except BaseException:
+            board.remove()  # cancelled or failed: helpers stop at their next chunk
+            raise
+        found: dict[int, ImageOutputs] = {}
+        by_worker: dict[str, int] = {}
+        for k in sorted(results):
+            result = results[k]
+            rows = [(row["task"], row["url"], _from_json(row)) for row in result["rows"]]
+            cache.add(rows)
+            found.update({task_id: out for task_id, _, out in rows})
+            self.failed.update({int(t): reason for t, reason in result["failed"].items()})
+            by_worker[result["worker"]] = by_worker.get(result["worker"], 0) + 1
+        board.remove()
+        self.chunks[what] = {"chunks": len(chunks), "helpers_asked": helpers, "by_worker": by_worker}
+        return found
+
+    def help(self, board: ChunkBoard) -> int:
+        """An RQ helper's share of a scoring job: chunks of the board's plan, while the task model is
+        still the plan's (a newer version means the owner's job is obsolete)."""
+        plan = board.plan()
+        task_model = self.active.task_model()
+        if plan is None or task_model is None or task_model.version != plan["task_model"]:
+            return 0
+        done = 0
+        for k in board.take():
+            board.finish(k, compute_chunk(self.active, task_model, plan["chunks"][k], board, k))
+            done += 1
+        log.info("active project %s: helped with %d chunk(s) of %s", self.active.project_id, done, board.root.name)
+        return done
 
     # -- writing ----------------------------------------------------------------------------------
     def _write(self, version: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
@@ -183,6 +227,22 @@ class Scorer:
     def _check_cancelled(self) -> None:
         if self.job is not None:
             self.job.check_cancelled()
+
+
+def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]], board: ChunkBoard,
+                  k: int) -> dict[str, Any]:
+    """One chunk's model outputs as JSON rows, and the tasks whose image could not be loaded."""
+    images, failed = [], {}
+    for task_id, url in items:
+        board.heartbeat(k)
+        try:
+            images.append((task_id, url, active.services.media.load_image(url)))
+        except LabelLoopError as exc:  # deleted or unreadable since it was listed
+            failed[str(task_id)] = exc.message
+            log.warning("active: task %s not scored: %s", task_id, exc.message)
+    outputs = task_model.outputs([img for _, _, img in images]) if images else []
+    rows = [_to_json(task_id, url, out) for (task_id, url, _), out in zip(images, outputs)]
+    return {"rows": rows, "failed": failed, "worker": worker_id()}
 
 
 def _to_json(task_id: int, url: str, out: ImageOutputs) -> dict[str, Any]:

@@ -42,6 +42,9 @@ class ActiveSettings(ProjectSettings):
     # follow by entropy), and how detection box uncertainties become one number per image.
     chunk: int = Field(256, gt=0)
     queue_size: int = Field(1000, gt=0)
+    # With REDIS_URL: how many RQ workers a scoring job asks to take chunks alongside it (a large
+    # project's model outputs then come from several workers; 0: the job computes every chunk).
+    scoring_helpers: int = Field(3, ge=0)
     aggregate: Literal["max", "mean", "sum"] = "max"
     # Blind-spot report: how many highest-loss annotated tasks the "Model disagrees" tab keeps.
     disagreements: int = Field(20, ge=1, le=200)

@@ -246,24 +246,72 @@ class Discriminative(Strategy):
 
 
 class Hybrid(Strategy):
-    """Uncertainty, then diversity: the ``prefilter`` x n most uncertain (entropy) samples, of which
-    k-center greedy keeps n that cover the embedding space (no batch of near-identical images)."""
+    """Uncertainty, then diversity (Zhdanov 2019, "Diverse mini-batch active learning"): the
+    ``prefilter`` x n least sure samples by margin, clustered into n groups by k-means weighted by
+    that margin; from each cluster the sample nearest its centre. A batch of n then spans n
+    different kinds of doubt instead of n near-copies of the same one, and unlike k-center greedy
+    it does not chase outliers (k-center picks the farthest points first, often junk)."""
 
     name = "hybrid"
 
-    def __init__(self, prefilter: int = 4) -> None:
+    def __init__(self, prefilter: int = 10) -> None:
         self.prefilter = prefilter
 
     def scores(self, pool: Pool) -> np.ndarray:
         if pool.uncertainty is not None:
             return pool.uncertainty
-        return entropy(pool.need("probs", self.name))
+        return margin(pool.need("probs", self.name))
 
     def select(self, pool: Pool, n: int) -> np.ndarray:
-        candidates = top_n(self.scores(pool), self.prefilter * n)
-        embeddings = pool.need("embeddings", self.name)
-        picked = k_center_greedy(embeddings[candidates], pool.labeled_embeddings, n)
-        return candidates[picked]
+        scores = self.scores(pool)
+        candidates = top_n(scores, self.prefilter * n)
+        if len(candidates) <= n:
+            return candidates
+        embeddings = pool.need("embeddings", self.name)[candidates].astype(np.float64)
+        picked = nearest_to_centres(embeddings, weighted_kmeans(embeddings, n, scores[candidates] + EPS))
+        # most uncertain first among the picks, so a queue cut short still starts with the doubtful
+        return candidates[picked[np.argsort(-scores[candidates][picked], kind="stable")]]
+
+
+def weighted_kmeans(x: np.ndarray, k: int, weights: np.ndarray, iterations: int = 20, seed: int = 0) -> np.ndarray:
+    """Centres of ``k`` clusters of ``x`` (k-means++ seeding, then Lloyd's steps with per-sample weights)."""
+    rng = np.random.default_rng(seed)
+    centres = [x[rng.choice(len(x), p=weights / weights.sum())]]
+    nearest = ((x - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        p = weights * nearest
+        centre = x[rng.choice(len(x), p=p / p.sum())] if p.sum() > 0 else x[rng.integers(len(x))]
+        centres.append(centre)
+        nearest = np.minimum(nearest, ((x - centre) ** 2).sum(1))
+    c = np.stack(centres)
+    for _ in range(iterations):
+        membership = np.zeros((len(x), k))
+        membership[np.arange(len(x)), _sq_dist(x, c).argmin(1)] = weights
+        mass, moved = membership.sum(0), membership.T @ x
+        filled = mass > 0
+        new = c.copy()
+        new[filled] = moved[filled] / mass[filled, None]
+        if np.allclose(new, c):
+            break
+        c = new
+    return c
+
+
+def nearest_to_centres(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """One distinct sample per centre: the closest not yet taken (greedy over the closest pairs)."""
+    d = _sq_dist(x, centres)
+    taken = np.zeros(len(x), dtype=bool)
+    chosen = []
+    for j in np.argsort(d.min(0), kind="stable"):
+        order = np.argsort(d[:, j], kind="stable")
+        pick = order[~taken[order]][0]
+        taken[pick] = True
+        chosen.append(int(pick))
+    return np.array(chosen, dtype=int)
+
+
+def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.maximum((a ** 2).sum(1)[:, None] - 2 * a @ b.T + (b ** 2).sum(1)[None, :], 0)
 
 
 STRATEGIES: dict[str, type[Strategy]] = {

@@ -220,6 +220,48 @@ def load_model_class(path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def ask_for_helpers(settings: Any, model: Any, board_dir: str, helpers: int) -> int:
+    """Enqueue up to ``helpers`` RQ jobs that take chunks of a job's shared work (``core.shared_work``).
+    Without Redis there is nobody to ask: the owner does every chunk itself. Returns how many were asked."""
+    if not settings.redis_url or helpers <= 0:
+        return 0
+    from redis import Redis
+    from rq import Queue
+
+    path = f"{type(model).__module__}:{type(model).__qualname__}"
+    try:
+        queue = Queue(settings.rq_queue, connection=Redis.from_url(settings.redis_url))
+        for _ in range(helpers):
+            queue.enqueue(rq_help, path, board_dir, job_timeout=-1, result_ttl=600, failure_ttl=3600)
+    except Exception as exc:  # Redis unreachable: the owner does the work alone, as without Redis
+        log.warning("%s: could not ask RQ workers for help (%s); computing every chunk here", model.backend, exc)
+        return 0
+    return helpers
+
+
+def rq_help(model_path: str, board_dir: str) -> int:
+    """RQ job: help with a job's shared work. The board's plan names the project and its label config;
+    the model computes whatever chunks are left. A board already finished is nothing to do."""
+    from pathlib import Path
+
+    from .services import Services
+    from .settings import CoreSettings
+    from .shared_work import BoardGone, ChunkBoard
+
+    board = ChunkBoard(Path(board_dir))
+    plan = board.plan()
+    if plan is None:
+        return 0
+    model_class = load_model_class(model_path)
+    services = Services.from_settings(CoreSettings())
+    model = model_class(project_id=plan["project"], label_config=plan["label_config"], services=services,
+                        extra_params=plan.get("extra_params"))
+    try:
+        return model.help_with(board)
+    except BoardGone:
+        return 0
+
+
 def rq_drain(model_path: str, project: int) -> int:
     """RQ job: drain one project's work for the backend whose model class is ``model_path``."""
     from .app import model_factory

@@ -106,6 +106,11 @@ class LabelLoopModel:
             return self.fit(last.action, last.payload, events=list(events), job=job)
         raise LabelLoopError(f"{self.backend} has no job kind {kind!r}")
 
+    def help_with(self, board: Any) -> int:
+        """Take chunks of a job's shared work (``core.shared_work``) and compute them; returns how many.
+        Backends whose jobs share nothing never receive helpers."""
+        raise LabelLoopError(f"{self.backend} shares no work with helpers")
+
     def report(self) -> dict[str, Any]:
         """A project report the backend keeps (``GET /report?project=N``)."""
         raise NotFound(f"the {self.backend} backend keeps no project report")

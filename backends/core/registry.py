@@ -19,8 +19,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelStoreError, NotFound
+from .scratch import owned_tempdir, remove_orphans
 
 _STORE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
 _VERSION_RE = re.compile(r"^(?P<backend>[a-z0-9_]+)-v(?P<n>\d+)$")
@@ -48,16 +47,17 @@ class Version:
         return {"name": self.name, "current": self.name == current, **self.metadata}
 
 
+STAGING_PREFIX = ".staging-"
+
+
 class StagedVersion:
     """A version being written. ``publish()`` makes it visible; leaving without it discards it."""
 
     def __init__(self, registry: "ModelRegistry") -> None:
         self.registry = registry
         registry.versions_dir.mkdir(parents=True, exist_ok=True)
-        _remove_orphaned_stages(registry.versions_dir)
-        # host and pid in the name: a later stage on this host can tell a killed writer's leftovers
-        prefix = f".staging-{socket.gethostname()}-{os.getpid()}-"
-        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=registry.versions_dir))
+        remove_orphans(registry.versions_dir, STAGING_PREFIX)  # what a kill -9 mid-publish left behind
+        self.path = owned_tempdir(registry.versions_dir, STAGING_PREFIX)
 
     def __enter__(self) -> "StagedVersion":
         return self
@@ -159,26 +159,6 @@ class ModelRegistry:
         os.replace(tmp, self.pointer)
         _fsync_dir(self.dir)
         return version
-
-
-def _remove_orphaned_stages(versions_dir: Path) -> None:
-    """Delete staging directories whose writer (a process on this host) no longer exists: what a
-    kill -9 in the middle of a publish leaves behind. Other hosts' stages are left to them."""
-    host = socket.gethostname()
-    for path in versions_dir.glob(f".staging-{host}-*-*"):
-        pid_text = path.name[len(f".staging-{host}-"):].split("-", 1)[0]
-        if pid_text.isdigit() and not _alive(int(pid_text)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_json_durably(path: Path, data: dict[str, Any]) -> None:

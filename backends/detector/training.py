@@ -18,18 +18,20 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.jobs import JobCancelled
+from backends.core.scratch import owned_tempdir, remove_orphans
 
 from .dataset import BuildReport, samples_from_tasks, split, write_dataset
 from .weights import load_model
 
 log = logging.getLogger(__name__)
+#: training scratch directories: ``DATA_DIR/work/detector-<host>-<pid>-*``
+WORKDIR_PREFIX = "detector-"
 
 
 def save_checkpoint(model: Any, path: Path, task: str = "detect") -> Path:
@@ -106,7 +108,7 @@ class FineTuner:
             reason = f"{len(samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
             log.info("detector project %s: not training: %s", self.detector.project_id, reason)
             return {"skipped": reason, "report": report.to_json()}
-        workdir = Path(tempfile.mkdtemp(prefix=f"detector-{self.detector.project_id}-", dir=self._work_root()))
+        workdir = owned_tempdir(self._work_root(), WORKDIR_PREFIX)
         try:
             return self._train_and_publish(workdir, samples, names, report, started)
         finally:
@@ -242,8 +244,12 @@ class FineTuner:
             log.info("detector: cancelled job's last checkpoint kept at %s (not published)", keep)
 
     def _work_root(self) -> Path:
+        """Training runs' scratch space (dataset, ultralytics run folder), without what runs killed
+        mid-training left behind."""
         root = self.services.settings.data_dir / "work"
         root.mkdir(parents=True, exist_ok=True)
+        for orphan in remove_orphans(root, WORKDIR_PREFIX):
+            log.info("detector: removed %s, left by a training run that was killed", orphan.name)
         return root
 
     def _check_cancelled(self) -> None:

@@ -8,6 +8,7 @@ import pytest
 from bench import active_learning
 
 
+@pytest.mark.timeout(1500)  # a whole (small) benchmark: minutes alone, far more on a busy box
 def test_quick_benchmark_writes_curves_for_every_strategy(tmp_path):
     if shutil.which("apt-get") is None and not list((active_learning.fmnist.CACHE).rglob("train-images*")):
         pytest.skip("Fashion-MNIST comes from Debian's dataset-fashion-mnist package: apt-get is unavailable here")

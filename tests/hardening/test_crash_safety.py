@@ -13,6 +13,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -122,3 +123,50 @@ def test_a_full_model_store_fails_the_job_clearly_and_predict_keeps_serving(labe
                                                   "project": f"{project}.1"}, timeout=30)
     assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == "toy-v1"
     assert requests.get(f"{url}/versions?project={project}", timeout=5).json()["versions"] == ["toy-v1"]
+
+
+@pytest.mark.labelstudio
+def test_detector_killed_inside_ultralytics_training_resumes_and_loses_no_submit(label_studio, start_backend, tmp_path):
+    """kill -9 of the detector while ultralytics is between epochs of a real fine-tune, with a second
+    submit waiting as the pending job: after a restart the dead job's events move to the pending job
+    (one retrain covers both, as the debounce would have), that job runs, its version holds every
+    submitted annotation, and no half-written version or staging directory is left. (A dead job with
+    nothing pending behind it is run again: tests/core/test_labelstudio_e2e.py.)"""
+    from tests.detector.conftest import OFFLINE_ENV, one_class_checkpoint, scene
+    from tests.detector.test_detector_e2e import CONFIG, box
+
+    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "cat", 1: "dog"})
+    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 0.5, "JOB_LEASE_S": 2,
+           "DETECTOR_EPOCHS": 30, "DETECTOR_IMGSZ": 160, "DETECTOR_BATCH": 2, "DETECTOR_PATIENCE": 0,
+           "DETECTOR_PUBLISH": "always"}
+    proc, url = start_backend("backends.detector", env)
+    project = label_studio.create_project(CONFIG, title="kill -9 in training")
+    tasks = label_studio.upload_images(project, {f"k{i}.png": scene(i)[0] for i in range(4)})
+    label_studio.connect_backend(project, url, "detector")
+    for i, task in enumerate(tasks[:3]):
+        label_studio.annotate(task, [box(*scene(i)[1][0])])
+
+    def listed():
+        return requests.get(f"{url}/jobs?project={project}", timeout=5).json()["jobs"]
+
+    (training,) = wait_until(lambda: [j for j in listed() if (j.get("progress") or {}).get("epoch")], 180,
+                             "ultralytics to finish an epoch", interval=0.5)
+    label_studio.annotate(tasks[3], [box(*scene(3)[1][0])])  # arrives while training: the pending job
+    wait_until(lambda: [j for j in listed() if j["state"] == "pending"], 30, "the submit to be journaled as pending")
+    proc.kill()
+
+    port = int(url.rsplit(":", 1)[1])
+    _, url = start_backend("backends.detector", {**env, "DETECTOR_EPOCHS": 1}, port=port)
+    (done,) = wait_until(lambda: [j for j in listed() if j["state"] == "done"], 300, "the pending job", interval=1)
+    (killed,) = [j for j in listed() if j["id"] == training["id"]]
+    assert killed["state"] == "failed" and f"events moved to job {done['id']}" in killed["error"], killed
+    with sqlite3.connect(tmp_path / "det" / "journal.sqlite3") as db:
+        owners = {job for (job,) in db.execute("SELECT job_id FROM events")}
+    assert owners == {done["id"]}, "every journaled event now belongs to the job that ran"
+    versions = requests.get(f"{url}/versions?project={project}", timeout=5).json()
+    assert versions["versions"] == ["detector-v1"] and versions["current"] == "detector-v1", versions
+    assert versions["details"][-1]["n_annotations"] == 4, "the submits journaled before the kill were trained on"
+    store = tmp_path / "det" / "models" / "detector" / f"project-{project}"
+    assert not list(store.glob(".staging-*")), "a staging directory survived the kill"
+    assert not list((tmp_path / "det" / "work").iterdir()), "the killed run's dataset and run folder are removed"
