@@ -13,7 +13,9 @@ Reported: test accuracy per cycle (mean +- std over seeds), each strategy's gain
 mid-budget, and the labels each needs to reach random's final accuracy (linear interpolation
 between cycles; null when it never does within the budget).
 
-    .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about 40 minutes on 2 cores)
+    .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about 70 minutes on 2 cores)
+    .venv/bin/python bench/active_learning.py --reuse random,entropy,margin,learning_loss,coreset,discriminative
+                                                         # re-measure hybrid only, after changing it
     .venv/bin/python bench/active_learning.py --quick    # 1 seed x 3 cycles, small subsets (CI)
 """
 
@@ -97,6 +99,20 @@ class Checkpoint:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.write_text(json.dumps({"protocol": self.protocol, "curves": self.curves}))
+
+    def reuse(self, results: Path, strategies: list[str]) -> list[str]:
+        """Take ``strategies``' per-seed curves from a finished results file of the same protocol, so a
+        change to one strategy re-measures only that one. Returns the strategies taken."""
+        if not results.exists():
+            return []
+        saved = json.loads(results.read_text())
+        if saved.get("protocol") != self.protocol:
+            raise SystemExit(f"--reuse: {results} was measured under another protocol: {saved.get('protocol')}")
+        taken = [name for name in strategies if name in saved["strategies"]]
+        for name in taken:
+            for seed, curve in enumerate(saved["strategies"][name]["per_seed"]):
+                self.curves.setdefault(str(seed), {})[name] = curve
+        return taken
 
     def done(self) -> None:
         if self.path is not None:
@@ -208,7 +224,8 @@ def load_data(protocol: Protocol) -> dict[str, Any]:
             "y_test": y_test.astype(np.int64)}
 
 
-def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | None = None) -> dict[str, Any]:
+def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | None = None,
+        reuse: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     strategies = strategies or STRATEGIES
     if "random" not in strategies:
@@ -216,6 +233,8 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
     data = load_data(protocol)
     started = time.time()
     checkpoint = Checkpoint(out.with_suffix(".partial.json") if out is not None else None, protocol)
+    if reuse and out is not None:
+        print(f"reusing {checkpoint.reuse(out, reuse)} from {out}", flush=True)
     per_seed = [run_seed(seed, protocol, data, strategies, checkpoint) for seed in range(protocol.seeds)]
     summary = summarise(per_seed, protocol)
     result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
@@ -237,12 +256,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--out", type=Path, default=RESULTS / "active_learning.json")
+    parser.add_argument("--reuse", default="", help="strategies whose curves are taken from --out (same protocol) "
+                                                     "instead of re-measured, e.g. after changing one strategy")
     args = parser.parse_args(argv)
     protocol = Protocol.quick() if args.quick else Protocol()
     for field in ("seeds", "cycles", "epochs"):
         if getattr(args, field) is not None:
             setattr(protocol, field, getattr(args, field))
-    result = run(protocol, args.strategies.split(","), args.out)
+    result = run(protocol, args.strategies.split(","), args.out, [n for n in args.reuse.split(",") if n])
     print(json.dumps({k: v for k, v in result.items() if k != "strategies"}, indent=2))
     for name, entry in result["strategies"].items():
         print(f"{name:>15}: final {entry['mean'][-1]:.4f}  mid-budget gain {entry['gain_mid_budget_points']:+.2f} pts"

@@ -14,10 +14,15 @@ stays within 1.2x its RSS after 100 (caches are bounded: media cache on disk, UR
 model instances per request). Each call carries one task, as Label Studio sends when a task is
 opened; the images are distinct PNGs served over loopback HTTP like Label Studio's uploads.
 The segmenter is measured on clicks over the same image: an image it has not seen costs a ~20 s
-encoder run on CPU, so 1,000 distinct ones are a GPU-machine measurement.
+encoder run on CPU, so 1,000 distinct ones are a GPU-machine measurement (``--segmenter-distinct``).
+
+``--load-backend detector`` runs the load part on the detector instead of the toy backend: YOLO11n
+on every request and two real fine-tunes publishing meanwhile (``load_detector`` in the JSON); on 2
+cores it measures the CPU as much as the server, so the storm stays on the toy backend.
 
     .venv/bin/python bench/hardening.py [--parts memory,load] [--backends detector,active,segmenter]
-                                        [--calls 1000] [--seconds 60] [--clients 20]
+                                        [--segmenter-distinct] [--calls 1000] [--seconds 60] [--clients 20]
+                                        [--load-backend toy|detector]
 """
 
 from __future__ import annotations
@@ -100,7 +105,7 @@ def answered_version(reply: dict[str, Any]) -> str | None:
     return results[0].get("model_version") if results and results[0].get("result") else None
 
 
-def part_memory(calls: int, only: list[str] | None = None) -> dict[str, Any]:
+def part_memory(calls: int, only: list[str] | None = None, segmenter_distinct: bool = False) -> dict[str, Any]:
     images = image_server()
     work = Path(tempfile.mkdtemp(prefix="bench-hardening-"))
     cases = {
@@ -123,7 +128,8 @@ def part_memory(calls: int, only: list[str] | None = None) -> dict[str, Any]:
         rss, failed, started, versions = {}, 0, time.time(), Counter()
         try:
             for i in range(1, n + 1):
-                url = f"{images}/img/{0 if click else i}.png"  # segmenter: the same image (see docstring)
+                same_image = click and not segmenter_distinct  # segmenter on CPU: one image (see docstring)
+                url = f"{images}/img/{0 if same_image else i}.png"
                 reply = session.post(f"http://127.0.0.1:{port}/predict", json=predict_body(url, config, click), timeout=600)
                 failed += reply.status_code != 200
                 if reply.status_code == 200:
@@ -133,14 +139,14 @@ def part_memory(calls: int, only: list[str] | None = None) -> dict[str, Any]:
         finally:
             proc.stop()
         ratio = rss[n] / rss[100]
-        results[name] = {"calls": n, "distinct_images": not click, "rss_mib_after_100": rss[100],
+        results[name] = {"calls": n, "distinct_images": not click or segmenter_distinct, "rss_mib_after_100": rss[100],
                          f"rss_mib_after_{n}": rss[n], "ratio": round(ratio, 3), "failed": failed,
                          "replies_per_version": dict(versions), "seconds": round(time.time() - started, 1),
                          "within_1_2x": ratio <= 1.2}
         if name == "active":
             results[name]["note"] = ("a published small_cnn classifier version: every call loads the image, runs the "
                                      "classifier and answers a Choices pre-label")
-        if click:
+        if click and not segmenter_distinct:
             results[name]["note"] = "clicks on one image (each new image is a ~20 s CPU encoder run)"
         print(name, json.dumps(results[name]), flush=True)
     return results
@@ -319,6 +325,8 @@ def main() -> None:
     parser.add_argument("--parts", default="memory,load")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--backends", default="detector,active,segmenter", help="memory part: which backends")
+    parser.add_argument("--segmenter-distinct", action="store_true",
+                        help="memory part: the segmenter clicks on distinct images (one encoder run each: a GPU run)")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--load-backend", default="toy", choices=["toy", "detector"],
@@ -327,7 +335,7 @@ def main() -> None:
     out = RESULTS / "hardening.json"
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     if "memory" in args.parts.split(","):
-        results["memory"] = {**results.get("memory", {}), **part_memory(args.calls, args.backends.split(","))}
+        results["memory"] = {**results.get("memory", {}), **part_memory(args.calls, args.backends.split(","), args.segmenter_distinct)}
     if "load" in args.parts.split(","):
         results.update(part_load(args.seconds, args.clients, args.load_backend))
     results["machine"] = {"cpus": os.cpu_count()}
