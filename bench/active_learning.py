@@ -86,13 +86,16 @@ class Checkpoint:
     def __init__(self, path: Path | None, protocol: Protocol) -> None:
         self.path, self.protocol = path, asdict(protocol)
         self.curves: dict[str, dict[str, list[float]]] = {}
+        self.resumed = 0  # (seed, strategy) pairs not measured by this run: "seconds" covers the others only
         if path is not None and path.exists():
             saved = json.loads(path.read_text())
             if saved.get("protocol") == self.protocol:
                 self.curves = saved["curves"]
 
     def get(self, seed: int, name: str) -> list[float] | None:
-        return self.curves.get(str(seed), {}).get(name)
+        curve = self.curves.get(str(seed), {}).get(name)
+        self.resumed += curve is not None
+        return curve
 
     def put(self, seed: int, name: str, curve: list[float]) -> None:
         self.curves.setdefault(str(seed), {})[name] = curve
@@ -239,7 +242,8 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
     summary = summarise(per_seed, protocol)
     result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
               "model": "TaskClassifier(small_cnn) + loss-prediction head", **summary,
-              "seconds": round(time.time() - started, 1), "machine": {"cpus": os.cpu_count()}}
+              "seconds": round(time.time() - started, 1), "pairs_resumed": checkpoint.resumed,
+              "pairs_measured": protocol.seeds * len(strategies) - checkpoint.resumed, "machine": {"cpus": os.cpu_count()}}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from .strategies import STRATEGIES, Pool, entropy, get_strategy, image_uncertainty, top_n
+from .strategies import STRATEGIES, Pool, entropy, get_strategy, image_uncertainty, margin, top_n
 from .task_models import ImageOutputs
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,9 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
 
 def rank(pool: Pool, strategy: str, queue_size: int) -> np.ndarray:
     """Every pool index, most informative first. Set-based strategies pick the first
-    ``queue_size`` (their cost grows with it); the rest follow by uncertainty."""
+    ``queue_size`` (their cost grows with it); the rest follow by the strategy's own scores where it
+    has some (hybrid: margin), else by margin: the best single-sample measure in
+    ``bench/active_learning.py``, where entropy ordered worse than random."""
     n = len(pool) if (pool.probs is not None or pool.uncertainty is not None or pool.embeddings is not None) else 0
     if n == 0:
         return np.empty(0, dtype=int)
@@ -83,5 +85,7 @@ def rank(pool: Pool, strategy: str, queue_size: int) -> np.ndarray:
         return chosen.select(pool, n)
     head = chosen.select(pool, min(queue_size, n))
     rest = np.setdiff1d(np.arange(n), head)
-    fallback = pool.uncertainty if pool.uncertainty is not None else entropy(pool.probs)
+    fallback = chosen.scores(pool)
+    if fallback is None:
+        fallback = pool.uncertainty if pool.uncertainty is not None else margin(pool.need("probs", strategy))
     return np.concatenate([head, rest[top_n(fallback[rest], len(rest))]]).astype(int)

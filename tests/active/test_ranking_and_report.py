@@ -10,6 +10,7 @@ from PIL import Image
 from backends.active import classifier
 from backends.active.cli import main as cli_main
 from backends.active.ranking import box_uncertainty, build_pool, rank, ridge_predictor
+from backends.active.strategies import margin
 from backends.active.report import Truth, blind_spots, detection_loss, truth_from_task
 from backends.active.task_models import CLASSIFIER_FILE, ImageOutputs
 
@@ -78,6 +79,10 @@ def test_set_based_strategies_rank_everything_with_a_bounded_head():
     pool, _ = build_pool(unlabeled, [outputs(probs=[1, 0, 0], emb=np.zeros(4))], "coreset")
     order = rank(pool, "coreset", queue_size=5)
     assert sorted(order.tolist()) == list(range(30))
+    # after the explicitly ranked head, the most doubtful by margin first (entropy ordered worse
+    # than random in bench/active_learning.py)
+    tail_margins = margin(pool.probs[order[5:]])
+    assert (np.diff(tail_margins) <= 0).all()
 
 
 def test_blind_spots_and_detection_loss():
