@@ -17,6 +17,9 @@ between cycles; null when it never does within the budget).
     .venv/bin/python bench/active_learning.py --reuse random,entropy,margin,learning_loss,coreset,discriminative
                                                          # re-measure hybrid only, after changing it
     .venv/bin/python bench/active_learning.py --quick    # 1 seed x 3 cycles, small subsets (CI)
+    .venv/bin/python bench/active_learning.py --validation 10000 --seeds 2 --cycles 5 \
+        --strategies hybrid:prefilter=5,hybrid,hybrid:prefilter=20 --out bench/results/hybrid_prefilter.json
+                                                         # choose a setting on held-out training images
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backends.active.classifier import TaskClassifier, TrainConfig, infer, train  # noqa: E402
-from backends.active.strategies import Pool, get_strategy  # noqa: E402
+from backends.active.strategies import Pool, Strategy, get_strategy  # noqa: E402
 from bench import fmnist  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -56,6 +59,9 @@ class Protocol:
     batch: int = 64
     lr: float = 0.02
     test_limit: int | None = None  # None: the whole 10k test set
+    #: > 0: hold this many training images out of the pool and measure on them instead of the test
+    #: set, to choose a strategy's settings without looking at the figures that get reported.
+    validation: int = 0
 
     @classmethod
     def quick(cls) -> "Protocol":
@@ -89,8 +95,12 @@ class Checkpoint:
         self.resumed = 0  # (seed, strategy) pairs not measured by this run: "seconds" covers the others only
         if path is not None and path.exists():
             saved = json.loads(path.read_text())
-            if saved.get("protocol") == self.protocol:
+            if self.same_protocol(saved.get("protocol")):
                 self.curves = saved["curves"]
+
+    def same_protocol(self, saved: dict[str, Any] | None) -> bool:
+        # fields added since a file was written count as their defaults
+        return saved is not None and {**asdict(Protocol()), **saved} == self.protocol
 
     def get(self, seed: int, name: str) -> list[float] | None:
         curve = self.curves.get(str(seed), {}).get(name)
@@ -109,7 +119,7 @@ class Checkpoint:
         if not results.exists():
             return []
         saved = json.loads(results.read_text())
-        if saved.get("protocol") != self.protocol:
+        if not self.same_protocol(saved.get("protocol")):
             raise SystemExit(f"--reuse: {results} was measured under another protocol: {saved.get('protocol')}")
         taken = [name for name in strategies if name in saved["strategies"]]
         for name in taken:
@@ -136,7 +146,7 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
             print(f"seed {seed} {name:>14}: resumed from {checkpoint.path}", flush=True)
             curves[name] = saved
             continue
-        strategy = get_strategy(name)
+        strategy = make_strategy(name)
         labeled = initial.copy()
         model, curve = first, [first_acc]
         cycle_rng = np.random.default_rng(seed * 1000 + 1)  # same candidate subsets draw for every strategy
@@ -158,6 +168,18 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
         curves[name] = curve
         checkpoint.put(seed, name, curve)
     return curves
+
+
+def make_strategy(spec: str) -> Strategy:
+    """``name`` or ``name:key=value;...`` (e.g. ``hybrid:prefilter=20``), to compare a strategy's settings."""
+    name, _, params = spec.partition(":")
+    strategy = get_strategy(name)
+    for pair in filter(None, params.split(";")):
+        key, _, value = pair.partition("=")
+        if not hasattr(strategy, key):
+            raise SystemExit(f"{name} has no setting {key!r}")
+        setattr(strategy, key, type(getattr(strategy, key))(value))
+    return strategy
 
 
 def labels_to_reach(labels: list[int], curve: list[float], target: float) -> float | None:
@@ -221,6 +243,10 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 def load_data(protocol: Protocol) -> dict[str, Any]:
     x_pool, y_pool = fmnist.load("train")
     x_test, y_test = fmnist.load("test")
+    if protocol.validation:
+        held_out = np.random.default_rng(12345).permutation(len(x_pool))
+        x_test, y_test = x_pool[held_out[:protocol.validation]], y_pool[held_out[:protocol.validation]]
+        x_pool, y_pool = x_pool[held_out[protocol.validation:]], y_pool[held_out[protocol.validation:]]
     if protocol.test_limit:
         x_test, y_test = x_test[:protocol.test_limit], y_test[:protocol.test_limit]
     return {"x_pool": tensors(x_pool), "y_pool": y_pool.astype(np.int64), "x_test": tensors(x_test),
@@ -241,6 +267,7 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
     per_seed = [run_seed(seed, protocol, data, strategies, checkpoint) for seed in range(protocol.seeds)]
     summary = summarise(per_seed, protocol)
     result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
+              "measured_on": f"{protocol.validation} training images held out" if protocol.validation else "test set",
               "model": "TaskClassifier(small_cnn) + loss-prediction head", **summary,
               "seconds": round(time.time() - started, 1), "pairs_resumed": checkpoint.resumed,
               "pairs_measured": protocol.seeds * len(strategies) - checkpoint.resumed, "machine": {"cpus": os.cpu_count()}}
@@ -258,13 +285,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--cycles", type=int)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--validation", type=int, help="measure on N training images held out of the pool, "
+                                                      "not the test set (to choose settings)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--out", type=Path, default=RESULTS / "active_learning.json")
     parser.add_argument("--reuse", default="", help="strategies whose curves are taken from --out (same protocol) "
                                                      "instead of re-measured, e.g. after changing one strategy")
     args = parser.parse_args(argv)
     protocol = Protocol.quick() if args.quick else Protocol()
-    for field in ("seeds", "cycles", "epochs"):
+    for field in ("seeds", "cycles", "epochs", "validation"):
         if getattr(args, field) is not None:
             setattr(protocol, field, getattr(args, field))
     result = run(protocol, args.strategies.split(","), args.out, [n for n in args.reuse.split(",") if n])
