@@ -4,7 +4,9 @@ Runs after each new task-model version, when tasks are imported, and on request.
 1. list the project's tasks (paged); unlabeled = no annotation at all, labeled = a submitted one;
 2. model outputs for both, in chunks of ``ACTIVE_CHUNK`` tasks, cached per task-model version in
    the model store (``outputs/<version>.jsonl``): a re-run after an import only runs the model on
-   the new tasks, and a job restarted after a crash resumes after its last finished chunk;
+   the new tasks, and a job restarted after a crash or a failure resumes after its last finished
+   chunk (chunks are shared with RQ helpers on a ``ChunkBoard``); older versions' outputs are
+   deleted (one version's embeddings are kilobytes per task);
 3. rank with the project's strategy (``ranking.py``), turn ranks into scores in [0, 1];
 4. write one prediction per unlabeled task under the queue version, switch the project to
    uncertainty sampling on that version, keep the "Active learning queue" tab;
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from backends.core.errors import LabelLoopError
-from backends.core.jobs import ask_for_helpers, worker_id
+from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.shared_work import ChunkBoard
 
 from .queue import DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, task_ids_filter, unlabeled_filter
@@ -112,6 +115,7 @@ class Scorer:
     # -- ranking ----------------------------------------------------------------------------------
     def _rank(self, task_model: TaskModel, strategy: str, unlabeled: list[dict[str, Any]],
               tasks: dict[int, dict[str, Any]], truths: list[Truth]) -> tuple[list, np.ndarray, str | None, Any]:
+        prune_outputs(self.active.state_dir / "outputs", task_model.version)
         cache = OutputCache(self.active.state_dir / "outputs" / f"{task_model.version}.jsonl")
         unlabeled_out = self._outputs(task_model, unlabeled, cache, "unlabeled")
         labeled_tasks = [tasks[t.task_id] for t in truths]
@@ -159,23 +163,24 @@ class Scorer:
         plan = {"project": self.active.project_id, "label_config": self.active.label_config,
                 "extra_params": self.active.extra_params, "task_model": task_model.version, "what": what,
                 "chunks": chunks}
-        board = ChunkBoard.create(self.active.state_dir / "outputs" / f"{task_model.version}.{what}.board", plan,
+        board = ChunkBoard.create(self.active.state_dir / "outputs", f"{task_model.version}.{what}", plan,
                                   len(chunks), lease_s=self.active.services.settings.job_lease_s)
         helpers = ask_for_helpers(self.active.services.settings, self.active, str(board.root),
                                   min(self.settings.scoring_helpers, len(chunks) - 1))
 
         def compute(k: int) -> dict[str, Any]:
             self._check_cancelled()
-            result = compute_chunk(self.active, task_model, chunks[k], board, k)
+            result = compute_chunk(self.active, task_model, chunks[k])
             self._progress(stage=f"model outputs ({what})", done=board.count_finished() + 1, chunks=len(chunks),
                            tasks=len(todo), cached=cached, helpers_asked=helpers)
             return result
 
         try:
             results = board.work(compute, on_wait=self._check_cancelled)
-        except BaseException:
-            board.remove()  # cancelled or failed: helpers stop at their next chunk
+        except JobCancelled:
+            board.remove()  # helpers stop at their next step
             raise
+        # any other failure keeps the board: the next scoring job with the same tasks resumes it
         found: dict[int, ImageOutputs] = {}
         by_worker: dict[str, int] = {}
         for k in sorted(results):
@@ -196,12 +201,10 @@ class Scorer:
         task_model = self.active.task_model()
         if plan is None or task_model is None or task_model.version != plan["task_model"]:
             return 0
-        done = 0
-        for k in board.take():
-            board.finish(k, compute_chunk(self.active, task_model, plan["chunks"][k], board, k))
-            done += 1
-        log.info("active project %s: helped with %d chunk(s) of %s", self.active.project_id, done, board.root.name)
-        return done
+        done = board.help(lambda k: compute_chunk(self.active, task_model, plan["chunks"][k]))
+        log.info("active project %s: helped with %d chunk(s) of %s", self.active.project_id, len(done),
+                 board.root.name)
+        return len(done)
 
     # -- writing ----------------------------------------------------------------------------------
     def _write(self, version: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
@@ -229,12 +232,23 @@ class Scorer:
             self.job.check_cancelled()
 
 
-def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]], board: ChunkBoard,
-                  k: int) -> dict[str, Any]:
+def prune_outputs(outputs_dir: Path, version: str) -> None:
+    """Delete cached outputs and chunk boards of task-model versions other than ``version``: only the
+    current version scores (a rollback recomputes), and a dead job's board would stay forever."""
+    if not outputs_dir.is_dir():
+        return
+    for path in outputs_dir.iterdir():
+        if not path.name.startswith(f"{version}."):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]]) -> dict[str, Any]:
     """One chunk's model outputs as JSON rows, and the tasks whose image could not be loaded."""
     images, failed = [], {}
     for task_id, url in items:
-        board.heartbeat(k)
         try:
             images.append((task_id, url, active.services.media.load_image(url)))
         except LabelLoopError as exc:  # deleted or unreadable since it was listed

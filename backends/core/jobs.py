@@ -229,14 +229,16 @@ def ask_for_helpers(settings: Any, model: Any, board_dir: str, helpers: int) -> 
     from rq import Queue
 
     path = f"{type(model).__module__}:{type(model).__qualname__}"
+    asked = 0
     try:
         queue = Queue(settings.rq_queue, connection=Redis.from_url(settings.redis_url))
         for _ in range(helpers):
             queue.enqueue(rq_help, path, board_dir, job_timeout=-1, result_ttl=600, failure_ttl=3600)
-    except Exception as exc:  # Redis unreachable: the owner does the work alone, as without Redis
-        log.warning("%s: could not ask RQ workers for help (%s); computing every chunk here", model.backend, exc)
-        return 0
-    return helpers
+            asked += 1
+    except Exception as exc:  # Redis unreachable: the owner does the rest alone, as without Redis
+        log.warning("%s: asked %d of %d RQ workers for help (%s); the rest is computed here", model.backend,
+                    asked, helpers, exc)
+    return asked
 
 
 def rq_help(model_path: str, board_dir: str) -> int:
