@@ -199,6 +199,15 @@ def create_app(
         PREDICTIONS.labels(backend).inc(len(results))
         return jsonify({"results": results, "model_version": results[0]["model_version"]})
 
+    def notify(job_id: int, project: int) -> None:
+        # The event is already journaled: a dispatcher error (Redis down) must not turn into a 5xx
+        # that makes Label Studio report a failed webhook; the reaper re-sends the job later.
+        try:
+            dispatcher.notify(job_id, project)
+        except Exception as exc:
+            log.warning("%s: job %s journaled, but the dispatcher could not be told (%s); it is re-sent later",
+                        backend, job_id, exc)
+
     @app.post("/webhook")
     def webhook() -> tuple[Response, int]:
         body = _body()
@@ -217,7 +226,7 @@ def create_app(
             backend, project, action, body, kind=kind, dedup_key=model_class.dedup_key(action, body)
         )
         if recorded.new_job:
-            dispatcher.notify(recorded.job_id, project)
+            notify(recorded.job_id, project)
         status = "duplicate" if recorded.event_id is None else "queued"
         return jsonify({"status": status, "job": recorded.job_id, "kind": kind}), 200
 
@@ -277,7 +286,7 @@ def create_app(
             raise BadRequest(f"POST /jobs needs 'project' and 'kind', one of {', '.join(kinds)}")
         recorded = services.journal.record(backend, project, "API_REQUEST", {"project": project}, kind=body["kind"])
         if recorded.new_job:
-            dispatcher.notify(recorded.job_id, project)
+            notify(recorded.job_id, project)
         return jsonify({"status": "queued", "job": recorded.job_id, "kind": body["kind"]}), 202
 
     @app.get("/report")

@@ -18,7 +18,7 @@ import traceback
 from typing import Any, Callable
 
 from .errors import LabelLoopError
-from .journal import CANCELLED, DONE, FAILED, Job, Journal
+from .journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Journal, LeaseLost
 from .logs import redact
 from .metrics import JOBS_FINISHED
 
@@ -36,6 +36,7 @@ class JobContext:
         self.journal = journal
         self.job = job
         self.cancelled = threading.Event()
+        self.lost = threading.Event()  # the job went to another worker: stop, record nothing
         self._progress: dict[str, Any] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job.id}", daemon=True)
@@ -55,19 +56,28 @@ class JobContext:
     def progress(self, **values: Any) -> None:
         """Report progress (shown by ``GET /jobs``); also refreshes the lease right away."""
         self._progress = {**(self._progress or {}), **values, "updated_at": time.time()}
-        if self.journal.heartbeat(self.job.id, self._progress):
-            self.cancelled.set()
+        self._heartbeat()
 
     def check_cancelled(self) -> None:
+        if self.lost.is_set():
+            raise JobCancelled(f"job {self.job.id} went to another worker (this one's heartbeat was late)")
         if self.cancelled.is_set():
             raise JobCancelled(f"job {self.job.id} was cancelled")
+
+    def _heartbeat(self) -> None:
+        try:
+            if self.journal.heartbeat(self.job.id, self._progress, attempt=self.job.attempts):
+                self.cancelled.set()
+        except LeaseLost:
+            log.warning("job %s: lease lost to another worker; stopping this run", self.job.id)
+            self.lost.set()
+            self.cancelled.set()
 
     def _beat(self) -> None:
         interval = max(0.2, self.journal.lease_s / 4)
         while not self._stop.wait(interval):
             try:
-                if self.journal.heartbeat(self.job.id, self._progress):
-                    self.cancelled.set()
+                self._heartbeat()
             except Exception:  # a locked database must not kill the job; the next beat retries
                 log.exception("heartbeat for job %s failed", self.job.id)
 
@@ -79,12 +89,25 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
 
+def may_pass(exc: BaseException) -> bool:
+    """Whether a failed job is worth retrying: Label Studio down or overloaded (5xx, 429, no
+    connection), a full model store (507), a crash; not a refused token or a bad request (4xx)."""
+    if isinstance(exc, LabelLoopError):
+        return exc.status >= 500
+    status = getattr(exc, "status_code", None)  # label-studio-sdk's ApiError
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)  # requests / httpx
+    if isinstance(status, int):
+        return status >= 500 or status == 429
+    return True
+
+
 def run_job(journal: Journal, job: Job, make_model: ModelFactory) -> str:
     """Run one claimed job to a final state; never raises (a job's failure is data, not a crash)."""
     backend = job.backend
     started = time.time()
     log.info("%s: job %s (%s, project %s) started", backend, job.id, job.kind, job.project)
-    state, result, error = FAILED, None, None
+    state, result, error, retry = FAILED, None, None, False
     with JobContext(journal, job) as ctx:
         try:
             events = journal.events_for(job.id)
@@ -94,17 +117,22 @@ def run_job(journal: Journal, job: Job, make_model: ModelFactory) -> str:
         except JobCancelled as exc:
             state, error = CANCELLED, str(exc)
         except LabelLoopError as exc:
-            error = exc.message
+            error, retry = exc.message, may_pass(exc)
             log.warning("%s: job %s failed: %s", backend, job.id, exc.message)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error, retry = f"{type(exc).__name__}: {exc}", may_pass(exc)
             log.error("%s: job %s crashed:\n%s", backend, job.id, traceback.format_exc())
     # A job's error is served by GET /jobs: an upstream reply quoted in it may echo credentials.
-    journal.finish(job.id, state, result=result if isinstance(result, dict) else None,
-                   error=redact(error) if error else None)
-    JOBS_FINISHED.labels(backend, job.kind, state).inc()
-    log.info("%s: job %s %s in %.1f s", backend, job.id, state, time.time() - started)
-    return state
+    ended = journal.finish(job.id, state, attempt=job.attempts, result=result if isinstance(result, dict) else None,
+                           error=redact(error) if error else None, retry=retry)
+    if ended is None:
+        log.warning("%s: job %s ran on after its lease was lost; its outcome (%s) is not recorded", backend, job.id,
+                    state)
+        return state
+    JOBS_FINISHED.labels(backend, job.kind, "retried" if ended == PENDING else ended).inc()
+    log.info("%s: job %s %s in %.1f s%s", backend, job.id, ended, time.time() - started,
+             " (retried later)" if ended == "pending" else "")
+    return ended
 
 
 def drain(journal: Journal, backend: str, make_model: ModelFactory, *, project: int | None = None,
@@ -203,7 +231,12 @@ class RQDispatcher:
         while not self._stop.wait(self.reap_s):
             try:
                 self.journal.requeue_stale(self.backend)
+                # a job waiting behind a running one is drained by that job's worker when it ends;
+                # re-sending it would only fork RQ workers that find it blocked, every few seconds
+                busy = {(j.project, j.kind) for j in self.journal.list_jobs(self.backend, state=RUNNING, limit=10_000)}
                 for job in self.journal.pending_jobs(self.backend):
+                    if (job.project, job.kind) in busy:
+                        continue
                     rq_id = self._rq_id(job.id, job.project, job.attempts)
                     try:
                         status = RQJob.fetch(rq_id, connection=self.queue.connection).get_status()

@@ -9,8 +9,12 @@ collects every event that arrives while it waits (coalescing); a short debounce 
 
 Crash safety: a running job writes a heartbeat; one whose heartbeat is older than the lease is
 returned to pending (its events kept) by :meth:`Journal.requeue_stale`, so a killed worker's job is
-run again on restart. A job that keeps dying is failed after ``max_attempts`` (a poison pill must
-not loop forever).
+run again on restart. Every claim is an attempt number: a runner that was only late (paused VM,
+swap storm) and whose job went to another worker learns it at its next heartbeat
+(:class:`LeaseLost`), and its outcome is not recorded. A job that fails for a reason that may pass
+(Label Studio unreachable, a full disk, a crash) is retried with back-off. A job that keeps dying
+or failing is failed after ``max_attempts`` (a poison pill must not loop forever); attempts carry
+over when its events move to the next job.
 """
 
 from __future__ import annotations
@@ -73,6 +77,15 @@ _FORK_GUARD = threading.Lock()
 
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
 FINAL_STATES = (DONE, FAILED, CANCELLED)
+LOCK_TIMEOUT_S = 30.0
+
+
+class LeaseLost(Exception):
+    """This runner's claim was handed to another worker (its heartbeat came later than the lease)."""
+
+
+class JournalBusy(Exception):
+    """The journal's write lock was not free within ``LOCK_TIMEOUT_S`` (a stuck process holds it)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +154,7 @@ class Journal:
         max_delay_s: float = 30.0,
         lease_s: float = 60.0,
         max_attempts: int = 3,
+        retry_s: float = 30.0,
         synchronous: str = "FULL",
     ) -> None:
         self.path = Path(path)
@@ -149,6 +163,7 @@ class Journal:
         self.max_delay_s = max(max_delay_s, debounce_s)
         self.lease_s = lease_s
         self.max_attempts = max_attempts
+        self.retry_s = retry_s
         self._synchronous = synchronous
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -176,11 +191,12 @@ class Journal:
 
         def __enter__(self) -> sqlite3.Connection:
             # Writers queue on a thread lock and a flock() instead of SQLite's busy handler, whose
-            # back-off sleeps (up to 100 ms each) ruin webhook tail latency: the kernel wakes a
-            # flock() waiter the moment the holder releases. Gunicorn workers share the file lock.
-            self.lock.acquire()
+            # back-off sleeps (up to 100 ms each) ruin webhook tail latency; the flock() is polled
+            # every 2 ms at most, under a deadline. Gunicorn workers share the file lock.
+            if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
+                raise JournalBusy(f"journal write lock busy for {LOCK_TIMEOUT_S:.0f} s")
             try:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+                _flock(self.lock_fd)
                 # IMMEDIATE takes SQLite's write lock up front: no deadlock-prone lock upgrades.
                 self.conn.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -191,7 +207,17 @@ class Journal:
 
         def __exit__(self, exc_type: object, *_: object) -> None:
             try:
-                self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                if exc_type:
+                    self.conn.execute("ROLLBACK")
+                else:
+                    try:
+                        self.conn.execute("COMMIT")
+                    except sqlite3.Error:
+                        # e.g. disk full: an open transaction would hold SQLite's write lock and
+                        # make every later BEGIN of this connection fail
+                        if self.conn.in_transaction:
+                            self.conn.execute("ROLLBACK")
+                        raise
             finally:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
                 self.lock.release()
@@ -235,10 +261,13 @@ class Journal:
             ).fetchone()
             if dedup_key is not None:
                 dup = db.execute(
-                    "SELECT job_id FROM events WHERE backend=? AND dedup_key=?", (backend, dedup_key)
+                    "SELECT e.id, e.job_id, j.state FROM events e JOIN jobs j ON j.id=e.job_id"
+                    " WHERE e.backend=? AND e.dedup_key=?", (backend, dedup_key)
                 ).fetchone()
-                if dup is not None:
+                if dup is not None and dup["state"] not in (FAILED, CANCELLED):
                     return Recorded(None, dup["job_id"], False)
+                if dup is not None:  # re-sent after its job failed: journaled again, for a new job
+                    db.execute("UPDATE events SET dedup_key=NULL WHERE id=?", (dup["id"],))
             if pending is None:
                 job_id = db.execute(
                     "INSERT INTO jobs(backend, project, kind, state, created_at, not_before)"
@@ -317,26 +346,61 @@ class Journal:
             )
         return self.get_job(row["id"])
 
-    def heartbeat(self, job_id: int, progress: dict[str, Any] | None = None) -> bool:
-        """Refresh a running job's lease; returns True if cancellation was requested."""
+    def heartbeat(self, job_id: int, progress: dict[str, Any] | None = None, *, attempt: int | None = None) -> bool:
+        """Refresh a running job's lease; returns True if cancellation was requested. With ``attempt``
+        (the claim's), raises :class:`LeaseLost` when the job is no longer this runner's."""
+        owned, args = "id=? AND state=?", [job_id, RUNNING]
+        if attempt is not None:
+            owned, args = owned + " AND attempts=?", args + [attempt]
         with self._tx() as db:
             if progress is None:
-                db.execute("UPDATE jobs SET heartbeat_at=? WHERE id=? AND state=?", (time.time(), job_id, RUNNING))
+                updated = db.execute(f"UPDATE jobs SET heartbeat_at=? WHERE {owned}", (time.time(), *args))
             else:
-                db.execute(
-                    "UPDATE jobs SET heartbeat_at=?, progress=? WHERE id=? AND state=?",
-                    (time.time(), json.dumps(progress), job_id, RUNNING),
-                )
+                updated = db.execute(f"UPDATE jobs SET heartbeat_at=?, progress=? WHERE {owned}",
+                                     (time.time(), json.dumps(progress), *args))
+            if attempt is not None and updated.rowcount == 0:
+                raise LeaseLost(f"job {job_id} attempt {attempt} is no longer running here")
             row = db.execute("SELECT cancel_requested FROM jobs WHERE id=?", (job_id,)).fetchone()
         return bool(row and row["cancel_requested"])
 
-    def finish(self, job_id: int, state: str, *, result: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(self, job_id: int, state: str, *, attempt: int | None = None, result: dict[str, Any] | None = None,
+               error: str | None = None, retry: bool = False) -> str | None:
+        """Record a running job's outcome; returns the state it ended in, or None when the job was not
+        this runner's any more (``attempt`` given). A failure with ``retry`` and attempts left goes back
+        to pending after ``retry_s`` x 2^(attempts-1), or hands its events to the job already pending."""
         assert state in FINAL_STATES, state
+        now = time.time()
+        owned, args = "id=? AND state=?", [job_id, RUNNING]
+        if attempt is not None:
+            owned, args = owned + " AND attempts=?", args + [attempt]
         with self._tx() as db:
-            db.execute(
-                "UPDATE jobs SET state=?, finished_at=?, result=?, error=? WHERE id=? AND state=?",
-                (state, time.time(), json.dumps(result) if result is not None else None, error, job_id, RUNNING),
-            )
+            job = db.execute(f"SELECT * FROM jobs WHERE {owned}", args).fetchone()
+            if job is None:
+                return None
+            if state == FAILED and retry and job["attempts"] < self.max_attempts:
+                pending = self._pending(db, job)
+                if pending is None:
+                    db.execute("UPDATE jobs SET state=?, worker=NULL, not_before=?, error=? WHERE id=?",
+                               (PENDING, now + self.retry_s * 2 ** (job["attempts"] - 1), error, job_id))
+                    return PENDING
+                self._hand_over(db, job, pending, now, f"{error}; events moved to job {pending['id']}")
+                return FAILED
+            db.execute("UPDATE jobs SET state=?, finished_at=?, result=?, error=? WHERE id=?",
+                       (state, now, json.dumps(result) if result is not None else None, error, job_id))
+        return state
+
+    @staticmethod
+    def _pending(db: sqlite3.Connection, job: sqlite3.Row) -> sqlite3.Row | None:
+        return db.execute("SELECT id FROM jobs WHERE backend=? AND project=? AND kind=? AND state=?",
+                          (job["backend"], job["project"], job["kind"], PENDING)).fetchone()
+
+    @staticmethod
+    def _hand_over(db: sqlite3.Connection, job: sqlite3.Row, pending: sqlite3.Row, now: float, error: str) -> None:
+        """Move a dead or failed job's events to the pending job; its attempts go along, so a job that
+        keeps killing its worker stops after ``max_attempts`` even while new events keep arriving."""
+        db.execute("UPDATE events SET job_id=? WHERE job_id=?", (pending["id"], job["id"]))
+        db.execute("UPDATE jobs SET attempts=MAX(attempts, ?) WHERE id=?", (job["attempts"], pending["id"]))
+        db.execute("UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?", (FAILED, now, error, job["id"]))
 
     def request_cancel(self, job_id: int) -> Job | None:
         """Running jobs see the flag at their next heartbeat; pending ones are cancelled at once."""
@@ -358,29 +422,23 @@ class Journal:
                 (backend, RUNNING, now - self.lease_s),
             ).fetchall()
             for job in stale:
+                if job["cancel_requested"]:  # cancelled, then its worker died: nothing to run again
+                    db.execute("UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?",
+                               (CANCELLED, now, "cancelled; its worker died before stopping", job["id"]))
+                    continue
                 if job["attempts"] >= self.max_attempts:
                     db.execute(
                         "UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?",
                         (FAILED, now, f"worker died {job['attempts']} times running this job", job["id"]),
                     )
                     continue
-                pending = db.execute(
-                    "SELECT id FROM jobs WHERE backend=? AND project=? AND kind=? AND state=?",
-                    (backend, job["project"], job["kind"], PENDING),
-                ).fetchone()
+                pending = self._pending(db, job)
                 if pending is not None:
                     # A newer pending job already waits: hand it the dead job's events.
-                    db.execute("UPDATE events SET job_id=? WHERE job_id=?", (pending["id"], job["id"]))
-                    db.execute(
-                        "UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?",
-                        (FAILED, now, f"worker died; events moved to job {pending['id']}", job["id"]),
-                    )
+                    self._hand_over(db, job, pending, now, f"worker died; events moved to job {pending['id']}")
                     requeued.append(pending["id"])
                 else:
-                    db.execute(
-                        "UPDATE jobs SET state=?, worker=NULL, cancel_requested=0 WHERE id=?",
-                        (PENDING, job["id"]),
-                    )
+                    db.execute("UPDATE jobs SET state=?, worker=NULL WHERE id=?", (PENDING, job["id"]))
                     requeued.append(job["id"])
         return requeued
 
@@ -409,3 +467,18 @@ class Journal:
     def projects(self, backend: str) -> Iterator[int]:
         for row in self._query("SELECT project FROM projects WHERE backend=?", (backend,)):
             yield row["project"]
+
+
+def _flock(fd: int, timeout_s: float = LOCK_TIMEOUT_S) -> None:
+    """flock() with a deadline: a process stuck holding the lock must not hang every /webhook."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise JournalBusy(f"journal file lock busy for {timeout_s:.0f} s") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.002)

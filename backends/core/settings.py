@@ -38,6 +38,7 @@ class CoreSettings(BaseSettings):
     journal_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", alias="JOURNAL_SYNCHRONOUS")
     train_debounce_s: float = Field(1.0, alias="TRAIN_DEBOUNCE_S", ge=0)
     job_lease_s: float = Field(60.0, alias="JOB_LEASE_S", gt=0)
+    job_retry_s: float = Field(30.0, alias="JOB_RETRY_S", ge=0)
     embedded_worker: bool = Field(True, alias="EMBEDDED_WORKER")
 
     # Optional Basic auth in front of every route but /health.

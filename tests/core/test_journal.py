@@ -1,7 +1,9 @@
 import threading
 import time
 
-from backends.core.journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Journal
+import pytest
+
+from backends.core.journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Journal, LeaseLost
 
 
 def make(tmp_path, **kw):
@@ -117,3 +119,73 @@ def test_project_setup_roundtrip(tmp_path):
     setup = j.get_setup("det", 4)
     assert (setup.label_config, setup.extra_params) == ("<View></View>", {"epochs": 5})
     assert list(j.projects("det")) == [4]
+
+
+def test_a_late_runner_learns_its_job_went_elsewhere_and_records_nothing(tmp_path):
+    j = make(tmp_path, lease_s=1.0)
+    rec = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    late = j.claim("det", "paused-vm")
+    j.requeue_stale("det", now=time.time() + 5)
+    second = j.claim("det", "w2")
+    assert second.attempts == late.attempts + 1
+    with pytest.raises(LeaseLost):
+        j.heartbeat(rec.job_id, attempt=late.attempts)
+    assert j.finish(rec.job_id, DONE, attempt=late.attempts) is None
+    assert j.get_job(rec.job_id).state == RUNNING and j.get_job(rec.job_id).worker == "w2"
+    assert j.heartbeat(rec.job_id, attempt=second.attempts) is False
+    assert j.finish(rec.job_id, DONE, attempt=second.attempts) == DONE
+
+
+def test_attempts_follow_events_to_the_next_job_so_a_crash_loop_ends(tmp_path):
+    j = make(tmp_path, lease_s=1.0, max_attempts=3)
+    j.record("det", 4, "START_TRAINING", {"n": 0}, kind="train")
+    for n in range(1, 6):
+        j.claim("det", "w")
+        j.record("det", 4, "ANNOTATION_CREATED", {"n": n}, kind="train")  # labelers keep submitting
+        j.requeue_stale("det", now=time.time() + 5)
+    attempts = [job.attempts for job in j.list_jobs("det")]
+    assert FAILED in {job.state for job in j.list_jobs("det")}
+    assert max(attempts) <= 3 and j.count_jobs("det").get(RUNNING, 0) == 0
+    assert any(job.error == "worker died 3 times running this job" for job in j.list_jobs("det"))
+
+
+def test_a_failure_that_may_pass_is_retried_with_back_off_then_fails(tmp_path):
+    j = make(tmp_path, max_attempts=3, retry_s=10.0)
+    rec = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    delays = []
+    for _ in range(3):
+        job = j.claim("det", "w", now=time.time() + 1000)
+        started = time.time()
+        ended = j.finish(job.id, FAILED, attempt=job.attempts, error="Label Studio unreachable", retry=True)
+        if ended == PENDING:
+            delays.append(round(j.get_job(rec.job_id).not_before - started))
+    assert delays == [10, 20] and j.get_job(rec.job_id).state == FAILED
+    assert [e.action for e in j.events_for(rec.job_id)] == ["START_TRAINING"]
+
+
+def test_a_retry_hands_its_events_to_a_job_already_pending(tmp_path):
+    j = make(tmp_path)
+    first = j.record("det", 4, "START_TRAINING", {"n": 1}, kind="train")
+    job = j.claim("det", "w")
+    second = j.record("det", 4, "ANNOTATION_CREATED", {"n": 2}, kind="train")
+    assert j.finish(job.id, FAILED, attempt=job.attempts, error="boom", retry=True) == FAILED
+    assert [e.payload["n"] for e in j.events_for(second.job_id)] == [1, 2]
+    assert j.get_job(second.job_id).attempts == 1 and "events moved" in j.get_job(first.job_id).error
+
+
+def test_a_webhook_resent_after_its_job_failed_is_journaled_again(tmp_path):
+    j = make(tmp_path)
+    a = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train", dedup_key="c:2:t")
+    job = j.claim("det", "w")
+    j.finish(job.id, FAILED, attempt=job.attempts, error="needs more annotations")
+    b = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train", dedup_key="c:2:t")
+    assert b.event_id is not None and b.job_id != a.job_id and b.new_job
+
+
+def test_a_cancelled_job_whose_worker_died_stays_cancelled(tmp_path):
+    j = make(tmp_path, lease_s=1.0)
+    rec = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    j.claim("det", "w")
+    j.request_cancel(rec.job_id)
+    assert j.requeue_stale("det", now=time.time() + 5) == []
+    assert j.get_job(rec.job_id).state == CANCELLED

@@ -104,7 +104,7 @@ def test_a_full_model_store_fails_the_job_clearly_and_predict_keeps_serving(labe
     """Through a real Label Studio: v1 published, then the store fills up; the next submit's job fails with
     a message naming the store, and /predict keeps answering with v1."""
     env = {"DATA_DIR": tmp_path / "toy", "LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": label_studio.token,
-           "TRAIN_DEBOUNCE_S": 0.2, "TOY_WEIGHTS_BYTES": 2_000_000}
+           "TRAIN_DEBOUNCE_S": 0.2, "TOY_WEIGHTS_BYTES": 2_000_000, "JOB_RETRY_S": 0.2}
     proc, url = start_backend("tests.toy_backend", env)
     project = label_studio.create_project(RECT_CONFIG, title="full disk")
     (task,) = label_studio.upload_images(project, {"a.png": png_bytes(64, 48)})
@@ -119,6 +119,7 @@ def test_a_full_model_store_fails_the_job_clearly_and_predict_keeps_serving(labe
     (failed,) = wait_until(lambda: [j for j in requests.get(f"{url}/jobs?project={project}", timeout=5).json()["jobs"]
                                     if j["state"] == "failed"], 60, "the job to fail on the full store")
     assert "model store" in failed["error"] and "toy-v1 keeps serving" in failed["error"], failed
+    assert failed["attempts"] == 3, "a full store may be freed: the job was retried before it failed for good"
     reply = requests.post(f"{url}/predict", json={"tasks": [label_studio.task(task)], "label_config": RECT_CONFIG,
                                                   "project": f"{project}.1"}, timeout=30)
     assert reply.status_code == 200 and reply.json()["results"][0]["model_version"] == "toy-v1"

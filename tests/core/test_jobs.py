@@ -1,0 +1,79 @@
+"""run_job: what a job's outcome does to the journal (retry, give up, lease lost)."""
+
+import time
+
+import pytest
+
+from backends.core.errors import LabelLoopError
+from backends.core.jobs import JobCancelled, run_job
+from backends.core.journal import DONE, FAILED, PENDING, RUNNING, Journal
+
+
+class Outcome:
+    """A model whose job does what the test says: return, raise, or wait to be stopped."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def run_job(self, kind, events, ctx):
+        return self.action(ctx)
+
+
+def journal_with_a_job(tmp_path, **kw):
+    j = Journal(tmp_path / "j.sqlite3", debounce_s=0.0, **kw)
+    j.record("det", 4, "START_TRAINING", {}, kind="train")
+    return j, j.claim("det", "w")
+
+
+def fail(exc):
+    def action(ctx):
+        raise exc
+    return action
+
+
+@pytest.mark.parametrize("exc, expected", [
+    (LabelLoopError("needs 4 annotated images"), FAILED),            # will not pass by itself
+    (LabelLoopError("Label Studio unreachable", status=502), PENDING),  # may pass: retried
+    (MemoryError(), PENDING),
+])
+def test_only_failures_that_may_pass_are_retried(tmp_path, exc, expected):
+    j, job = journal_with_a_job(tmp_path, retry_s=30.0)
+    assert run_job(j, job, lambda _: Outcome(fail(exc))) == expected
+    assert j.get_job(job.id).state == expected
+
+
+def test_a_runner_whose_lease_was_lost_stops_and_records_nothing(tmp_path):
+    j, job = journal_with_a_job(tmp_path, lease_s=0.8)
+    j.requeue_stale("det", now=time.time() + 5)  # as if this runner had been paused past its lease
+    other = j.claim("det", "w2")
+
+    def wait_to_be_stopped(ctx):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            ctx.check_cancelled()
+            time.sleep(0.05)
+        return {"trained": True}
+
+    state = run_job(j, job, lambda _: Outcome(wait_to_be_stopped))
+    assert state == "cancelled"
+    now = j.get_job(job.id)
+    assert now.state == RUNNING and now.worker == "w2" and now.attempts == other.attempts
+    assert j.finish(job.id, DONE, attempt=other.attempts) == DONE
+
+
+def test_job_cancelled_is_not_retried(tmp_path):
+    j, job = journal_with_a_job(tmp_path)
+    assert run_job(j, job, lambda _: Outcome(fail(JobCancelled("stop")))) == "cancelled"
+    assert j.get_job(job.id).state == "cancelled"
+
+
+class ApiError(Exception):
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+@pytest.mark.parametrize("exc, retried", [(ApiError(401), False), (ApiError(404), False), (ApiError(503), True),
+                                          (ApiError(429), True), (ConnectionError("refused"), True)])
+def test_label_studio_errors_are_retried_only_when_they_may_pass(exc, retried):
+    from backends.core.jobs import may_pass
+    assert may_pass(exc) is retried
