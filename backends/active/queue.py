@@ -5,7 +5,12 @@ Label Studio serves tasks lowest ``prediction.score`` first under "Uncertainty s
 only predictions whose ``model_version`` equals the project's ``model_version``
 (``projects/functions/next_task.py``). So a scoring run writes one prediction per unlabeled task
 under its own version string, then points the project at that version. Predictions of earlier
-active versions are deleted once the new ones are in, so the editor does not pile them up.
+queue versions this backend wrote are deleted once the new ones are in (one request per version),
+so the editor does not pile them up; nobody else's predictions are touched.
+
+Only "this task is gone" (400/404 from Label Studio) skips a task; any other error (Label Studio
+down, a refused token) fails the job, which the job queue retries when it may pass, rather than
+counting every task as skipped and reporting success.
 """
 
 from __future__ import annotations
@@ -44,12 +49,15 @@ class QueueWriter:
     def write(self, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
               progress: Callable[[int], None] | None = None) -> dict[str, int]:
         """Create or update one prediction per entry; returns counts (created, updated, unchanged,
-        skipped: tasks that disappeared meanwhile)."""
-        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0}
+        skipped: tasks that disappeared meanwhile, duplicates: extra predictions of this version
+        removed, e.g. from a retried bulk import, since Label Studio orders by any of them)."""
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0}
         to_create: list[QueueEntry] = []
         for entry in entries:
             current = [p for p in own_predictions(tasks.get(entry.task_id, {}), self.prefix)
-                       if p.get("model_version") == self.version]
+                       if p.get("model_version") == self.version and p.get("id") is not None]
+            for extra in current[1:]:
+                counts["duplicates"] += self._delete(extra["id"])
             if not current:
                 to_create.append(entry)
             elif abs(float(current[0].get("score") or 0) - entry.score) > 1e-6:
@@ -72,7 +80,9 @@ class QueueWriter:
             self.ls.sdk.projects.import_predictions(self.project, request=requests)
             return len(entries)
         except Exception as exc:  # one deleted task fails the whole bulk call: retry one by one
-            log.info("active: bulk prediction import failed (%s); writing one by one", _short(exc))
+            if not task_gone(exc):
+                raise
+            log.info("active: bulk prediction import refused (%s); writing one by one", _short(exc))
         created = 0
         for request in requests:
             try:
@@ -80,7 +90,9 @@ class QueueWriter:
                                                model_version=self.version)
                 created += 1
             except Exception as exc:
-                log.warning("active: task %s skipped (deleted meanwhile?): %s", request.task, _short(exc))
+                if not task_gone(exc):
+                    raise
+                log.warning("active: task %s skipped (deleted meanwhile): %s", request.task, _short(exc))
         return created
 
     def _update(self, prediction_id: int, score: float) -> bool:
@@ -88,21 +100,24 @@ class QueueWriter:
             self.ls.sdk.predictions.update(prediction_id, score=score)
             return True
         except Exception as exc:
-            log.warning("active: prediction %s not updated: %s", prediction_id, _short(exc))
+            if not task_gone(exc):
+                raise
+            log.warning("active: prediction %s not updated (deleted meanwhile): %s", prediction_id, _short(exc))
             return False
 
-    def delete_stale(self, tasks: Iterable[dict[str, Any]]) -> int:
-        """Delete this backend's predictions of other versions on ``tasks``."""
-        deleted = 0
-        for task in tasks:
-            for prediction in own_predictions(task, self.prefix):
-                if prediction.get("model_version") != self.version and prediction.get("id") is not None:
-                    try:
-                        self.ls.sdk.predictions.delete(prediction["id"])
-                        deleted += 1
-                    except Exception as exc:
-                        log.info("active: old prediction %s not deleted: %s", prediction["id"], _short(exc))
-        return deleted
+    def _delete(self, prediction_id: int) -> int:
+        try:
+            self.ls.sdk.predictions.delete(prediction_id)
+            return 1
+        except Exception as exc:
+            if not task_gone(exc):
+                raise
+            return 0
+
+    def delete_versions(self, versions: Iterable[str]) -> dict[str, int]:
+        """Delete every prediction of each of ``versions`` (this backend's older queues) in the
+        project, one request per version; never the current one. Returns the count per version."""
+        return {v: self.ls.delete_model_version(self.project, v) for v in versions if v and v != self.version}
 
     def serve_by_score(self) -> None:
         """Uncertainty sampling over this version's predictions (the API accepts it; the OSS UI
@@ -128,6 +143,15 @@ def unlabeled_filter() -> dict[str, Any]:
 def task_ids_filter(task_ids: list[int]) -> dict[str, Any]:
     return {"conjunction": "or", "items": [
         {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)} for t in task_ids]}
+
+
+def task_gone(exc: Exception) -> bool:
+    """Label Studio's answer for a task or prediction deleted meanwhile: 404, or 400 from a bulk
+    import naming a task that no longer exists."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status in (400, 404)
 
 
 def _short(exc: Exception) -> str:

@@ -31,7 +31,8 @@ from backends.core.errors import LabelLoopError
 from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.shared_work import ChunkBoard
 
-from .queue import DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, task_ids_filter, unlabeled_filter
+from .queue import (DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, own_predictions, task_ids_filter,
+                    unlabeled_filter)
 from .ranking import build_pool, rank
 from .report import Truth, blind_spots, task_loss, truth_from_task
 from .strategies import queue_scores
@@ -39,6 +40,7 @@ from .task_models import ImageOutputs, TaskModel
 
 log = logging.getLogger(__name__)
 VERSION_PREFIX = "active-"
+VERSIONS_STATE = "queue_versions.json"
 
 
 def queue_version(strategy: str, task_model: TaskModel | None) -> str:
@@ -85,7 +87,7 @@ class Scorer:
         strategy = self.settings.strategy if task_model else "random"
         version = queue_version(strategy, task_model)
         tasks = {int(t["id"]): t for t in self.active.services.ls.iter_tasks(self.active.project_id)}
-        unlabeled = [t for t in tasks.values() if not t.get("annotations")]
+        unlabeled = [t for t in tasks.values() if not is_labeled(t)]
         truths = [tr for t in tasks.values() if (tr := truth_from_task(t, self.active.control.name, self.active.kind))]
         self._progress(stage="listing", tasks=len(tasks), unlabeled=len(unlabeled))
         note, report = None, None
@@ -99,7 +101,7 @@ class Scorer:
         scores = queue_scores(order, len(ranked)) if len(ranked) else np.zeros(0)
         entries = [QueueEntry(int(task["id"]), round(float(score), 6), regions)
                    for (task, regions), score in zip(ranked, scores)]
-        written = self._write(version, entries, tasks, unlabeled, report)
+        written = self._write(version, entries, tasks, report)
         self.ranking = [(entries[i].task_id, entries[i].score) for i in order]
         first = [task_id for task_id, _ in self.ranking[:10]]
         summary = {"queue_version": version, "strategy": strategy, "note": note, "scored": len(entries),
@@ -208,20 +210,34 @@ class Scorer:
 
     # -- writing ----------------------------------------------------------------------------------
     def _write(self, version: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
-               unlabeled: list[dict[str, Any]], report: dict[str, Any] | None) -> dict[str, Any]:
+               report: dict[str, Any] | None) -> dict[str, Any]:
         writer = QueueWriter(self.active.services.ls, self.active.project_id, version, VERSION_PREFIX)
+        older = self._written_versions(tasks) - {version}
+        # recorded before writing: a job that dies mid-write still has its version cleaned up later
+        self.active.save_state(VERSIONS_STATE, {"versions": sorted(older | {version})})
         counts = writer.write(entries, tasks, progress=lambda n: self._progress(stage="writing", written=n,
                                                                                 total=len(entries)))
+        deleted: dict[str, int] = {}
         if entries and counts["created"] + counts["updated"] + counts["unchanged"]:
             writer.serve_by_score()
-            writer.delete_stale(unlabeled)
+            deleted = writer.delete_versions(sorted(older))
+            self.active.save_state(VERSIONS_STATE, {"versions": [version]})
         writer.ensure_tab(QUEUE_TAB, ordering=["tasks:predictions_score"], filters=unlabeled_filter())
         if report is not None:
             self.active.save_state("report.json", report)
             worst = [row["task"] for row in report["highest_loss_tasks"]]
             if worst:
                 writer.ensure_tab(DISAGREE_TAB, ordering=["tasks:id"], filters=task_ids_filter(worst))
-        return {"predictions": counts}
+        return {"predictions": counts, "older_versions_deleted": deleted}
+
+    def _written_versions(self, tasks: dict[int, dict[str, Any]]) -> set[str]:
+        """The queue versions this backend wrote in this project: exactly those are ever deleted, so
+        another active backend's or a user's ``active-...`` predictions are safe. A project scored by
+        a release that kept no record falls back to the versions with our prefix on its tasks."""
+        record = self.active.load_state(VERSIONS_STATE)
+        if record is not None:
+            return set(record.get("versions", []))
+        return {str(p["model_version"]) for t in tasks.values() for p in own_predictions(t, VERSION_PREFIX)}
 
     def _progress(self, **values: Any) -> None:
         if self.job is not None:
@@ -230,6 +246,12 @@ class Scorer:
     def _check_cancelled(self) -> None:
         if self.job is not None:
             self.job.check_cancelled()
+
+
+def is_labeled(task: dict[str, Any]) -> bool:
+    """Labeled = one annotation that was not skipped: a skipped task stays in the queue, as Label
+    Studio's own ``total_annotations`` (which the queue tab filters on) counts it."""
+    return any(isinstance(a, dict) and not a.get("was_cancelled") for a in task.get("annotations") or [])
 
 
 def prune_outputs(outputs_dir: Path, version: str) -> None:

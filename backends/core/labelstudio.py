@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any, Iterator
 
+import requests
 from label_studio_sdk import LabelStudio
 
 from .errors import BadRequest
@@ -68,6 +69,17 @@ class LabelStudioClient:
         )
         for task in pager:
             yield task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task)
+
+    def delete_model_version(self, project: int, version: str) -> int:
+        """Delete every prediction of ``version`` in ``project`` in one request (no SDK call for it);
+        returns how many went. An empty version would delete *all* predictions: refused here."""
+        if not version:
+            raise ValueError("delete_model_version needs a model version")
+        reply = requests.delete(f"{self.url}/api/projects/{project}/model-versions/", json={"model_version": version},
+                                headers=self.auth_headers(), timeout=self._timeout)
+        reply.raise_for_status()
+        data = reply.json()
+        return int(data.get("deleted_predictions", 0)) if isinstance(data, dict) else 0
 
     def get_project(self, project: int) -> dict[str, Any]:
         self._refresh_if_due()

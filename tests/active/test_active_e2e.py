@@ -110,6 +110,9 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     expected = sorted(unlabeled, key=lambda t: (top_prob[t], t))
     assert result["first"][:3] == expected[:3]
     assert served_order(label_studio, project, 3, labels) == result["first"][:3]
+    # a prediction someone else wrote under a look-alike version: never the active backend's to delete
+    theirs = label_studio.api("POST", "/api/predictions", json={"task": tasks[-1], "result": [], "score": 0.5,
+                                                                 "model_version": "active-mine"})
 
     # Those 3 labels trigger the next version; its scoring job reorders the rest.
     rescored = wait_until(lambda: scored(active, project, "active-margin@active-v2"), 180, "re-scoring", interval=0.5)
@@ -121,8 +124,9 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     assert rescored["first"] == order_v2[:10], "the queue follows v2's scores"
     assert order_v2 != order_v1, "a new model version changes the order"
     assert served_order(label_studio, project, 1, labels) == rescored["first"][:1]
-    stale = [p for t in rescored["first"] for p in label_studio.predictions(t) if p["model_version"].startswith("active-margin@active-v1")]
-    assert not stale, "older queue predictions are removed"
+    left = {p["model_version"] for t in label_studio.task_ids(project) for p in label_studio.predictions(t)}
+    assert left == {"active-margin@active-v2", "active-mine"}, "older queue versions removed, labeled tasks too"
+    assert [p["id"] for p in label_studio.predictions(tasks[-1]) if p["model_version"] == "active-mine"] == [theirs["id"]]
 
     versions = requests.get(f"{active}/versions?project={project}", timeout=5).json()
     assert versions["versions"] == ["active-v1", "active-v2"]

@@ -1,0 +1,49 @@
+"""QueueWriter: only a task deleted meanwhile is skipped; anything else fails the job (and the job
+queue retries it), instead of counting every task as skipped and reporting success."""
+
+import socket
+
+import pytest
+
+from backends.active.queue import QueueEntry, QueueWriter, task_gone
+from backends.active.scoring import is_labeled
+from backends.core.labelstudio import LabelStudioClient
+
+
+class ApiError(Exception):
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_label_studio_down_fails_the_write():
+    ls = LabelStudioClient(f"http://127.0.0.1:{closed_port()}", "a-token", timeout=2)
+    writer = QueueWriter(ls, 1, "active-margin@active-v1", "active-")
+    with pytest.raises(Exception) as raised:
+        writer.write([QueueEntry(1, 0.0, []), QueueEntry(2, 1.0, [])], {})
+    assert not task_gone(raised.value)
+    with pytest.raises(Exception):
+        writer.delete_versions(["active-margin@active-v0"])
+
+
+def test_only_400_and_404_mean_the_task_is_gone():
+    assert task_gone(ApiError(404)) and task_gone(ApiError(400))
+    assert not any(task_gone(e) for e in (ApiError(401), ApiError(500), ConnectionError("refused")))
+
+
+def test_deleting_an_empty_version_is_refused_it_would_delete_every_prediction():
+    with pytest.raises(ValueError):
+        LabelStudioClient("http://127.0.0.1:1", "t").delete_model_version(1, "")
+    writer = QueueWriter(LabelStudioClient("http://127.0.0.1:1", "t"), 1, "active-margin@active-v1", "active-")
+    assert writer.delete_versions(["", "active-margin@active-v1"]) == {}, "neither empty nor the current version"
+
+
+def test_a_skipped_task_is_still_unlabeled():
+    assert not is_labeled({"annotations": [{"was_cancelled": True}]})
+    assert is_labeled({"annotations": [{"was_cancelled": True}, {"was_cancelled": False}]})
+    assert not is_labeled({"annotations": []}) and not is_labeled({})
