@@ -155,6 +155,7 @@ class Journal:
         lease_s: float = 60.0,
         max_attempts: int = 3,
         retry_s: float = 30.0,
+        keep_s: float = 30 * 86400.0,
         synchronous: str = "FULL",
     ) -> None:
         self.path = Path(path)
@@ -164,6 +165,8 @@ class Journal:
         self.lease_s = lease_s
         self.max_attempts = max_attempts
         self.retry_s = retry_s
+        self.keep_s = keep_s
+        self._pruned_at = 0.0
         self._synchronous = synchronous
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -412,9 +415,23 @@ class Journal:
             )
         return self.get_job(job_id)
 
+    def prune(self, *, now: float | None = None) -> int:
+        """Delete jobs that ended more than ``keep_s`` ago, with their events (webhook bodies carry
+        whole tasks: the journal must not grow forever). Returns the jobs deleted."""
+        cutoff = (time.time() if now is None else now) - self.keep_s
+        final = ",".join("?" * len(FINAL_STATES))
+        with self._tx() as db:
+            old = f"SELECT id FROM jobs WHERE state IN ({final}) AND finished_at < ?"
+            db.execute(f"DELETE FROM events WHERE job_id IN ({old})", (*FINAL_STATES, cutoff))
+            return db.execute(f"DELETE FROM jobs WHERE id IN ({old})", (*FINAL_STATES, cutoff)).rowcount
+
     def requeue_stale(self, backend: str, *, now: float | None = None) -> list[int]:
-        """Give the jobs of dead workers (heartbeat older than the lease) back to the queue."""
+        """Give the jobs of dead workers (heartbeat older than the lease) back to the queue; once an
+        hour per process, also :meth:`prune` what ended long ago."""
         now = time.time() if now is None else now
+        if time.monotonic() - self._pruned_at > 3600:
+            self._pruned_at = time.monotonic()
+            self.prune()
         requeued: list[int] = []
         with self._tx() as db:
             stale = db.execute(

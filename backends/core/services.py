@@ -27,7 +27,7 @@ class Services:
         ls = LabelStudioClient(settings.label_studio_url, api_key)
         journal = Journal(
             settings.journal_path, debounce_s=settings.train_debounce_s, lease_s=settings.job_lease_s,
-            retry_s=settings.job_retry_s,
+            retry_s=settings.job_retry_s, keep_s=settings.journal_keep_days * 86400,
             synchronous=settings.journal_synchronous,
         )
         media = MediaLoader(

@@ -39,6 +39,7 @@ class CoreSettings(BaseSettings):
     train_debounce_s: float = Field(1.0, alias="TRAIN_DEBOUNCE_S", ge=0)
     job_lease_s: float = Field(60.0, alias="JOB_LEASE_S", gt=0)
     job_retry_s: float = Field(30.0, alias="JOB_RETRY_S", ge=0)
+    journal_keep_days: float = Field(30.0, alias="JOURNAL_KEEP_DAYS", gt=0)
     embedded_worker: bool = Field(True, alias="EMBEDDED_WORKER")
 
     # Optional Basic auth in front of every route but /health.

@@ -189,3 +189,18 @@ def test_a_cancelled_job_whose_worker_died_stays_cancelled(tmp_path):
     j.request_cancel(rec.job_id)
     assert j.requeue_stale("det", now=time.time() + 5) == []
     assert j.get_job(rec.job_id).state == CANCELLED
+
+
+def test_jobs_that_ended_long_ago_are_pruned_with_their_events_never_live_ones(tmp_path):
+    j = make(tmp_path, keep_s=100.0)
+    old = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    job = j.claim("det", "w")
+    j.finish(job.id, DONE, attempt=job.attempts)
+    running = j.record("det", 5, "START_TRAINING", {}, kind="train")
+    j.claim("det", "w", project=5)
+    pending = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train")
+    assert j.prune() == 0, "nothing ended long enough ago"
+    assert j.prune(now=time.time() + 200) == 1
+    assert j.get_job(old.job_id) is None and j.events_for(old.job_id) == []
+    assert j.get_job(running.job_id).state == RUNNING and j.get_job(pending.job_id).state == PENDING
+    assert j.count_events("det") == 2
