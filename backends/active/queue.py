@@ -125,12 +125,16 @@ class QueueWriter:
         self.ls.sdk.projects.update(self.project, sampling="Uncertainty sampling", model_version=self.version)
 
     def ensure_tab(self, title: str, *, ordering: list[str], filters: dict[str, Any]) -> int:
-        """Create or update the Data Manager tab called ``title``; returns its id."""
+        """Create or update the Data Manager tab called ``title``; returns its id. An existing tab keeps
+        what a user set on it (hidden columns, widths): Label Studio stores ``data`` as sent, so only
+        our three fields are replaced in it."""
         data = {"title": title, "ordering": ordering, "filters": filters}
         for view in self.ls.sdk.views.list(project=self.project):
             view_data = getattr(view, "data", None) or {}
-            if (view_data.get("title") if isinstance(view_data, dict) else getattr(view_data, "title", None)) == title:
-                self.ls.sdk.views.update(str(view.id), data=data, project=self.project)
+            if not isinstance(view_data, dict):
+                view_data = view_data.model_dump() if hasattr(view_data, "model_dump") else {}
+            if view_data.get("title") == title:
+                self.ls.sdk.views.update(str(view.id), data={**view_data, **data}, project=self.project)
                 return int(view.id)
         return int(self.ls.sdk.views.create(data=data, project=self.project).id)
 
@@ -141,8 +145,10 @@ def unlabeled_filter() -> dict[str, Any]:
 
 
 def task_ids_filter(task_ids: list[int]) -> dict[str, Any]:
+    """Exactly these tasks; none at all for an empty list (a filter without items shows every task)."""
     return {"conjunction": "or", "items": [
-        {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)} for t in task_ids]}
+        {"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": int(t)}
+        for t in (task_ids or [-1])]}
 
 
 def task_gone(exc: Exception) -> bool:

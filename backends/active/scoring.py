@@ -226,8 +226,8 @@ class Scorer:
         if report is not None:
             self.active.save_state("report.json", report)
             worst = [row["task"] for row in report["highest_loss_tasks"]]
-            if worst:
-                writer.ensure_tab(DISAGREE_TAB, ordering=["tasks:id"], filters=task_ids_filter(worst))
+            # emptied, not left alone, when nothing disagrees any more: an old list would mislead
+            writer.ensure_tab(DISAGREE_TAB, ordering=["tasks:id"], filters=task_ids_filter(worst))
         return {"predictions": counts, "older_versions_deleted": deleted}
 
     def _written_versions(self, tasks: dict[int, dict[str, Any]]) -> set[str]:

@@ -113,6 +113,12 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     # a prediction someone else wrote under a look-alike version: never the active backend's to delete
     theirs = label_studio.api("POST", "/api/predictions", json={"task": tasks[-1], "result": [], "score": 0.5,
                                                                  "model_version": "active-mine"})
+    # a labeler hides a column on the queue tab: re-scoring must keep it
+    (queue_tab,) = [v for v in label_studio.api("GET", f"/api/dm/views?project={project}")
+                    if v["data"]["title"] == "Active learning queue"]
+    hidden = {"explore": ["tasks:inner_id"], "labeling": []}
+    label_studio.api("PATCH", f"/api/dm/views/{queue_tab['id']}",
+                     json={"project": project, "data": {**queue_tab["data"], "hiddenColumns": hidden}})
 
     # Those 3 labels trigger the next version; its scoring job reorders the rest.
     rescored = wait_until(lambda: scored(active, project, "active-margin@active-v2"), 180, "re-scoring", interval=0.5)
@@ -136,8 +142,10 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     report = requests.get(f"{active}/report?project={project}", timeout=5).json()
     assert set(report["per_class"]) == {"Circle", "Square"} and report["n_annotated"] == 9
     assert report["highest_loss_tasks"][0]["loss"] >= report["highest_loss_tasks"][-1]["loss"]
-    tabs = {v["data"]["title"] for v in label_studio.api("GET", f"/api/dm/views?project={project}")}
-    assert {"Active learning queue", "Model disagrees"} <= tabs
+    views = label_studio.api("GET", f"/api/dm/views?project={project}")
+    assert {"Active learning queue", "Model disagrees"} <= {v["data"]["title"] for v in views}
+    (queue_tab,) = [v for v in views if v["data"]["title"] == "Active learning queue"]
+    assert queue_tab["data"]["hiddenColumns"] == hidden and queue_tab["data"]["ordering"] == ["tasks:predictions_score"]
 
 
 def test_bad_input_is_a_clear_error(label_studio, active):

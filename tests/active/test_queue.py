@@ -47,3 +47,9 @@ def test_a_skipped_task_is_still_unlabeled():
     assert not is_labeled({"annotations": [{"was_cancelled": True}]})
     assert is_labeled({"annotations": [{"was_cancelled": True}, {"was_cancelled": False}]})
     assert not is_labeled({"annotations": []}) and not is_labeled({})
+
+
+def test_an_empty_disagreement_list_shows_no_task_not_every_task():
+    from backends.active.queue import task_ids_filter
+    assert [item["value"] for item in task_ids_filter([])["items"]] == [-1]
+    assert [item["value"] for item in task_ids_filter([3, 5])["items"]] == [3, 5]
