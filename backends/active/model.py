@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from backends.core.errors import LabelConfigError, LabelLoopError, NotFound
+from backends.core.files import write_json_atomic
 from backends.core.media import LoadedImage
 from backends.core.model import TRAINING_ACTIONS, LabelLoopModel
 
@@ -115,10 +115,7 @@ class ActiveModel(LabelLoopModel):
     def save_state(self, name: str, data: dict[str, Any]) -> None:
         """Write a JSON state file atomically (readers see the old or the new one)."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_dir, prefix=f".{name}-")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=str)
-        os.replace(tmp, self.state_dir / name)
+        write_json_atomic(self.state_dir / name, data, indent=2, default=str)
 
     def load_state(self, name: str) -> dict[str, Any] | None:
         try:

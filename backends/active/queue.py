@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable
 
 from label_studio_sdk import PredictionRequest
 
+from backends.core.errors import http_status
 from backends.core.labelstudio import LabelStudioClient
 
 log = logging.getLogger(__name__)
@@ -154,10 +155,7 @@ def task_ids_filter(task_ids: list[int]) -> dict[str, Any]:
 def task_gone(exc: Exception) -> bool:
     """Label Studio's answer for a task or prediction deleted meanwhile: 404, or 400 from a bulk
     import naming a task that no longer exists."""
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-    return status in (400, 404)
+    return http_status(exc) in (400, 404)
 
 
 def _short(exc: Exception) -> str:

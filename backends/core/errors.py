@@ -62,3 +62,12 @@ class ModelStoreError(LabelLoopError):
 
     status = 507
     kind = "model_store"
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status behind an upstream error, if any: label-studio-sdk's ``ApiError.status_code``,
+    or ``exc.response.status_code`` for requests / httpx errors."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else None

@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .errors import LabelLoopError
+from .errors import LabelLoopError, http_status
 from .journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Journal, LeaseLost
 from .logs import redact
 from .metrics import JOBS_FINISHED
@@ -94,12 +94,8 @@ def may_pass(exc: BaseException) -> bool:
     connection), a full model store (507), a crash; not a refused token or a bad request (4xx)."""
     if isinstance(exc, LabelLoopError):
         return exc.status >= 500
-    status = getattr(exc, "status_code", None)  # label-studio-sdk's ApiError
-    if status is None:
-        status = getattr(getattr(exc, "response", None), "status_code", None)  # requests / httpx
-    if isinstance(status, int):
-        return status >= 500 or status == 429
-    return True
+    status = http_status(exc)
+    return True if status is None else status >= 500 or status == 429
 
 
 def run_job(journal: Journal, job: Job, make_model: ModelFactory) -> str:

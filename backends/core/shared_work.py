@@ -24,12 +24,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from .files import write_json_atomic
 
 PLAN = "plan.json"
 
@@ -63,7 +64,7 @@ class ChunkBoard:
         if board.plan() != plan:  # new, or a plan file torn by a crash
             board.remove()
             board.root.mkdir(parents=True, exist_ok=True)
-            _atomic_write(board.root / PLAN, plan)
+            write_json_atomic(board.root / PLAN, plan)
             board._plan = plan
         return board
 
@@ -121,7 +122,7 @@ class ChunkBoard:
 
     def finish(self, k: int, result: dict[str, Any]) -> None:
         try:
-            _atomic_write(self.root / f"{k}.json", result)
+            write_json_atomic(self.root / f"{k}.json", result)
         except FileNotFoundError:
             raise BoardGone(str(self.root)) from None
 
@@ -241,14 +242,3 @@ def _restore(tombstone: Path, claim: Path) -> None:
     except OSError:  # a filesystem without hard links
         if not claim.exists():
             os.rename(tombstone, claim)
-
-
-def _atomic_write(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
