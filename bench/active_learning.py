@@ -44,7 +44,7 @@ from backends.active.strategies import Pool, Strategy, get_strategy  # noqa: E40
 from bench import fmnist  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
-STRATEGIES = ["random", "entropy", "margin", "learning_loss", "coreset", "discriminative", "hybrid"]
+STRATEGIES = ["random", "entropy", "margin", "learning_loss", "coreset", "discriminative", "hybrid", "badge"]
 MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST training-set statistics
 
 

@@ -16,7 +16,7 @@ counting every task as skipped and reporting success.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from label_studio_sdk import PredictionRequest
@@ -28,6 +28,11 @@ log = logging.getLogger(__name__)
 QUEUE_TAB = "Active learning queue"
 DISAGREE_TAB = "Model disagrees"
 BULK = 200
+#: A queue rewritten under the same task model (after an import every rank-based score shifts) goes
+#: to a new version ``<version>~2``, ``~3``...: bulk-imported, then switched to, then the old one
+#: deleted, which is ``N / BULK`` requests where updating in place would be one PATCH per task, and
+#: labelers never see a half-updated order.
+GENERATION_MARK = "~"
 
 
 @dataclass
@@ -35,6 +40,27 @@ class QueueEntry:
     task_id: int
     score: float
     result: list[dict[str, Any]]
+
+
+@dataclass
+class _Work:
+    """What writing a queue under one version takes, given the predictions already there."""
+
+    creates: list[QueueEntry] = field(default_factory=list)
+    updates: list[tuple[int, float]] = field(default_factory=list)  # (prediction id, new score)
+    duplicates: list[int] = field(default_factory=list)  # prediction ids
+    unchanged: int = 0
+
+
+def generation(base: str, n: int) -> str:
+    """The ``n``-th queue written for one (strategy, task model): ``base``, then ``base~2``, ..."""
+    return base if n <= 1 else f"{base}{GENERATION_MARK}{n}"
+
+
+def latest_generation(base: str, versions: Iterable[str]) -> int:
+    """The highest generation of ``base`` among ``versions`` (1 when there is none)."""
+    prefix = base + GENERATION_MARK
+    return max([1] + [int(v[len(prefix):]) for v in versions if v.startswith(prefix) and v[len(prefix):].isdigit()])
 
 
 def own_predictions(task: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -52,27 +78,39 @@ class QueueWriter:
         """Create or update one prediction per entry; returns counts (created, updated, unchanged,
         skipped: tasks that disappeared meanwhile, duplicates: extra predictions of this version
         removed, e.g. from a retried bulk import, since Label Studio orders by any of them)."""
-        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0}
-        to_create: list[QueueEntry] = []
-        for entry in entries:
-            current = [p for p in own_predictions(tasks.get(entry.task_id, {}), self.prefix)
-                       if p.get("model_version") == self.version and p.get("id") is not None]
-            for extra in current[1:]:
-                counts["duplicates"] += self._delete(extra["id"])
-            if not current:
-                to_create.append(entry)
-            elif abs(float(current[0].get("score") or 0) - entry.score) > 1e-6:
-                counts["updated" if self._update(current[0]["id"], entry.score) else "skipped"] += 1
-            else:
-                counts["unchanged"] += 1
-        for start in range(0, len(to_create), BULK):
-            chunk = to_create[start:start + BULK]
+        work = self._plan(entries, tasks)
+        counts = {"created": 0, "updated": 0, "unchanged": work.unchanged, "skipped": 0, "duplicates": 0}
+        for prediction_id in work.duplicates:
+            counts["duplicates"] += self._delete(prediction_id)
+        for prediction_id, score in work.updates:
+            counts["updated" if self._update(prediction_id, score) else "skipped"] += 1
+        for start in range(0, len(work.creates), BULK):
+            chunk = work.creates[start:start + BULK]
             created = self._create(chunk)
             counts["created"] += created
             counts["skipped"] += len(chunk) - created
             if progress:
                 progress(start + len(chunk))
         return counts
+
+    def requests_needed(self, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]]) -> int:
+        """How many Label Studio requests :meth:`write` would send for ``entries`` under this version."""
+        work = self._plan(entries, tasks)
+        return len(work.duplicates) + len(work.updates) + -(-len(work.creates) // BULK)
+
+    def _plan(self, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]]) -> "_Work":
+        work = _Work()
+        for entry in entries:
+            current = [p for p in own_predictions(tasks.get(entry.task_id, {}), self.prefix)
+                       if p.get("model_version") == self.version and p.get("id") is not None]
+            work.duplicates.extend(extra["id"] for extra in current[1:])
+            if not current:
+                work.creates.append(entry)
+            elif abs(float(current[0].get("score") or 0) - entry.score) > 1e-6:
+                work.updates.append((current[0]["id"], entry.score))
+            else:
+                work.unchanged += 1
+        return work
 
     def _create(self, entries: list[QueueEntry]) -> int:
         requests = [PredictionRequest(task=e.task_id, result=e.result, score=e.score, model_version=self.version)

@@ -27,7 +27,7 @@ from .task_models import ImageOutputs
 
 log = logging.getLogger(__name__)
 MIN_LOSS_SAMPLES = 4
-SET_BASED = ("coreset", "discriminative", "hybrid")
+SET_BASED = ("coreset", "discriminative", "hybrid", "badge")
 
 
 def box_uncertainty(confidences: list[float], strategy: str, how: Literal["max", "mean", "sum"]) -> float:

@@ -9,7 +9,9 @@ Runs after each new task-model version, when tasks are imported, and on request.
    deleted (one version's embeddings are kilobytes per task);
 3. rank with the project's strategy (``ranking.py``), turn ranks into scores in [0, 1];
 4. write one prediction per unlabeled task under the queue version, switch the project to
-   uncertainty sampling on that version, keep the "Active learning queue" tab;
+   uncertainty sampling on that version, keep the "Active learning queue" tab; a re-run under the
+   same task model whose scores moved (an import shifts every rank) writes a new generation of the
+   version (``...~2``) in bulk instead of one PATCH per task;
 5. the blind-spot report over the labeled tasks, and its "Model disagrees" tab.
 
 Tasks that fail to load (deleted, unreadable) are skipped with the reason logged; they never fail
@@ -31,8 +33,8 @@ from backends.core.errors import LabelLoopError
 from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.shared_work import ChunkBoard
 
-from .queue import (DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, own_predictions, task_ids_filter,
-                    unlabeled_filter)
+from .queue import (BULK, DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, generation, latest_generation,
+                    own_predictions, task_ids_filter, unlabeled_filter)
 from .ranking import build_pool, rank
 from .report import Truth, blind_spots, task_loss, truth_from_task
 from .strategies import queue_scores
@@ -102,6 +104,7 @@ class Scorer:
         entries = [QueueEntry(int(task["id"]), round(float(score), 6), regions)
                    for (task, regions), score in zip(ranked, scores)]
         written = self._write(version, entries, tasks, report)
+        version = written.pop("queue_version")
         self.ranking = [(entries[i].task_id, entries[i].score) for i in order]
         first = [task_id for task_id, _ in self.ranking[:10]]
         summary = {"queue_version": version, "strategy": strategy, "note": note, "scored": len(entries),
@@ -211,8 +214,10 @@ class Scorer:
     # -- writing ----------------------------------------------------------------------------------
     def _write(self, version: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
                report: dict[str, Any] | None) -> dict[str, Any]:
+        recorded = self._written_versions(tasks)
+        version = self._target_version(version, entries, tasks, recorded)
         writer = QueueWriter(self.active.services.ls, self.active.project_id, version, VERSION_PREFIX)
-        older = self._written_versions(tasks) - {version}
+        older = recorded - {version}
         # recorded before writing: a job that dies mid-write still has its version cleaned up later
         self.active.save_state(VERSIONS_STATE, {"versions": sorted(older | {version})})
         counts = writer.write(entries, tasks, progress=lambda n: self._progress(stage="writing", written=n,
@@ -228,7 +233,22 @@ class Scorer:
             worst = [row["task"] for row in report["highest_loss_tasks"]]
             # emptied, not left alone, when nothing disagrees any more: an old list would mislead
             writer.ensure_tab(DISAGREE_TAB, ordering=["tasks:id"], filters=task_ids_filter(worst))
-        return {"predictions": counts, "older_versions_deleted": deleted}
+        return {"queue_version": version, "predictions": counts, "older_versions_deleted": deleted}
+
+    def _target_version(self, base: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
+                        recorded: set[str]) -> str:
+        """The latest generation of ``base`` when updating it in place is cheap (nothing or little
+        changed), else a new generation: after an import, rank-based scores shift for every task."""
+        latest = latest_generation(base, recorded)
+        current = generation(base, latest)
+        in_place = QueueWriter(self.active.services.ls, self.active.project_id, current,
+                               VERSION_PREFIX).requests_needed(entries, tasks)
+        fresh = -(-len(entries) // BULK) + 1  # bulk imports, then one delete of the old generation
+        if in_place <= fresh:
+            return current
+        log.info("active project %s: updating queue %s in place would take %d requests; writing it anew as %s "
+                 "(%d requests)", self.active.project_id, current, in_place, generation(base, latest + 1), fresh)
+        return generation(base, latest + 1)
 
     def _written_versions(self, tasks: dict[int, dict[str, Any]]) -> set[str]:
         """The queue versions this backend wrote in this project: exactly those are ever deleted, so

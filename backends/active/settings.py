@@ -19,7 +19,7 @@ class ActiveSettings(ProjectSettings):
                            "loss_weight", "detach_after", "queue_size", "aggregate", "disagreements", "seed")
 
     # Which tasks first: random, least_confidence, margin, entropy, learning_loss, coreset,
-    # discriminative, hybrid (bench/active_learning.py compares them).
+    # discriminative, hybrid, badge (bench/active_learning.py compares them).
     strategy: str = "margin"
     # Classification task model: torchvision ResNet-18 (``small_cnn`` for tiny images), started from
     # ``base_weights``: a ResNet-18 state dict file (e.g. torchvision's ImageNet weights), or empty for
@@ -38,8 +38,8 @@ class ActiveSettings(ProjectSettings):
     seed: int = 0
 
     # Scoring: tasks per inference chunk (each chunk's outputs are cached in the model store), how
-    # many tasks a set-based strategy (coreset, discriminative, hybrid) ranks explicitly (the rest
-    # follow by entropy), and how detection box uncertainties become one number per image.
+    # many tasks a set-based strategy (coreset, discriminative, hybrid, badge) ranks explicitly (the
+    # rest follow by margin), and how detection box uncertainties become one number per image.
     chunk: int = Field(256, gt=0)
     queue_size: int = Field(1000, gt=0)
     # With REDIS_URL: how many RQ workers a scoring job asks to take chunks alongside it (a large

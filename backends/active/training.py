@@ -67,7 +67,7 @@ class ClassifierTrainer:
 
     def _samples(self, names: list[str]) -> list[tuple[int, Any, int]]:
         samples = []
-        for task in self.active.services.ls.iter_tasks(self.active.project_id, only_annotated=True):
+        for task in self.active.services.ls.iter_tasks(self.active.project_id):
             self._check_cancelled()
             truth = truth_from_task(task, self.active.control.name, "classification")
             if truth is None or truth.label not in names:

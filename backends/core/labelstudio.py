@@ -7,6 +7,7 @@ so media downloads authenticate exactly like API calls do.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
@@ -61,14 +62,28 @@ class LabelStudioClient:
             with tokens._token_refresh_lock:
                 tokens._access_token = None
 
-    def iter_tasks(self, project: int, *, only_annotated: bool = False, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Every task of a project with its annotations, page by page."""
-        self._refresh_if_due()
-        pager = self.sdk.tasks.list(
-            project=project, fields="all", only_annotated=only_annotated or None, page_size=page_size
-        )
-        for task in pager:
-            yield task.model_dump(mode="json") if hasattr(task, "model_dump") else dict(task)
+    def iter_tasks(self, project: int, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every task of a project with its annotations, in id order, page by page. Callers pick the
+        labeled ones from the annotations themselves: Label Studio 1.23 ignores the API's
+        ``only_annotated``, and its ``total_annotations`` filter reads a counter kept by signals.
+
+        Pages are keyed by id (each asks for the tasks after the last id seen), not numbered: with
+        page numbers, a task deleted from an earlier page while we read shifts every later task back
+        by one, and one would be skipped without a word (a labeled task missing from a training set,
+        an unlabeled one from the queue)."""
+        last_id: int | None = None
+        while True:
+            self._refresh_if_due()
+            after = [] if last_id is None else [
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last_id}]
+            query = {"filters": {"conjunction": "and", "items": after}, "ordering": ["tasks:id"]}
+            pager = self.sdk.tasks.list(project=project, fields="all", page=1, page_size=page_size,
+                                        query=json.dumps(query))
+            tasks = [t.model_dump(mode="json") if hasattr(t, "model_dump") else dict(t) for t in pager.items or []]
+            yield from tasks
+            if len(tasks) < page_size:
+                return
+            last_id = int(tasks[-1]["id"])
 
     def delete_model_version(self, project: int, version: str) -> int:
         """Delete every prediction of ``version`` in ``project`` in one request (no SDK call for it);

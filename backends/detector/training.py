@@ -170,7 +170,7 @@ class FineTuner:
             raise LabelLoopError("extra_params.train_projects must be a list of Label Studio project ids")
         tasks = []
         for project in projects + [p for p in extra if p != self.detector.project_id]:
-            for task in self.services.ls.iter_tasks(project, only_annotated=True):
+            for task in self.services.ls.iter_tasks(project):
                 tasks.append(task)
                 self._check_cancelled()
         return tasks

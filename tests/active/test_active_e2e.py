@@ -147,6 +147,23 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     (queue_tab,) = [v for v in views if v["data"]["title"] == "Active learning queue"]
     assert queue_tab["data"]["hiddenColumns"] == hidden and queue_tab["data"]["ordering"] == ["tasks:predictions_score"]
 
+    # The label /next served above trains v3. Then an import under v3: every rank-based score
+    # shifts, so the queue is written anew in bulk as v3's next generation, not patched task by task.
+    v3 = wait_until(lambda: scored(active, project, "active-margin@active-v3"), 180, "v3 and its scoring",
+                    interval=0.5)
+    new_images = {f"new{i}.png": shape_png(100 + i) for i in range(2)}
+    new = label_studio.upload_images(project, {name: png for name, (png, _) in new_images.items()})
+    requests.post(f"{active}/jobs", json={"project": project, "kind": "score"}, timeout=5).raise_for_status()
+    after_import = wait_until(lambda: scored(active, project, "active-margin@active-v3~2"), 60, "scoring the import")
+    assert after_import["scored"] == v3["scored"] + 2
+    assert len(queue_scores(label_studio, new, after_import["queue_version"])) == 2, "the new tasks are queued"
+    assert after_import["predictions"]["created"] == after_import["scored"]
+    assert after_import["predictions"]["updated"] == 0
+    assert after_import["older_versions_deleted"] == {"active-margin@active-v3": v3["scored"]}
+    assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3~2"
+    new_labels = dict(zip(new, (label for _, label in new_images.values())))
+    assert served_order(label_studio, project, 1, labels | new_labels) == after_import["first"][:1]
+
 
 def test_bad_input_is_a_clear_error(label_studio, active):
     text_config = '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="A"/></Choices></View>'

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from backends.active.queue import QueueEntry, QueueWriter, task_gone
+from backends.active.queue import QueueEntry, QueueWriter, generation, latest_generation, task_gone
 from backends.active.scoring import is_labeled
 from backends.core.labelstudio import LabelStudioClient
 
@@ -53,3 +53,23 @@ def test_an_empty_disagreement_list_shows_no_task_not_every_task():
     from backends.active.queue import task_ids_filter
     assert [item["value"] for item in task_ids_filter([])["items"]] == [-1]
     assert [item["value"] for item in task_ids_filter([3, 5])["items"]] == [3, 5]
+
+
+def test_requests_needed_counts_what_writing_in_place_would_send():
+    writer = QueueWriter(LabelStudioClient("http://127.0.0.1:1", "t"), 1, "active-margin@v1", "active-")
+    mine = lambda pid, score: {"id": pid, "model_version": "active-margin@v1", "score": score}  # noqa: E731
+    tasks = {1: {"predictions": [mine(10, 0.0)]},                  # unchanged
+             2: {"predictions": [mine(11, 0.3), mine(12, 0.3)]},  # score moved, and a duplicate
+             3: {"predictions": [{"id": 13, "model_version": "other", "score": 0.9}]}}  # not ours: create
+    entries = [QueueEntry(1, 0.0, []), QueueEntry(2, 0.5, []), QueueEntry(3, 1.0, []),
+               *(QueueEntry(100 + i, 1.0, []) for i in range(250))]  # new tasks: two bulk imports
+    assert writer.requests_needed(entries, tasks) == 1 + 1 + 2  # one PATCH, one DELETE, two bulk imports
+    assert writer.requests_needed(entries[:1], tasks) == 0
+
+
+def test_queue_generations():
+    base = "active-margin@active-v3"
+    assert generation(base, 1) == base and generation(base, 2) == base + "~2"
+    assert latest_generation(base, []) == 1 and latest_generation(base, [base]) == 1
+    others = ["active-margin@active-v3~7x", "active-margin@active-v31~9", "active-hybrid@active-v3~5"]
+    assert latest_generation(base, [base, base + "~2", base + "~10", *others]) == 10

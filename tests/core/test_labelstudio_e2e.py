@@ -93,3 +93,22 @@ def test_pat_access_token_is_refreshed_before_expiry(label_studio):
     second = client.auth_headers()["Authorization"]
     assert second != first and second.startswith("Bearer ")
     assert sum(1 for _ in client.iter_tasks(label_studio.create_project(RECT_CONFIG, title="pat refresh"))) == 0
+
+
+def test_listing_tasks_skips_none_when_one_is_deleted_mid_listing(label_studio):
+    from backends.core.labelstudio import LabelStudioClient
+
+    project = label_studio.create_project(RECT_CONFIG, title="paging")
+    label_studio.api("POST", f"/api/projects/{project}/import", json=[{"image": f"/img{i}.png"} for i in range(10)])
+    ids = label_studio.task_ids(project)
+    label_studio.annotate(ids[5], [BOX])
+    client = LabelStudioClient(label_studio.url, label_studio.token)
+    seen = []
+    for task in client.iter_tasks(project, page_size=3):
+        seen.append(task["id"])
+        if len(seen) == 4:  # on the second page: a task of the first page goes
+            label_studio.api("DELETE", f"/api/tasks/{ids[0]}")
+    # with page numbers, every later task shifts back by one and ids[6] would never be listed
+    assert seen == ids, "every task listed once, in id order"
+    annotated = [t for t in client.iter_tasks(project, page_size=3) if t["annotations"]]
+    assert [t["id"] for t in annotated] == [ids[5]] and annotated[0]["annotations"][0]["result"][0]["type"] == "rectanglelabels"
