@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -56,6 +57,10 @@ class Protocol:
     cycles: int = 10
     subset: int = 10_000
     epochs: int = 30
+    #: > 0: train each model for about this many SGD steps instead (epochs = steps x batch / labels,
+    #: at least one): a fixed epoch count gives 200 labels a few dozen steps and 2,200 labels ten
+    #: times more, so the small early sets end far from convergence (``bench/al_convergence.py``).
+    steps: int = 0
     batch: int = 64
     lr: float = 0.02
     test_limit: int | None = None  # None: the whole 10k test set
@@ -72,10 +77,16 @@ def tensors(images: np.ndarray) -> torch.Tensor:
     return ((torch.from_numpy(images.copy()).float() / 255.0 - MEAN) / STD)[:, None]
 
 
+def epochs_for(protocol: Protocol, n_labels: int) -> int:
+    if protocol.steps <= 0:
+        return protocol.epochs
+    return max(1, math.ceil(protocol.steps * protocol.batch / max(1, n_labels)))
+
+
 def fit(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, seed: int) -> TaskClassifier:
     torch.manual_seed(seed)
     model = TaskClassifier(10, "small_cnn", in_channels=1)
-    config = TrainConfig(epochs=protocol.epochs, batch=protocol.batch, lr=protocol.lr, seed=seed)
+    config = TrainConfig(epochs=epochs_for(protocol, len(x)), batch=protocol.batch, lr=protocol.lr, seed=seed)
     return train(model, x, y, config)
 
 
@@ -285,6 +296,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--cycles", type=int)
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--steps", type=int, help="train each model for about this many SGD steps instead of "
+                                                   "--epochs (see Protocol.steps)")
     parser.add_argument("--validation", type=int, help="measure on N training images held out of the pool, "
                                                       "not the test set (to choose settings)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -293,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                      "instead of re-measured, e.g. after changing one strategy")
     args = parser.parse_args(argv)
     protocol = Protocol.quick() if args.quick else Protocol()
-    for field in ("seeds", "cycles", "epochs", "validation"):
+    for field in ("seeds", "cycles", "epochs", "steps", "validation"):
         if getattr(args, field) is not None:
             setattr(protocol, field, getattr(args, field))
     result = run(protocol, args.strategies.split(","), args.out, [n for n in args.reuse.split(",") if n])

@@ -26,3 +26,12 @@ def test_quick_benchmark_writes_curves_for_every_strategy(tmp_path):
         assert entry["mean"][-1] > entry["mean"][0] + 0.1, f"{name} improves with labels: {entry['mean']}"
     assert result["strategies"]["random"]["labels_to_reach_random_final"] <= 800
     assert out.with_suffix(".png").stat().st_size > 10_000
+
+
+def test_a_step_budget_gives_small_labeled_sets_more_epochs():
+    fixed = active_learning.Protocol(epochs=30)
+    assert active_learning.epochs_for(fixed, 200) == active_learning.epochs_for(fixed, 2200) == 30
+    steps = active_learning.Protocol(steps=4000, batch=64)
+    assert active_learning.epochs_for(steps, 2200) == 117  # ceil(4000 * 64 / 2200)
+    assert active_learning.epochs_for(steps, 200) == 1280
+    assert active_learning.epochs_for(active_learning.Protocol(steps=1, batch=64), 10_000) == 1
