@@ -33,7 +33,7 @@ from backends.core.errors import LabelLoopError
 from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.shared_work import ChunkBoard
 
-from .queue import (BULK, DISAGREE_TAB, QUEUE_TAB, QueueEntry, QueueWriter, generation, latest_generation,
+from .queue import (BULK, DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, QueueEntry, QueueWriter, generation, latest_generation,
                     own_predictions, task_ids_filter, unlabeled_filter)
 from .ranking import build_pool, rank
 from .report import Truth, blind_spots, task_loss, truth_from_task
@@ -214,7 +214,7 @@ class Scorer:
     # -- writing ----------------------------------------------------------------------------------
     def _write(self, version: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
                report: dict[str, Any] | None) -> dict[str, Any]:
-        recorded = self._written_versions(tasks)
+        recorded = self._written_versions(tasks, version)
         version = self._target_version(version, entries, tasks, recorded)
         writer = QueueWriter(self.active.services.ls, self.active.project_id, version, VERSION_PREFIX)
         older = recorded - {version}
@@ -250,14 +250,20 @@ class Scorer:
                  "(%d requests)", self.active.project_id, current, in_place, generation(base, latest + 1), fresh)
         return generation(base, latest + 1)
 
-    def _written_versions(self, tasks: dict[int, dict[str, Any]]) -> set[str]:
+    def _written_versions(self, tasks: dict[int, dict[str, Any]], base: str) -> set[str]:
         """The queue versions this backend wrote in this project: exactly those are ever deleted, so
-        another active backend's or a user's ``active-...`` predictions are safe. A project scored by
-        a release that kept no record falls back to the versions with our prefix on its tasks."""
+        another active backend's or a user's ``active-...`` predictions are safe. With them, every
+        generation found on the tasks of a recorded version's base or of ``base``: ``/predict``
+        answers under the base name while the queue is at ``~2``, and those predictions are ours
+        too. A project scored by a release that kept no record falls back to the versions with our
+        prefix on its tasks."""
+        on_tasks = {str(p["model_version"]) for t in tasks.values() for p in own_predictions(t, VERSION_PREFIX)}
         record = self.active.load_state(VERSIONS_STATE)
-        if record is not None:
-            return set(record.get("versions", []))
-        return {str(p["model_version"]) for t in tasks.values() for p in own_predictions(t, VERSION_PREFIX)}
+        if record is None:
+            return on_tasks
+        recorded = set(record.get("versions", []))
+        bases = {v.partition(GENERATION_MARK)[0] for v in recorded | {base}}
+        return recorded | {v for v in on_tasks if v.partition(GENERATION_MARK)[0] in bases}
 
     def _progress(self, **values: Any) -> None:
         if self.job is not None:

@@ -314,6 +314,7 @@ def kmeans_pp_outer(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generat
     n = min(n, len(a))
     if n == 0:
         return np.empty(0, dtype=int)
+    a, b = np.nan_to_num(a), np.nan_to_num(b)  # one NaN output would make every probability NaN
     sq_norm = (a ** 2).sum(1) * (b ** 2).sum(1)
     chosen = [int(np.argmax(sq_norm))]
     nearest = np.full(len(a), np.inf)
@@ -323,7 +324,7 @@ def kmeans_pp_outer(a: np.ndarray, b: np.ndarray, n: int, rng: np.random.Generat
         nearest = np.minimum(nearest, dist)
         nearest[chosen] = 0.0
         total = nearest.sum()
-        if total <= 0:  # every remaining sample duplicates a chosen one: fill by size
+        if not np.isfinite(total) or total <= 0:  # the rest duplicate chosen ones (or overflowed): by size
             taken = set(chosen)
             rest = [int(i) for i in np.argsort(-sq_norm, kind="stable") if i not in taken]
             chosen.extend(rest[:n - len(chosen)])

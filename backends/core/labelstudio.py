@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import requests
 from label_studio_sdk import LabelStudio
 
-from .errors import BadRequest
+from .errors import BadRequest, LabelLoopError
 
 log = logging.getLogger(__name__)
 REFRESH_MARGIN_S = 30.0  # access tokens live 300 s
@@ -80,10 +80,14 @@ class LabelStudioClient:
             pager = self.sdk.tasks.list(project=project, fields="all", page=1, page_size=page_size,
                                         query=json.dumps(query))
             tasks = [t.model_dump(mode="json") if hasattr(t, "model_dump") else dict(t) for t in pager.items or []]
-            yield from tasks
-            if len(tasks) < page_size:
+            if not tasks:  # not "a short page": Label Studio may cap page_size (TASK_API_PAGE_SIZE_MAX)
                 return
-            last_id = int(tasks[-1]["id"])
+            ids = [int(t["id"]) for t in tasks]
+            if last_id is not None and min(ids) <= last_id:  # filter or ordering ignored: would loop forever
+                raise LabelLoopError(f"Label Studio at {self.url} ignored the task list's id filter (asked for ids "
+                                     f"after {last_id}, got {min(ids)}): cannot list project {project}'s tasks")
+            yield from tasks
+            last_id = max(ids)
 
     def delete_model_version(self, project: int, version: str) -> int:
         """Delete every prediction of ``version`` in ``project`` in one request (no SDK call for it);

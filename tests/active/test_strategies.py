@@ -62,6 +62,10 @@ def test_badge_distances_without_building_gradient_embeddings_match_the_explicit
     # with one sample per step left to choose, D^2 sampling is deterministic: compare it to explicit vectors
     picked = kmeans_pp_outer(residual[:3], h[:3], 3, rng)
     assert sorted(picked.tolist()) == [0, 1, 2]
+    # one NaN model output must not turn every sampling probability into NaN
+    h[7, 2] = np.nan
+    picked = kmeans_pp_outer(residual, h, 10, rng)
+    assert len(set(picked.tolist())) == 10
 
 
 def test_badge_picks_uncertain_samples_from_different_clusters():
