@@ -63,6 +63,11 @@ def latest_generation(base: str, versions: Iterable[str]) -> int:
     return max([1] + [int(v[len(prefix):]) for v in versions if v.startswith(prefix) and v[len(prefix):].isdigit()])
 
 
+def bulk_requests(n: int) -> int:
+    """Bulk prediction imports needed for ``n`` new predictions."""
+    return -(-n // BULK)
+
+
 def own_predictions(task: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     """The task's predictions written by an active backend (their version starts with ``prefix``)."""
     return [p for p in task.get("predictions") or []
@@ -96,7 +101,7 @@ class QueueWriter:
     def requests_needed(self, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]]) -> int:
         """How many Label Studio requests :meth:`write` would send for ``entries`` under this version."""
         work = self._plan(entries, tasks)
-        return len(work.duplicates) + len(work.updates) + -(-len(work.creates) // BULK)
+        return len(work.duplicates) + len(work.updates) + bulk_requests(len(work.creates))
 
     def _plan(self, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]]) -> "_Work":
         work = _Work()

@@ -22,7 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-from .strategies import STRATEGIES, Pool, entropy, get_strategy, image_uncertainty, margin, top_n
+from .strategies import STRATEGIES, Pool, entropy, get_strategy, image_uncertainty, top_n, uncertainty_or_margin
 from .task_models import ImageOutputs
 
 log = logging.getLogger(__name__)
@@ -87,5 +87,5 @@ def rank(pool: Pool, strategy: str, queue_size: int) -> np.ndarray:
     rest = np.setdiff1d(np.arange(n), head)
     fallback = chosen.scores(pool)
     if fallback is None:
-        fallback = pool.uncertainty if pool.uncertainty is not None else margin(pool.need("probs", strategy))
+        fallback = uncertainty_or_margin(pool, strategy)
     return np.concatenate([head, rest[top_n(fallback[rest], len(rest))]]).astype(int)

@@ -33,8 +33,8 @@ from backends.core.errors import LabelLoopError
 from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.shared_work import ChunkBoard
 
-from .queue import (BULK, DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, QueueEntry, QueueWriter, generation, latest_generation,
-                    own_predictions, task_ids_filter, unlabeled_filter)
+from .queue import (DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, QueueEntry, QueueWriter, generation, latest_generation,
+                    bulk_requests, own_predictions, task_ids_filter, unlabeled_filter)
 from .ranking import build_pool, rank
 from .report import Truth, blind_spots, task_loss, truth_from_task
 from .strategies import queue_scores
@@ -103,8 +103,9 @@ class Scorer:
         scores = queue_scores(order, len(ranked)) if len(ranked) else np.zeros(0)
         entries = [QueueEntry(int(task["id"]), round(float(score), 6), regions)
                    for (task, regions), score in zip(ranked, scores)]
-        written = self._write(version, entries, tasks, report)
-        version = written.pop("queue_version")
+        recorded = self._written_versions(tasks, version)
+        version = self._target_version(version, entries, tasks, recorded)
+        written = self._write(version, entries, tasks, report, recorded)
         self.ranking = [(entries[i].task_id, entries[i].score) for i in order]
         first = [task_id for task_id, _ in self.ranking[:10]]
         summary = {"queue_version": version, "strategy": strategy, "note": note, "scored": len(entries),
@@ -213,9 +214,7 @@ class Scorer:
 
     # -- writing ----------------------------------------------------------------------------------
     def _write(self, version: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
-               report: dict[str, Any] | None) -> dict[str, Any]:
-        recorded = self._written_versions(tasks, version)
-        version = self._target_version(version, entries, tasks, recorded)
+               report: dict[str, Any] | None, recorded: set[str]) -> dict[str, Any]:
         writer = QueueWriter(self.active.services.ls, self.active.project_id, version, VERSION_PREFIX)
         older = recorded - {version}
         # recorded before writing: a job that dies mid-write still has its version cleaned up later
@@ -233,7 +232,7 @@ class Scorer:
             worst = [row["task"] for row in report["highest_loss_tasks"]]
             # emptied, not left alone, when nothing disagrees any more: an old list would mislead
             writer.ensure_tab(DISAGREE_TAB, ordering=["tasks:id"], filters=task_ids_filter(worst))
-        return {"queue_version": version, "predictions": counts, "older_versions_deleted": deleted}
+        return {"predictions": counts, "older_versions_deleted": deleted}
 
     def _target_version(self, base: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
                         recorded: set[str]) -> str:
@@ -243,7 +242,7 @@ class Scorer:
         current = generation(base, latest)
         in_place = QueueWriter(self.active.services.ls, self.active.project_id, current,
                                VERSION_PREFIX).requests_needed(entries, tasks)
-        fresh = -(-len(entries) // BULK) + 1  # bulk imports, then one delete of the old generation
+        fresh = bulk_requests(len(entries)) + 1  # bulk imports, then one delete of the old generation
         if in_place <= fresh:
             return current
         log.info("active project %s: updating queue %s in place would take %d requests; writing it anew as %s "

@@ -60,6 +60,12 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -(probs * np.log(probs + EPS)).sum(axis=1)
 
 
+def uncertainty_or_margin(pool: "Pool", strategy: str) -> np.ndarray:
+    """Per-sample doubt: the pool's own uncertainty (detection), else margin: the best single-sample
+    measure in ``bench/active_learning.py``. What set-based strategies order their tail by."""
+    return pool.uncertainty if pool.uncertainty is not None else margin(pool.need("probs", strategy))
+
+
 def top_n(scores: np.ndarray, n: int) -> np.ndarray:
     """Indices of the ``n`` highest scores, highest first (ties broken by index, deterministically)."""
     n = min(n, len(scores))
@@ -258,9 +264,7 @@ class Hybrid(Strategy):
         self.prefilter = prefilter
 
     def scores(self, pool: Pool) -> np.ndarray:
-        if pool.uncertainty is not None:
-            return pool.uncertainty
-        return margin(pool.need("probs", self.name))
+        return uncertainty_or_margin(pool, self.name)
 
     def select(self, pool: Pool, n: int) -> np.ndarray:
         scores = self.scores(pool)
@@ -287,9 +291,7 @@ class Badge(Strategy):
     name = "badge"
 
     def scores(self, pool: Pool) -> np.ndarray:
-        if pool.uncertainty is not None:
-            return pool.uncertainty
-        return margin(pool.need("probs", self.name))
+        return uncertainty_or_margin(pool, self.name)
 
     def select(self, pool: Pool, n: int) -> np.ndarray:
         embeddings = pool.need("embeddings", self.name)
