@@ -88,10 +88,20 @@ class TaskClassifier(nn.Module):
         embedding = features[-1].mean(dim=(2, 3))
         return self.fc(embedding), self.loss_head(features, detach=detach_loss_head), embedding
 
-    def with_classes(self, num_classes: int) -> "TaskClassifier":
-        """Transfer learning's "swap the last layer": keep the backbone and loss head, new classifier."""
-        if self.fc.out_features != num_classes:
-            self.fc = nn.Linear(self.fc.in_features, num_classes)
+    def with_classes(self, old: list[str], new: list[str]) -> "TaskClassifier":
+        """Transfer learning's "swap the last layer" when the config's classes changed: keep the
+        backbone and loss head, and the classifier rows of classes kept (matched by name, so a
+        reordered or renamed config does not train the old rows under other names); new classes
+        start fresh."""
+        if old == new:
+            return self
+        fc = nn.Linear(self.fc.in_features, len(new))
+        with torch.no_grad():
+            for i, name in enumerate(new):
+                if name in old:
+                    fc.weight[i] = self.fc.weight[old.index(name)]
+                    fc.bias[i] = self.fc.bias[old.index(name)]
+        self.fc = fc
         return self
 
 

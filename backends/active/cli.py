@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from backends.core.media import LoadedImage
 
 from .ranking import build_pool, rank
+from .settings import ActiveSettings
 from .strategies import STRATEGIES, queue_scores
 from .task_models import CLASSIFIER_FILE, ClassifierTaskModel, DetectorTaskModel, TaskModel
 
@@ -64,15 +65,10 @@ def score_folder(folder: Path, model_path: Path | None, strategy: str, queue_siz
         logging.warning("no --model: ranking at random")
         order = np.random.default_rng(0).permutation(len(files))
     else:
-        images = []
-        for path in files:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
-            images.append(LoadedImage(rgb, "", str(path)))
         model = folder_model(model_path)
         outputs = []
-        for start in range(0, len(images), 64):
-            outputs.extend(model.outputs(images[start:start + 64]))
+        for start in range(0, len(files), 64):  # 64 decoded at a time: a folder of photos would not fit
+            outputs.extend(model.outputs([_load(path) for path in files[start:start + 64]]))
         pool, note = build_pool(outputs, [], strategy)
         if note:
             logging.warning(note)
@@ -81,6 +77,15 @@ def score_folder(folder: Path, model_path: Path | None, strategy: str, queue_siz
     ranks = np.empty(len(files), dtype=int)
     ranks[order] = np.arange(len(order))
     return [(f.name, round(float(s), 6), int(r)) for f, s, r in zip(files, scores, ranks)]
+
+
+def _load(path: Path) -> LoadedImage:
+    """Decoded as Label Studio shows it (EXIF orientation applied, as the server's media loader does)."""
+    try:
+        with Image.open(path) as img:
+            return LoadedImage(ImageOps.exif_transpose(img).convert("RGB"), "", str(path))
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise SystemExit(f"{path} is not a readable image: {exc}") from None
 
 
 def score_project(project: int, strategy: str | None) -> list[tuple[str, float, int]]:
@@ -92,8 +97,11 @@ def score_project(project: int, strategy: str | None) -> list[tuple[str, float, 
 
     services = Services.from_settings(CoreSettings())
     label_config = services.ls.get_project(project)["label_config"]
-    active = ActiveModel(project_id=project, label_config=label_config, services=services,
-                         extra_params={"strategy": strategy} if strategy else None)
+    # the project's settings as the server has them (its /setup's extra_params): otherwise this run
+    # would rank with other settings and replace the server's queue with its own
+    setup = services.journal.get_setup(ActiveModel.backend, project)
+    extra = {**(setup.extra_params if setup else {}), **({"strategy": strategy} if strategy else {})}
+    active = ActiveModel(project_id=project, label_config=label_config, services=services, extra_params=extra or None)
     scorer = Scorer(active, None)
     summary = scorer.run()
     print(f"queue {summary['queue_version']}: {summary['scored']} tasks" + (f" ({summary['note']})" if summary["note"] else ""),
@@ -112,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.folder is not None:
-        rows = score_folder(args.folder, args.model, args.strategy or "margin")
+        rows = score_folder(args.folder, args.model, args.strategy or ActiveSettings().strategy)
     else:
         rows = score_project(args.project, args.strategy)
     rows.sort(key=lambda row: row[2])

@@ -69,7 +69,7 @@ class ActiveModel(LabelLoopModel):
         for tag in ("Choices", "RectangleLabels"):
             for control in self.label_interface.controls:
                 if control.tag == tag and control.to_name and control.to_name[0] in images:
-                    return control
+                    return _at_least_two_choices(control)
         tags = sorted({c.tag for c in self.label_interface.controls}) or ["none"]
         raise LabelConfigError("the active backend ranks image classification (<Choices> on an <Image>) or "
                                f"detection (<RectangleLabels> on an <Image>) projects; this config has {', '.join(tags)}")
@@ -198,8 +198,16 @@ def _squash(value: float, strategy: str, out: Any) -> float:
     """A strategy's per-task informativeness mapped to [0, 1] (1 = most informative)."""
     if strategy == "learning_loss":
         return float(1.0 / (1.0 + np.exp(-value)))
-    if out.probs is not None:
-        c = len(out.probs)
-        top = {"entropy": np.log(c), "least_confidence": 1 - 1 / c, "margin": 1.0}[strategy]
-        return float(min(1.0, max(0.0, value / top))) if top > 0 else 0.0
-    return float(min(1.0, max(0.0, value)))
+    # detection scores each box as the two-class distribution [c, 1 - c]: its ceiling is the 2-class one
+    c = len(out.probs) if out.probs is not None else 2
+    top = {"entropy": np.log(c), "least_confidence": 1 - 1 / c, "margin": 1.0}[strategy]
+    return float(min(1.0, max(0.0, value / top))) if top > 0 else 0.0
+
+
+def _at_least_two_choices(control: Any) -> Any:
+    """A classifier over fewer than two choices has nothing to be unsure between (and margin, the
+    default strategy, compares the two best classes)."""
+    if control.tag == "Choices" and len(control.labels) < 2:
+        raise LabelConfigError(f"<Choices name=\"{control.name}\"> has {len(control.labels)} choice(s); the active "
+                               "backend ranks by the model's doubt between classes and needs at least 2")
+    return control

@@ -90,9 +90,12 @@ def detection_loss(out: ImageOutputs, truth: Truth) -> float:
 
 
 def task_loss(out: ImageOutputs, truth: Truth, names: list[str]) -> float:
+    """Cross-entropy of the annotation under the model (``names``: its classes, in ``probs``' order),
+    or 1 - F1 for detection. A class the model does not know (added to the config since training)
+    gets the loss of probability 1e-12, the most any task can have: finite, so the report stays JSON."""
     if out.probs is not None:
-        index = names.index(truth.label) if truth.label in names else None
-        return float(-np.log(max(out.probs[index], 1e-12))) if index is not None else float("inf")
+        p = out.probs[names.index(truth.label)] if truth.label in names else 0.0
+        return float(-np.log(max(p, 1e-12)))
     return detection_loss(out, truth)
 
 

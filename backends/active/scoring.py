@@ -43,6 +43,7 @@ from .task_models import ImageOutputs, TaskModel
 log = logging.getLogger(__name__)
 VERSION_PREFIX = "active-"
 VERSIONS_STATE = "queue_versions.json"
+IMAGES_IN_MEMORY = 32  # decoded images a scoring worker holds at once (see compute_chunk)
 
 
 def queue_version(strategy: str, task_model: TaskModel | None) -> str:
@@ -95,7 +96,7 @@ class Scorer:
         note, report = None, None
         if task_model is None:
             note = "no task model yet: tasks are ranked at random until the first version is published"
-            rng = np.random.default_rng(self.active.project_id)
+            rng = np.random.default_rng([self.settings.seed, self.active.project_id])  # repeatable, per project
             ranked = [(t, []) for t in unlabeled]
             order = rng.permutation(len(ranked))
         else:
@@ -126,7 +127,7 @@ class Scorer:
         unlabeled_out = self._outputs(task_model, unlabeled, cache, "unlabeled")
         labeled_tasks = [tasks[t.task_id] for t in truths]
         labeled_out = self._outputs(task_model, labeled_tasks, cache, "labeled")
-        names = list(self.active.control.labels)
+        names = task_model.class_names or list(self.active.control.labels)
         pairs = [(truth, labeled_out[truth.task_id]) for truth in truths if truth.task_id in labeled_out]
         losses = [task_loss(out, truth, names) for truth, out in pairs]
         ranked_tasks = [t for t in unlabeled if int(t["id"]) in unlabeled_out]
@@ -174,9 +175,15 @@ class Scorer:
         helpers = ask_for_helpers(self.active.services.settings, self.active, str(board.root),
                                   min(self.settings.scoring_helpers, len(chunks) - 1))
 
+        cached_here: set[int] = set()
+
         def compute(k: int) -> dict[str, Any]:
             self._check_cancelled()
             result = compute_chunk(self.active, task_model, chunks[k])
+            # into the cache at once: a job that dies resumes from here even if tasks changed meanwhile
+            # (which names its board anew). Helpers' chunks are cached below, by this process only.
+            cache.add([(row["task"], row["url"], _from_json(row)) for row in result["rows"]])
+            cached_here.add(k)
             self._progress(stage=f"model outputs ({what})", done=board.count_finished() + 1, chunks=len(chunks),
                            tasks=len(todo), cached=cached, helpers_asked=helpers)
             return result
@@ -192,7 +199,8 @@ class Scorer:
         for k in sorted(results):
             result = results[k]
             rows = [(row["task"], row["url"], _from_json(row)) for row in result["rows"]]
-            cache.add(rows)
+            if k not in cached_here:
+                cache.add(rows)
             found.update({task_id: out for task_id, _, out in rows})
             self.failed.update({int(t): reason for t, reason in result["failed"].items()})
             by_worker[result["worker"]] = by_worker.get(result["worker"], 0) + 1
@@ -254,12 +262,10 @@ class Scorer:
         another active backend's or a user's ``active-...`` predictions are safe. With them, every
         generation found on the tasks of a recorded version's base or of ``base``: ``/predict``
         answers under the base name while the queue is at ``~2``, and those predictions are ours
-        too. A project scored by a release that kept no record falls back to the versions with our
-        prefix on its tasks."""
+        too. Without a record (this backend's first scoring here), only ``base``'s generations: an
+        ``active-...`` version on the tasks may be another active backend's queue, with its own store."""
         on_tasks = {str(p["model_version"]) for t in tasks.values() for p in own_predictions(t, VERSION_PREFIX)}
-        record = self.active.load_state(VERSIONS_STATE)
-        if record is None:
-            return on_tasks
+        record = self.active.load_state(VERSIONS_STATE) or {}
         recorded = set(record.get("versions", []))
         bases = {v.partition(GENERATION_MARK)[0] for v in recorded | {base}}
         return recorded | {v for v in on_tasks if v.partition(GENERATION_MARK)[0] in bases}
@@ -292,17 +298,21 @@ def prune_outputs(outputs_dir: Path, version: str) -> None:
                 path.unlink(missing_ok=True)
 
 
-def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]]) -> dict[str, Any]:
-    """One chunk's model outputs as JSON rows, and the tasks whose image could not be loaded."""
-    images, failed = [], {}
-    for task_id, url in items:
-        try:
-            images.append((task_id, url, active.services.media.load_image(url)))
-        except LabelLoopError as exc:  # deleted or unreadable since it was listed
-            failed[str(task_id)] = exc.message
-            log.warning("active: task %s not scored: %s", task_id, exc.message)
-    outputs = task_model.outputs([img for _, _, img in images]) if images else []
-    rows = [_to_json(task_id, url, out) for (task_id, url, _), out in zip(images, outputs)]
+def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]],
+                  batch: int = IMAGES_IN_MEMORY) -> dict[str, Any]:
+    """One chunk's model outputs as JSON rows, and the tasks whose image could not be loaded.
+    Images are decoded ``batch`` at a time: a chunk of 256 full-size photos would hold gigabytes."""
+    rows, failed = [], {}
+    for start in range(0, len(items), batch):
+        images = []
+        for task_id, url in items[start:start + batch]:
+            try:
+                images.append((task_id, url, active.services.media.load_image(url)))
+            except LabelLoopError as exc:  # deleted or unreadable since it was listed
+                failed[str(task_id)] = exc.message
+                log.warning("active: task %s not scored: %s", task_id, exc.message)
+        outputs = task_model.outputs([img for _, _, img in images]) if images else []
+        rows.extend(_to_json(task_id, url, out) for (task_id, url, _), out in zip(images, outputs))
     return {"rows": rows, "failed": failed, "worker": worker_id()}
 
 

@@ -63,7 +63,8 @@ def entropy(probs: np.ndarray) -> np.ndarray:
 def uncertainty_or_margin(pool: "Pool", strategy: str) -> np.ndarray:
     """Per-sample doubt: the pool's own uncertainty (detection), else margin: the best single-sample
     measure in ``bench/active_learning.py``. What set-based strategies order their tail by."""
-    return pool.uncertainty if pool.uncertainty is not None else margin(pool.need("probs", strategy))
+    doubt = pool.uncertainty if pool.uncertainty is not None else margin(pool.need("probs", strategy))
+    return np.nan_to_num(doubt, nan=0.0)  # a diverged model's NaN must not reach k-means' sampling weights
 
 
 def top_n(scores: np.ndarray, n: int) -> np.ndarray:
@@ -271,7 +272,7 @@ class Hybrid(Strategy):
         candidates = top_n(scores, self.prefilter * n)
         if len(candidates) <= n:
             return candidates
-        embeddings = pool.need("embeddings", self.name)[candidates].astype(np.float64)
+        embeddings = np.nan_to_num(pool.need("embeddings", self.name)[candidates].astype(np.float64))
         picked = nearest_to_centres(embeddings, weighted_kmeans(embeddings, n, scores[candidates] + EPS))
         # most uncertain first among the picks, so a queue cut short still starts with the doubtful
         return candidates[picked[np.argsort(-scores[candidates][picked], kind="stable")]]

@@ -42,6 +42,12 @@ class ImageOutputs:
 class TaskModel:
     version: str
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """What ``ImageOutputs.probs``' columns are, in order (None for detection): the names the
+        model was trained with, which need not be the label config's any more."""
+        return None
+
     def outputs(self, images: list[Any]) -> list[ImageOutputs]:
         raise NotImplementedError
 
@@ -60,8 +66,13 @@ class ClassifierTaskModel(TaskModel):
         self.device = device
         self.batch = batch
 
+    @property
+    def class_names(self) -> list[str]:
+        return list(_load_classifier(str(self.path), self.path.stat().st_mtime)[1])
+
     def outputs(self, images: list[Any]) -> list[ImageOutputs]:
         model, names, imgsz, lock = _load_classifier(str(self.path), self.path.stat().st_mtime)
+        known = set(self.control.labels)
         with lock:  # one model object per process; torch modules are not re-entrant in eval mode with hooks
             out = classifier.infer(model, classifier.to_tensor([img.image for img in images], imgsz),
                                    batch=self.batch, device=self.device)
@@ -69,8 +80,10 @@ class ClassifierTaskModel(TaskModel):
         for i, img in enumerate(images):
             probs = out.probs[i]
             top = int(probs.argmax())
-            region = json_region(self.control.label([names[top]]), img.width, img.height, float(probs[top]))
-            results.append(ImageOutputs(embedding=out.embeddings[i], regions=[region], probs=probs,
+            # a class renamed or removed from the config since training: scored, but no pre-label
+            regions = [json_region(self.control.label([names[top]]), img.width, img.height, float(probs[top]))
+                       ] if names[top] in known else []
+            results.append(ImageOutputs(embedding=out.embeddings[i], regions=regions, probs=probs,
                                         predicted_loss=float(out.predicted_loss[i])))
         return results
 

@@ -15,6 +15,7 @@ and the metrics stay in ``/versions`` for anyone who wants to roll back.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from backends.core.datasplit import split
-from backends.core.errors import LabelLoopError
+from backends.core.errors import BadRequest, LabelLoopError
 
 from . import classifier
 from .report import truth_from_task
@@ -73,7 +74,9 @@ class ClassifierTrainer:
             if truth is None or truth.label not in names:
                 continue
             try:
-                image = self.active.load_task_image(task).image
+                # at the model's input size at once: a thousand 12-megapixel photos held whole would take
+                # tens of GB, and to_tensor resizes them to exactly this anyway
+                image = self.active.load_task_image(task).image.resize((self.settings.imgsz, self.settings.imgsz))
             except LabelLoopError as exc:  # e.g. deleted since: leave it out, say why
                 log.warning("active: task %s left out of training: %s", task.get("id"), exc.message)
                 continue
@@ -84,9 +87,7 @@ class ClassifierTrainer:
         current = self.active.registry.current()
         if current is not None and (current.path / CLASSIFIER_FILE).is_file():
             model, old_names, _ = classifier.load(current.path / CLASSIFIER_FILE)
-            if old_names != names:
-                model.with_classes(len(names))
-            return model, current.name
+            return model.with_classes(old_names, names), current.name
         base = self.settings.base_weights
         return classifier.load_base(self.settings.backbone, len(names), base or None), base or "random init"
 
@@ -108,6 +109,9 @@ class ClassifierTrainer:
 
     def _on_epoch(self, epoch: int, loss: float) -> None:
         self._check_cancelled()
+        if not math.isfinite(loss):  # a diverged model would rank the queue by NaN; retrying diverges again
+            raise BadRequest(f"training diverged (loss {loss} at epoch {epoch + 1}); the current version stays. "
+                             f"Lower 'lr' (now {self.settings.lr}) in the project's extra_params")
         if self.job is not None:
             self.job.progress(stage="training", epoch=epoch + 1, epochs=self.settings.epochs, loss=round(loss, 4))
         log.info("active project %s: epoch %d/%d loss %.4f", self.active.project_id, epoch + 1, self.settings.epochs, loss)

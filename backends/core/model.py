@@ -173,6 +173,9 @@ class LabelLoopModel:
         data = task.get("data")
         if not isinstance(data, dict) or key not in data:
             raise MediaError(f"task {task.get('id')} has no data.{key} (the <Image> tag's value ${key})")
+        if not isinstance(data[key], str) or not data[key]:
+            raise MediaError(f"task {task.get('id')} data.{key} is {type(data[key]).__name__} {str(data[key])[:80]!r}, "
+                             "not an image URL")
         return data[key]
 
     def load_task_image(self, task: dict[str, Any], object_name: str | None = None) -> LoadedImage:

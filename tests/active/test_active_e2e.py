@@ -1,5 +1,6 @@
 """The active backend with a real Label Studio: the scoring job reorders what /next serves."""
 
+import csv
 import io
 import random
 
@@ -7,6 +8,7 @@ import pytest
 import requests
 from PIL import Image, ImageDraw
 
+from backends.active.cli import main as cli_main
 from tests.harness import wait_until
 
 pytestmark = pytest.mark.labelstudio
@@ -66,16 +68,19 @@ def served_order(label_studio, project, n, labels):
     return order
 
 
+def active_env(label_studio, tmp_path):
+    return {"DATA_DIR": tmp_path / "active", "LABEL_STUDIO_URL": label_studio.url,
+            "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 4, "ACTIVE_BACKBONE": "small_cnn",
+            "ACTIVE_IMGSZ": 32, "ACTIVE_EPOCHS": 3, "ACTIVE_BATCH": 8, "ACTIVE_MIN_ANNOTATIONS": 4,
+            "ACTIVE_STRATEGY": "entropy", "ACTIVE_CHUNK": 5}  # the project asks for margin
+
+
 @pytest.fixture
 def active(label_studio, start_backend, tmp_path):
-    env = {"DATA_DIR": tmp_path / "active", "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 4, "ACTIVE_BACKBONE": "small_cnn",
-           "ACTIVE_IMGSZ": 32, "ACTIVE_EPOCHS": 3, "ACTIVE_BATCH": 8, "ACTIVE_MIN_ANNOTATIONS": 4,
-           "ACTIVE_STRATEGY": "margin", "ACTIVE_CHUNK": 5}
-    return start_backend("backends.active", env)[1]
+    return start_backend("backends.active", active_env(label_studio, tmp_path))[1]
 
 
-def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, active):
+def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, active, tmp_path, monkeypatch):
     project = label_studio.create_project(CONFIG, title="active")
     # 24 images: after 9 labels, 15 remain to reorder, so two model versions ranking them
     # identically is not a chance a test should take (with 5 left it once happened).
@@ -85,7 +90,7 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     # a task whose image is gone (deleted from storage): scoring must skip it and say why
     label_studio.api("POST", f"/api/projects/{project}/import", json=[{"image": "/data/upload/999/gone.png"}])
     gone = label_studio.task_ids(project)[-1]
-    label_studio.connect_backend(project, active, "active")
+    label_studio.connect_backend(project, active, "active", extra_params={"strategy": "margin"})
 
     # No task model yet: a random queue, and the result says so.
     requests.post(f"{active}/jobs", json={"project": project, "kind": "score"}, timeout=5).raise_for_status()
@@ -160,6 +165,16 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     assert after_import["predictions"]["created"] == after_import["scored"]
     assert after_import["predictions"]["updated"] == 0
     assert after_import["older_versions_deleted"] == {"active-margin@active-v3": v3["scored"]}
+    assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3~2"
+
+    # The CLI on the project, with the server's store and environment: the project's strategy
+    # (margin, from its extra_params, not ACTIVE_STRATEGY), the same ranking, to a CSV.
+    for key, value in active_env(label_studio, tmp_path).items():
+        monkeypatch.setenv(key, str(value))
+    csv_path = tmp_path / "scores.csv"
+    assert cli_main(["--project", str(project), "--out", str(csv_path)]) == 0
+    rows = list(csv.DictReader(open(csv_path)))
+    assert [int(row["task"]) for row in rows[:3]] == after_import["first"][:3] and len(rows) == after_import["scored"]
     assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3~2"
     new_labels = dict(zip(new, (label for _, label in new_images.values())))
     assert served_order(label_studio, project, 1, labels | new_labels) == after_import["first"][:1]

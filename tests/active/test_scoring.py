@@ -1,9 +1,16 @@
 """Scoring's bookkeeping: only the current task-model version's outputs and boards are kept on
-disk, and exactly this backend's queue versions are cleaned up in Label Studio."""
+disk, exactly this backend's queue versions are cleaned up in Label Studio, a chunk holds few
+decoded images at once, and finished chunks are cached as they finish."""
 
 from types import SimpleNamespace
 
-from backends.active.scoring import Scorer, prune_outputs
+import numpy as np
+import pytest
+from PIL import Image
+
+from backends.active.scoring import OutputCache, Scorer, compute_chunk, prune_outputs
+from backends.active.task_models import ImageOutputs
+from backends.core.media import LoadedImage
 
 
 def test_outputs_of_other_versions_are_pruned(tmp_path):
@@ -30,5 +37,46 @@ def test_every_generation_of_our_queue_versions_is_cleaned_up_and_nobody_elses()
     found = Scorer(active, None)._written_versions(tasks, "active-margin@active-v5")
     assert found == {"active-margin@active-v4", "active-margin@active-v4~2", "active-margin@active-v5~3"}
     no_record = SimpleNamespace(settings=None, load_state=lambda name: None)
-    assert "active-mine" in Scorer(no_record, None)._written_versions(tasks, "active-margin@active-v5"), \
-        "without a record (an old release), every active-* version is taken, as before"
+    assert Scorer(no_record, None)._written_versions(tasks, "active-margin@active-v5") == {"active-margin@active-v5~3"}, \
+        "without a record (a first run here), only the current base's generations: the rest may be another backend's"
+
+
+class CountingModel:
+    """A task model that records how many images it is handed at once, and fails on a chosen call."""
+
+    version = "active-v1"
+
+    def __init__(self, fail_on_call: int | None = None) -> None:
+        self.sizes: list[int] = []
+        self.fail_on_call = fail_on_call
+
+    def outputs(self, images):
+        self.sizes.append(len(images))
+        if len(self.sizes) == self.fail_on_call:
+            raise RuntimeError("worker killed")
+        return [ImageOutputs(embedding=np.zeros(2, dtype=np.float32), regions=[], probs=np.array([0.5, 0.5]))
+                for _ in images]
+
+
+def fake_active(tmp_path, chunk: int):
+    media = SimpleNamespace(load_image=lambda url: LoadedImage(Image.new("RGB", (8, 8)), "", url))
+    services = SimpleNamespace(media=media, settings=SimpleNamespace(job_lease_s=60, redis_url=None))
+    return SimpleNamespace(services=services, project_id=1, label_config="<View/>", extra_params={},
+                           state_dir=tmp_path, settings=SimpleNamespace(chunk=chunk, scoring_helpers=0))
+
+
+def test_a_chunk_holds_a_bounded_number_of_decoded_images(tmp_path):
+    model = CountingModel()
+    result = compute_chunk(fake_active(tmp_path, 100), model, [[i, f"u{i}"] for i in range(70)], batch=32)
+    assert model.sizes == [32, 32, 6] and [row["task"] for row in result["rows"]] == list(range(70))
+
+
+def test_finished_chunks_are_cached_at_once_so_a_dead_job_resumes_even_if_tasks_changed(tmp_path):
+    active = fake_active(tmp_path, chunk=4)
+    todo = [({"id": i}, f"u{i}") for i in range(12)]
+    cache = OutputCache(tmp_path / "outputs" / "active-v1.jsonl")
+    with pytest.raises(RuntimeError):
+        Scorer(active, None)._shared_outputs(CountingModel(fail_on_call=3), todo, cache, "unlabeled", 0)
+    # a new job sees other tasks (one labeled meanwhile names another board) yet skips the first 8
+    reloaded = OutputCache(tmp_path / "outputs" / "active-v1.jsonl")
+    assert sorted(task for task, _ in reloaded.rows) == list(range(8))

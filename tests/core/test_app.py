@@ -88,6 +88,8 @@ def test_unknown_project_and_missing_keys(client):
     ("file:///etc/passwd", 422, "scheme"),
     ("data:image/png;base64,aGVsbG8=", 422, "not a readable image"),
     ("http://127.0.0.1:9/data/upload/1/x.png", 422, "LABEL_STUDIO_API_KEY"),
+    (["/data/upload/1/a.png", "/data/upload/1/b.png"], 422, "data.image is list"),  # a multi-image task
+    (None, 422, "not an image URL"),
 ])
 def test_bad_media_single_task_is_4xx(client, url, status, fragment):
     assert_json_error(client.post("/predict", json=predict_body(url)), status, fragment)
