@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
-
-from backends.core.media import LoadedImage
+from backends.core.errors import MediaError
+from backends.core.media import LoadedImage, decode_image
 
 from .ranking import build_pool, rank
 from .settings import ActiveSettings
@@ -80,12 +79,11 @@ def score_folder(folder: Path, model_path: Path | None, strategy: str, queue_siz
 
 
 def _load(path: Path) -> LoadedImage:
-    """Decoded as Label Studio shows it (EXIF orientation applied, as the server's media loader does)."""
+    """Decoded as the server decodes task images (EXIF orientation, decompression-bomb guard)."""
     try:
-        with Image.open(path) as img:
-            return LoadedImage(ImageOps.exif_transpose(img).convert("RGB"), "", str(path))
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise SystemExit(f"{path} is not a readable image: {exc}") from None
+        return LoadedImage(decode_image(path.read_bytes(), str(path)), "", str(path))
+    except MediaError as exc:
+        raise SystemExit(exc.message) from None
 
 
 def score_project(project: int, strategy: str | None) -> list[tuple[str, float, int]]:

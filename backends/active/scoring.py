@@ -175,15 +175,15 @@ class Scorer:
         helpers = ask_for_helpers(self.active.services.settings, self.active, str(board.root),
                                   min(self.settings.scoring_helpers, len(chunks) - 1))
 
-        cached_here: set[int] = set()
+        computed_here: dict[int, list[tuple[int, str, ImageOutputs]]] = {}
 
         def compute(k: int) -> dict[str, Any]:
             self._check_cancelled()
             result = compute_chunk(self.active, task_model, chunks[k])
             # into the cache at once: a job that dies resumes from here even if tasks changed meanwhile
             # (which names its board anew). Helpers' chunks are cached below, by this process only.
-            cache.add([(row["task"], row["url"], _from_json(row)) for row in result["rows"]])
-            cached_here.add(k)
+            computed_here[k] = _rows(result)
+            cache.add(computed_here[k])
             self._progress(stage=f"model outputs ({what})", done=board.count_finished() + 1, chunks=len(chunks),
                            tasks=len(todo), cached=cached, helpers_asked=helpers)
             return result
@@ -198,8 +198,9 @@ class Scorer:
         by_worker: dict[str, int] = {}
         for k in sorted(results):
             result = results[k]
-            rows = [(row["task"], row["url"], _from_json(row)) for row in result["rows"]]
-            if k not in cached_here:
+            rows = computed_here.get(k)
+            if rows is None:  # a helper's chunk
+                rows = _rows(result)
                 cache.add(rows)
             found.update({task_id: out for task_id, _, out in rows})
             self.failed.update({int(t): reason for t, reason in result["failed"].items()})
@@ -321,6 +322,10 @@ def _to_json(task_id: int, url: str, out: ImageOutputs) -> dict[str, Any]:
             "regions": out.regions, "probs": None if out.probs is None else out.probs.astype(float).tolist(),
             "predicted_loss": out.predicted_loss, "box_confidences": out.box_confidences,
             "box_labels": out.box_labels, "boxes": out.boxes}
+
+
+def _rows(chunk_result: dict[str, Any]) -> list[tuple[int, str, ImageOutputs]]:
+    return [(row["task"], row["url"], _from_json(row)) for row in chunk_result["rows"]]
 
 
 def _from_json(row: dict[str, Any]) -> ImageOutputs:

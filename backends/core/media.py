@@ -90,6 +90,28 @@ def _non_public_kind(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str
     return None
 
 
+def decode_image(data: bytes, url: str = "", max_pixels: int = 100_000_000) -> Image.Image:
+    """Encoded bytes -> RGB image as a browser shows it (EXIF orientation applied), refusing
+    unreadable bytes and declared sizes over ``max_pixels`` (decompression bombs) with a MediaError."""
+    try:
+        img = Image.open(io.BytesIO(data))
+    # ImportError: once ultralytics is imported, PIL.Image.open tries an optional HEIF plugin on
+    # unidentified bytes; whatever that plugin's state, those bytes are not an image we can read.
+    except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
+        raise MediaError(f"{_short(url)} is not a readable image ({type(exc).__name__})") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise MediaError(
+            f"{_short(url)} declares {width}x{height} = {width * height:,} pixels, over MEDIA_MAX_PIXELS="
+            f"{max_pixels:,}; refused before decoding (decompression-bomb guard)"
+        )
+    try:
+        img = ImageOps.exif_transpose(img)
+        return img.convert("RGB")
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(f"{_short(url)} could not be decoded: {exc}") from None
+
+
 class MediaLoader:
     def __init__(
         self,
@@ -133,23 +155,7 @@ class MediaLoader:
         return data
 
     def decode(self, data: bytes, url: str = "") -> Image.Image:
-        try:
-            img = Image.open(io.BytesIO(data))
-        # ImportError: once ultralytics is imported, PIL.Image.open tries an optional HEIF plugin on
-        # unidentified bytes; whatever that plugin's state, those bytes are not an image we can read.
-        except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
-            raise MediaError(f"{_short(url)} is not a readable image ({type(exc).__name__})") from None
-        width, height = img.size
-        if width * height > self.max_pixels:
-            raise MediaError(
-                f"{_short(url)} declares {width}x{height} = {width * height:,} pixels, over MEDIA_MAX_PIXELS="
-                f"{self.max_pixels:,}; refused before decoding (decompression-bomb guard)"
-            )
-        try:
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise MediaError(f"{_short(url)} could not be decoded: {exc}") from None
+        return decode_image(data, url, self.max_pixels)
 
     # -- fetching -------------------------------------------------------------------------------
     def _fetch(self, url: str) -> bytes:
