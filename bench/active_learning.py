@@ -7,13 +7,18 @@ paper's subset trick, which also keeps set-based strategies affordable), lets th
 200 of them, adds them with their true labels, and retrains the task model from scratch. Every
 strategy uses the same model (``backends.active.classifier.TaskClassifier``, the ``small_cnn``
 backbone with the loss-prediction head), the same epochs and the same seeds; the first model of
-each seed is shared by all strategies since they all start from the same 200 labels.
+each seed is shared by all strategies since they all start from the same 200 labels. Each model
+trains for about 4,000 SGD steps (``Protocol.steps``) whatever the size of its labeled set, which
+brings every cycle within a point of convergence (``bench/al_convergence.py``).
 
 Reported: test accuracy per cycle (mean +- std over seeds), each strategy's gain over random at
 mid-budget, and the labels each needs to reach random's final accuracy (linear interpolation
 between cycles; null when it never does within the budget).
 
-    .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about 70 minutes on 2 cores)
+    .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about 5 hours on 2 cores;
+                                                         # killed, it resumes from the finished pairs)
+    .venv/bin/python bench/active_learning.py --epochs 30 --out bench/results/al_30_epochs.json
+                                                         # the earlier protocol: 30 epochs whatever the set size
     .venv/bin/python bench/active_learning.py --reuse random,entropy,margin,learning_loss,coreset,discriminative
                                                          # re-measure hybrid only, after changing it
     .venv/bin/python bench/active_learning.py --quick    # 1 seed x 3 cycles, small subsets (CI)
@@ -60,7 +65,7 @@ class Protocol:
     #: > 0: train each model for about this many SGD steps instead (epochs = steps x batch / labels,
     #: at least one): a fixed epoch count gives 200 labels a few dozen steps and 2,200 labels ten
     #: times more, so the small early sets end far from convergence (``bench/al_convergence.py``).
-    steps: int = 0
+    steps: int = 4000
     batch: int = 64
     lr: float = 0.02
     test_limit: int | None = None  # None: the whole 10k test set
@@ -70,7 +75,7 @@ class Protocol:
 
     @classmethod
     def quick(cls) -> "Protocol":
-        return cls(seeds=1, cycles=3, subset=2000, epochs=6, test_limit=2000)
+        return cls(seeds=1, cycles=3, subset=2000, epochs=6, steps=0, test_limit=2000)
 
 
 def tensors(images: np.ndarray) -> torch.Tensor:
@@ -95,7 +100,7 @@ def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray) -> float:
 
 
 class Checkpoint:
-    """Finished (seed, strategy) curves on disk, so a killed 40-minute run resumes where it stopped.
+    """Finished (seed, strategy) curves on disk, so a killed 5-hour run resumes where it stopped.
 
     Keyed by the protocol: a run with other settings never reuses curves measured under different ones.
     """
@@ -290,25 +295,37 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
     return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="1 seed, 3 cycles, small subsets (for CI)")
     parser.add_argument("--seeds", type=int)
     parser.add_argument("--cycles", type=int)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--steps", type=int, help="train each model for about this many SGD steps instead of "
-                                                   "--epochs (see Protocol.steps)")
+    parser.add_argument("--epochs", type=int, help="a fixed epoch count per model, whatever its labeled set "
+                                                    "(turns the default --steps budget off)")
+    parser.add_argument("--steps", type=int, help="train each model for about this many SGD steps (default "
+                                                   f"{Protocol.steps}; see Protocol.steps)")
     parser.add_argument("--validation", type=int, help="measure on N training images held out of the pool, "
                                                       "not the test set (to choose settings)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--out", type=Path, default=RESULTS / "active_learning.json")
     parser.add_argument("--reuse", default="", help="strategies whose curves are taken from --out (same protocol) "
                                                      "instead of re-measured, e.g. after changing one strategy")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def protocol_for(args: argparse.Namespace) -> Protocol:
     protocol = Protocol.quick() if args.quick else Protocol()
+    if args.epochs is not None and args.steps is None:
+        protocol.steps = 0  # asking for epochs means a fixed epoch count, not the default step budget
     for field in ("seeds", "cycles", "epochs", "steps", "validation"):
         if getattr(args, field) is not None:
             setattr(protocol, field, getattr(args, field))
+    return protocol
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = argument_parser().parse_args(argv)
+    protocol = protocol_for(args)
     result = run(protocol, args.strategies.split(","), args.out, [n for n in args.reuse.split(",") if n])
     print(json.dumps({k: v for k, v in result.items() if k != "strategies"}, indent=2))
     for name, entry in result["strategies"].items():

@@ -29,9 +29,21 @@ def test_quick_benchmark_writes_curves_for_every_strategy(tmp_path):
 
 
 def test_a_step_budget_gives_small_labeled_sets_more_epochs():
-    fixed = active_learning.Protocol(epochs=30)
+    fixed = active_learning.Protocol(epochs=30, steps=0)
     assert active_learning.epochs_for(fixed, 200) == active_learning.epochs_for(fixed, 2200) == 30
     steps = active_learning.Protocol(steps=4000, batch=64)
     assert active_learning.epochs_for(steps, 2200) == 117  # ceil(4000 * 64 / 2200)
     assert active_learning.epochs_for(steps, 200) == 1280
     assert active_learning.epochs_for(active_learning.Protocol(steps=1, batch=64), 10_000) == 1
+
+
+def test_the_default_protocol_trains_on_a_step_budget_and_epochs_turn_it_off():
+    def protocol(*argv: str) -> active_learning.Protocol:
+        return active_learning.protocol_for(active_learning.argument_parser().parse_args(list(argv)))
+
+    assert protocol().steps == 4000
+    assert protocol("--quick").steps == 0  # CI's quick run stays a few minutes
+    fixed = protocol("--epochs", "30")
+    assert (fixed.steps, fixed.epochs) == (0, 30)
+    assert active_learning.epochs_for(fixed, 200) == 30
+    assert protocol("--epochs", "30", "--steps", "1000").steps == 1000
