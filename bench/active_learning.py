@@ -17,7 +17,7 @@ between cycles; null when it never does within the budget).
 
     .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about 5 hours on 2 cores;
                                                          # killed, it resumes from the finished pairs)
-    .venv/bin/python bench/active_learning.py --epochs 30 --out bench/results/al_30_epochs.json
+    .venv/bin/python bench/active_learning.py --epochs 30 --out bench/results/active_learning_30_epochs.json
                                                          # the earlier protocol: 30 epochs whatever the set size
     .venv/bin/python bench/active_learning.py --reuse random,entropy,margin,learning_loss,coreset,discriminative
                                                          # re-measure hybrid only, after changing it
@@ -99,6 +99,10 @@ def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray) -> float:
     return float((infer(model, x).probs.argmax(1) == y).mean())
 
 
+#: What a results file written before a protocol field existed was measured under.
+WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0}
+
+
 class Checkpoint:
     """Finished (seed, strategy) curves on disk, so a killed 5-hour run resumes where it stopped.
 
@@ -115,8 +119,9 @@ class Checkpoint:
                 self.curves = saved["curves"]
 
     def same_protocol(self, saved: dict[str, Any] | None) -> bool:
-        # fields added since a file was written count as their defaults
-        return saved is not None and {**asdict(Protocol()), **saved} == self.protocol
+        # A field added since a file was written counts as what that file was measured under: the
+        # default of the day, which is not always today's (``steps`` became 4,000 after such files).
+        return saved is not None and {**asdict(Protocol()), **WHEN_ABSENT, **saved} == self.protocol
 
     def get(self, seed: int, name: str) -> list[float] | None:
         curve = self.curves.get(str(seed), {}).get(name)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import asdict
 
 import pytest
 
@@ -47,3 +48,25 @@ def test_the_default_protocol_trains_on_a_step_budget_and_epochs_turn_it_off():
     assert (fixed.steps, fixed.epochs) == (0, 30)
     assert active_learning.epochs_for(fixed, 200) == 30
     assert protocol("--epochs", "30", "--steps", "1000").steps == 1000
+
+
+def test_a_checkpoint_resumes_only_under_the_protocol_it_was_measured_with(tmp_path):
+    path = tmp_path / "run.partial.json"
+    first = active_learning.Checkpoint(path, active_learning.Protocol())
+    first.put(0, "margin", [0.5, 0.6])
+    assert active_learning.Checkpoint(path, active_learning.Protocol()).get(0, "margin") == [0.5, 0.6]
+    assert active_learning.Checkpoint(path, active_learning.Protocol(steps=2000)).get(0, "margin") is None
+
+
+def test_a_results_file_from_before_the_step_budget_counts_as_fixed_epochs(tmp_path):
+    # bench/results/active_learning_30_epochs.json was written before Protocol.steps existed: it must not
+    # pass for a 4,000-step run when curves are reused.
+    old = {"protocol": {k: v for k, v in asdict(active_learning.Protocol(steps=0)).items()
+                        if k not in ("steps", "validation")},
+           "strategies": {"margin": {"per_seed": [[0.5, 0.6]]}}}
+    results = tmp_path / "old.json"
+    results.write_text(json.dumps(old))
+    with pytest.raises(SystemExit, match="another protocol"):
+        active_learning.Checkpoint(None, active_learning.Protocol()).reuse(results, ["margin"])
+    fixed_epochs = active_learning.Checkpoint(None, active_learning.Protocol(steps=0))
+    assert fixed_epochs.reuse(results, ["margin"]) == ["margin"]
