@@ -72,6 +72,9 @@ class Protocol:
     #: > 0: hold this many training images out of the pool and measure on them instead of the test
     #: set, to choose a strategy's settings without looking at the figures that get reported.
     validation: int = 0
+    #: where models train and infer. Part of the protocol: GPU kernels round differently, so a curve
+    #: measured on one device is not resumed or reused next to another's.
+    device: str = "cpu"
 
     @classmethod
     def quick(cls) -> "Protocol":
@@ -91,16 +94,17 @@ def epochs_for(protocol: Protocol, n_labels: int) -> int:
 def fit(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, seed: int) -> TaskClassifier:
     torch.manual_seed(seed)
     model = TaskClassifier(10, "small_cnn", in_channels=1)
-    config = TrainConfig(epochs=epochs_for(protocol, len(x)), batch=protocol.batch, lr=protocol.lr, seed=seed)
+    config = TrainConfig(epochs=epochs_for(protocol, len(x)), batch=protocol.batch, lr=protocol.lr, seed=seed,
+                         device=protocol.device)
     return train(model, x, y, config)
 
 
-def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray) -> float:
-    return float((infer(model, x).probs.argmax(1) == y).mean())
+def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray, device: str = "cpu") -> float:
+    return float((infer(model, x, device=device).probs.argmax(1) == y).mean())
 
 
 #: What a results file written before a protocol field existed was measured under.
-WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0}
+WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0, "device": "cpu"}
 
 
 class Checkpoint:
@@ -155,11 +159,11 @@ class Checkpoint:
 
 def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: list[str],
              checkpoint: Checkpoint) -> dict[str, list[float]]:
-    rng = np.random.default_rng(seed)
+    rng, device = np.random.default_rng(seed), protocol.device
     x_pool, y_pool, x_test, y_test = data["x_pool"], data["y_pool"], data["x_test"], data["y_test"]
     initial = rng.choice(len(x_pool), protocol.initial, replace=False)
     first = fit(x_pool[initial], torch.from_numpy(y_pool[initial]).long(), protocol, seed)
-    first_acc = accuracy(first, x_test, y_test)
+    first_acc = accuracy(first, x_test, y_test, device)
     print(f"seed {seed}: {protocol.initial} labels, shared start: {first_acc:.4f}", flush=True)
     curves: dict[str, list[float]] = {}
     for name in strategies:
@@ -175,15 +179,15 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
             started = time.time()
             unlabeled = np.setdiff1d(np.arange(len(x_pool)), labeled)
             candidates = cycle_rng.choice(unlabeled, min(protocol.subset, len(unlabeled)), replace=False)
-            outputs = infer(model, x_pool[candidates])
+            outputs = infer(model, x_pool[candidates], device=device)
             pool = Pool(probs=outputs.probs, embeddings=outputs.embeddings, predicted_loss=outputs.predicted_loss,
-                        labeled_embeddings=infer(model, x_pool[labeled]).embeddings,
+                        labeled_embeddings=infer(model, x_pool[labeled], device=device).embeddings,
                         rng=np.random.default_rng(seed * 1000 + cycle))
             picked = candidates[strategy.select(pool, protocol.per_cycle)]
             selected_s = time.time() - started
             labeled = np.concatenate([labeled, picked])
             model = fit(x_pool[labeled], torch.from_numpy(y_pool[labeled]).long(), protocol, seed)
-            curve.append(accuracy(model, x_test, y_test))
+            curve.append(accuracy(model, x_test, y_test, device))
             print(f"seed {seed} {name:>14} cycle {cycle}: {len(labeled)} labels acc {curve[-1]:.4f} "
                   f"(select {selected_s:.1f} s, total {time.time() - started:.1f} s)", flush=True)
         curves[name] = curve
@@ -276,7 +280,8 @@ def load_data(protocol: Protocol) -> dict[str, Any]:
 
 def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | None = None,
         reuse: list[str] | None = None) -> dict[str, Any]:
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # every core unless OMP_NUM_THREADS says otherwise (several runs side by side, one thread each)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     strategies = strategies or STRATEGIES
     if "random" not in strategies:
         strategies = ["random", *strategies]
@@ -291,13 +296,18 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
               "measured_on": f"{protocol.validation} training images held out" if protocol.validation else "test set",
               "model": "TaskClassifier(small_cnn) + loss-prediction head", **summary,
               "seconds": round(time.time() - started, 1), "pairs_resumed": checkpoint.resumed,
-              "pairs_measured": protocol.seeds * len(strategies) - checkpoint.resumed, "machine": {"cpus": os.cpu_count()}}
+              "pairs_measured": protocol.seeds * len(strategies) - checkpoint.resumed,
+              "machine": {"cpus": os.cpu_count(), "device": device_name(protocol.device)}}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
         plot(summary, out.with_suffix(".png"))
     checkpoint.done()
     return result
+
+
+def device_name(device: str) -> str:
+    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -309,6 +319,9 @@ def argument_parser() -> argparse.ArgumentParser:
                                                     "(turns the default --steps budget off)")
     parser.add_argument("--steps", type=int, help="train each model for about this many SGD steps (default "
                                                    f"{Protocol.steps}; see Protocol.steps)")
+    parser.add_argument("--subset", type=int, help="candidates drawn from the unlabeled pool each cycle (default "
+                                                    f"{Protocol.subset})")
+    parser.add_argument("--device", help="where models train and infer: cpu (default), cuda")
     parser.add_argument("--validation", type=int, help="measure on N training images held out of the pool, "
                                                       "not the test set (to choose settings)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -322,7 +335,7 @@ def protocol_for(args: argparse.Namespace) -> Protocol:
     protocol = Protocol.quick() if args.quick else Protocol()
     if args.epochs is not None and args.steps is None:
         protocol.steps = 0  # asking for epochs means a fixed epoch count, not the default step budget
-    for field in ("seeds", "cycles", "epochs", "steps", "validation"):
+    for field in ("seeds", "cycles", "epochs", "steps", "subset", "validation", "device"):
         if getattr(args, field) is not None:
             setattr(protocol, field, getattr(args, field))
     return protocol

@@ -163,7 +163,8 @@ def train(model: TaskClassifier, images: torch.Tensor, labels: torch.Tensor, con
 
 def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Random horizontal flip and a random shift of up to 1/8 of the side (pad and crop)."""
-    flip = torch.rand(len(x), generator=generator) < 0.5
+    # the generator is a CPU one (reproducible whatever the device): move its draws to the images'
+    flip = (torch.rand(len(x), generator=generator) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     pad = max(1, x.shape[-1] // 8)
     padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="reflect" if pad < x.shape[-1] else "constant")

@@ -50,3 +50,10 @@ def test_retraining_after_a_config_change_keeps_each_class_row_by_name():
     assert not any(torch.equal(model.fc.weight[2], row) for row in old), "a new class starts fresh"
     same = model.fc
     assert model.with_classes(["x", "y", "z"], ["x", "y", "z"]).fc is same
+
+
+def test_augmentation_keeps_the_images_device():
+    # Training with ACTIVE_DEVICE=cuda crashed in augment(): the flip draws (a CPU generator, for
+    # reproducibility) stayed on the CPU. The meta device stands in for a GPU on a CPU-only machine.
+    images = torch.zeros(4, 1, 28, 28, device="meta")
+    assert classifier.augment(images, torch.Generator().manual_seed(0)).device == images.device
