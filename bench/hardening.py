@@ -11,17 +11,19 @@ YOLO's on 2 cores.
 
 ``memory``: the RSS of a backend server process after 1,000 ``/predict`` calls on distinct images
 stays within 1.2x its RSS after 100 (caches are bounded: media cache on disk, URL metadata LRU,
-model instances per request). Each call carries one task, as Label Studio sends when a task is
-opened; the images are distinct PNGs served over loopback HTTP like Label Studio's uploads.
-The segmenter is measured on clicks over the same image: an image it has not seen costs a ~20 s
-encoder run on CPU, so 1,000 distinct ones are a GPU-machine measurement (``--segmenter-distinct``).
+model instances per request), with the RSS every 100 calls so a slow leak shows as a trend. Each
+call carries one task, as Label Studio sends when a task is opened; the images are distinct PNGs
+served over loopback HTTP like Label Studio's uploads. An image the segmenter has not seen costs a
+~20 s encoder run on CPU, so ``--segmenter`` picks how it is measured: ``one-image`` (default,
+clicks on one image), ``distinct`` (a GPU-machine run) or ``stub-encoder`` (new images, the encoder
+replaced by its host-side work: a CPU diagnostic, see ``bench/stub_encoder``).
 
 ``--load-backend detector`` runs the load part on the detector instead of the toy backend: YOLO11n
 on every request and two real fine-tunes publishing meanwhile (``load_detector`` in the JSON); on 2
 cores it measures the CPU as much as the server, so the storm stays on the toy backend.
 
     .venv/bin/python bench/hardening.py [--parts memory,load] [--backends detector,active,segmenter]
-                                        [--segmenter-distinct] [--calls 1000] [--seconds 60] [--clients 20]
+                                        [--segmenter one-image|distinct|stub-encoder] [--calls 1000] [--seconds 60] [--clients 20]
                                         [--load-backend toy|detector]
 """
 
@@ -32,6 +34,7 @@ import http.server
 import io
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -90,6 +93,25 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def gpu_mib(pid: int) -> float | None:
+    """GPU memory the process holds (nvidia-smi), None without a GPU: the segmenter's in-memory embedding
+    cache lives on the engine's device, so on a GPU its bound shows here, not in the RSS."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    used = [float(mib) for line in out.splitlines() if "," in line
+            for owner, mib in [line.split(",", 1)] if owner.strip() == str(pid)]
+    return sum(used) if used else None
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+
+
 def predict_body(url: str, config: str, click: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"tasks": [{"id": 1, "data": {"image": url}}], "label_config": config, "project": "1.1"}
     if click:
@@ -105,14 +127,26 @@ def answered_version(reply: dict[str, Any]) -> str | None:
     return results[0].get("model_version") if results and results[0].get("result") else None
 
 
-def part_memory(calls: int, only: list[str] | None = None, segmenter_distinct: bool = False) -> dict[str, Any]:
+#: how the segmenter is measured: its key in the results and what it means
+SEGMENTER_MODES = {
+    "one-image": ("segmenter_one_image", "clicks on one image (each new image is a ~20 s CPU encoder run)"),
+    "distinct": ("segmenter", "a click on a new image each call: one encoder run each (a GPU run)"),
+    "stub-encoder": ("segmenter_stub_encoder", "a new image each call, SAM's encoder replaced by its host-side work "
+                     "and random features (bench/stub_encoder): a CPU diagnostic of everything but the encoder"),
+}
+
+
+def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one-image") -> dict[str, Any]:
     images = image_server()
     work = Path(tempfile.mkdtemp(prefix="bench-hardening-"))
     cases = {
         "detector": ("backends.detector", DETECT_CONFIG, False, calls,
                      {"YOLO_OFFLINE": "1", "DETECTOR_BASE_WEIGHTS": "yolo11n.yaml", "DETECTOR_PREDICT_IMGSZ": "320"}),
         "active": ("backends.active", CLASSIFY_CONFIG, False, calls, {"ACTIVE_BACKBONE": "small_cnn"}),
-        "segmenter": ("backends.segmenter", SEGMENT_CONFIG, True, calls, {"SAM_ALLOW_RANDOM": "1"}),
+        "segmenter": ("backends.segmenter", SEGMENT_CONFIG, True, calls, {"SAM_ALLOW_RANDOM": "1", **(
+            {"PYTHONPATH": os.pathsep.join(filter(None, [
+                str(ROOT / "bench" / "stub_encoder"), str(ROOT), os.environ.get("PYTHONPATH")])),
+             "LABEL_LOOP_STUB_ENCODER": "1"} if segmenter == "stub-encoder" else {})}),
     }
     results = {}
     for name, (module, config, click, n, extra) in cases.items():
@@ -125,30 +159,33 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter_distinct: b
             publish_classifier(work / name)
         proc = backend_process(module, port, env, work / f"{name}.log").start(timeout=120)
         session = requests.Session()
-        rss, failed, started, versions = {}, 0, time.time(), Counter()
+        rss, gpu, failed, started, versions = {}, {}, 0, time.time(), Counter()
         try:
             for i in range(1, n + 1):
-                same_image = click and not segmenter_distinct  # segmenter on CPU: one image (see docstring)
+                same_image = click and segmenter == "one-image"
                 url = f"{images}/img/{0 if same_image else i}.png"
                 reply = session.post(f"http://127.0.0.1:{port}/predict", json=predict_body(url, config, click), timeout=600)
                 failed += reply.status_code != 200
                 if reply.status_code == 200:
                     versions[answered_version(reply.json())] += 1
-                if i in (100, n):
-                    rss[i] = round(rss_mib(proc.pid), 1)
+                if i % 100 == 0 or i == n:  # the whole curve: a slow leak shows as a trend, not one ratio
+                    rss[i], gpu[i] = round(rss_mib(proc.pid), 1), gpu_mib(proc.pid)
         finally:
             proc.stop()
         ratio = rss[n] / rss[100]
-        results[name] = {"calls": n, "distinct_images": not click or segmenter_distinct, "rss_mib_after_100": rss[100],
-                         f"rss_mib_after_{n}": rss[n], "ratio": round(ratio, 3), "failed": failed,
-                         "replies_per_version": dict(versions), "seconds": round(time.time() - started, 1),
-                         "within_1_2x": ratio <= 1.2}
+        key = SEGMENTER_MODES[segmenter][0] if click else name
+        results[key] = {"calls": n, "distinct_images": not same_image, "rss_mib_after_100": rss[100],
+                        f"rss_mib_after_{n}": rss[n], "ratio": round(ratio, 3), "failed": failed,
+                        "replies_per_version": dict(versions), "seconds": round(time.time() - started, 1),
+                        "within_1_2x": ratio <= 1.2, "device": device_name(), "rss_mib_every_100_calls": list(rss.values())}
+        if gpu[n] is not None:
+            results[key].update(gpu_mib_after_100=gpu[100], **{f"gpu_mib_after_{n}": gpu[n]})
         if name == "active":
-            results[name]["note"] = ("a published small_cnn classifier version: every call loads the image, runs the "
+            results[key]["note"] = ("a published small_cnn classifier version: every call loads the image, runs the "
                                      "classifier and answers a Choices pre-label")
-        if click and not segmenter_distinct:
-            results[name]["note"] = "clicks on one image (each new image is a ~20 s CPU encoder run)"
-        print(name, json.dumps(results[name]), flush=True)
+        if click:
+            results[key]["note"] = SEGMENTER_MODES[segmenter][1]
+        print(key, json.dumps(results[key]), flush=True)
     return results
 
 
@@ -325,8 +362,8 @@ def main() -> None:
     parser.add_argument("--parts", default="memory,load")
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--backends", default="detector,active,segmenter", help="memory part: which backends")
-    parser.add_argument("--segmenter-distinct", action="store_true",
-                        help="memory part: the segmenter clicks on distinct images (one encoder run each: a GPU run)")
+    parser.add_argument("--segmenter", choices=SEGMENTER_MODES, default="one-image",
+                        help="memory part: " + "; ".join(f"{k}: {v[1]}" for k, v in SEGMENTER_MODES.items()))
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--load-backend", default="toy", choices=["toy", "detector"],
@@ -335,7 +372,7 @@ def main() -> None:
     out = RESULTS / "hardening.json"
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     if "memory" in args.parts.split(","):
-        results["memory"] = {**results.get("memory", {}), **part_memory(args.calls, args.backends.split(","), args.segmenter_distinct)}
+        results["memory"] = {**results.get("memory", {}), **part_memory(args.calls, args.backends.split(","), args.segmenter)}
     if "load" in args.parts.split(","):
         results.update(part_load(args.seconds, args.clients, args.load_backend))
     results["machine"] = {"cpus": os.cpu_count()}

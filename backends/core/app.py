@@ -18,6 +18,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .errors import BadRequest, LabelLoopError, NotFound, Unauthorized
+from .heap import HeapTrimmer
 from .jobs import EmbeddedDispatcher, RQDispatcher
 from .journal import Job
 from .logs import redact, setup_logging
@@ -125,6 +126,12 @@ def create_app(
         ok_pass = hmac.compare_digest(password.encode(), expected_pass.encode())
         if not (ok_user and ok_pass):
             raise Unauthorized("Basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS are set on this backend)")
+
+    heap = HeapTrimmer().start()
+
+    @app.teardown_request
+    def _give_back_freed_memory(_exc: BaseException | None) -> None:
+        heap.request_done()
 
     @app.after_request
     def _measure(response: Response) -> Response:

@@ -1,6 +1,7 @@
 """``python -m backends.<name> [--host H] [--port N] [--workers W]``: serve a backend.
 
-``--workers 0`` (the default) runs Werkzeug's threaded development server, handy under a debugger;
+``--workers 0`` (the default) runs Werkzeug's development server with ``--threads`` request threads
+(see ``devserver``), handy under a debugger;
 ``--workers W`` (W >= 1) runs the same app under gunicorn with W processes of ``--threads`` threads,
 which is what production and the Docker images use.
 """
@@ -24,9 +25,9 @@ def serve(model_class: type[LabelLoopModel], argv: Sequence[str] | None = None, 
     parser.add_argument("--threads", type=int, default=int(os.environ.get("THREADS", 8)))
     args = parser.parse_args(argv)
     if args.workers <= 0:
-        from werkzeug.serving import run_simple
+        from .devserver import serve_pooled
 
-        run_simple(args.host, args.port, create_app(model_class), threaded=True, use_reloader=False)
+        serve_pooled(args.host, args.port, create_app(model_class), args.threads)
         return
     _gunicorn(model_class, args)
 
