@@ -158,6 +158,9 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
         if name == "active":
             publish_classifier(work / name)
         proc = backend_process(module, port, env, work / f"{name}.log").start(timeout=120)
+        if click and segmenter == "stub-encoder" and "encoder stubbed" not in proc.log_tail(100_000):
+            proc.stop()
+            raise SystemExit(f"the encoder stub did not load (see {work / name}.log): refusing to run the real one")
         session = requests.Session()
         rss, gpu, failed, started, versions = {}, {}, 0, time.time(), Counter()
         try:

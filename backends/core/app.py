@@ -103,7 +103,9 @@ def create_app(
 
     app = Flask(f"labelloop.{backend}")
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024 * 1024  # uploaded weights
-    app.extensions["labelloop"] = {"services": services, "dispatcher": dispatcher, "model_class": model_class}
+    heap = HeapTrimmer().start()
+    app.extensions["labelloop"] = {"services": services, "dispatcher": dispatcher, "model_class": model_class,
+                                   "heap": heap}
 
     def new_model(project: int | None, label_config: str | None) -> LabelLoopModel:
         setup = services.journal.get_setup(backend, project) if project is not None else None
@@ -126,8 +128,6 @@ def create_app(
         ok_pass = hmac.compare_digest(password.encode(), expected_pass.encode())
         if not (ok_user and ok_pass):
             raise Unauthorized("Basic auth required (BASIC_AUTH_USER / BASIC_AUTH_PASS are set on this backend)")
-
-    heap = HeapTrimmer().start()
 
     @app.teardown_request
     def _give_back_freed_memory(_exc: BaseException | None) -> None:

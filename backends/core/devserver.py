@@ -2,46 +2,54 @@
 request threads instead of a new thread per request.
 
 PyTorch keeps per-thread state (thread pools, library handles) that a finished thread leaves
-behind (pytorch/pytorch#64412): on an H100, the segmenter under Werkzeug's thread-per-request
-server grew by ~0.14 MiB of RSS per request, linearly over 3,000 requests. Long-lived threads, as
-gunicorn's ``gthread`` workers have, bound that state by the pool size; the pool also caps how many
+behind (pytorch/pytorch#64412). On an H100, the segmenter under Werkzeug's thread-per-request
+server grew by ~0.14 MiB of RSS per new image, linearly over 3,000 images; long-lived threads, as
+gunicorn's ``gthread`` workers have, bound that state by the pool size. The pool also caps how many
 model calls run at once, as ``THREADS`` does under gunicorn.
 """
 
 from __future__ import annotations
 
+import queue
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer
 
+#: seconds a connection may stay silent (before or within a request) before its thread drops it:
+#: without it, THREADS clients that connect and send nothing would hold every thread.
+IDLE_TIMEOUT_S = 30.0
+
 
 class PooledWSGIServer(BaseWSGIServer):
-    """Werkzeug closes the connection after each reply (``Connection: close``), so an idle client
-    never holds a pool thread (tested)."""
+    """Werkzeug closes the connection after each reply (``Connection: close``), so a client that
+    keeps its session holds no thread; a silent one is dropped after ``IDLE_TIMEOUT_S``."""
 
     multithread = True
 
     def __init__(self, host: str, port: int, app: Any, threads: int) -> None:
+        # the queue first: a failed bind calls server_close() from inside the base __init__
+        self._requests: queue.Queue[tuple[socket.socket, Any]] = queue.Queue()
         super().__init__(host, port, app)
-        self.pool = ThreadPoolExecutor(max(1, threads), thread_name_prefix="request")
+        for i in range(max(1, threads)):
+            # daemon threads, as Werkzeug's own: Ctrl-C does not wait for a running model call
+            threading.Thread(target=self._serve_requests, name=f"request-{i}", daemon=True).start()
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
-        self.pool.submit(self._handle, request, client_address)
+        self._requests.put((request, client_address))
 
-    def _handle(self, request: socket.socket, client_address: Any) -> None:
-        # what socketserver.ThreadingMixIn does in its per-request thread
-        try:
-            self.finish_request(request, client_address)
-        except Exception:
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-
-    def server_close(self) -> None:
-        super().server_close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+    def _serve_requests(self) -> None:
+        while True:
+            request, client_address = self._requests.get()
+            # what socketserver.ThreadingMixIn does in its per-request thread
+            try:
+                request.settimeout(IDLE_TIMEOUT_S)  # per socket operation: a long model call is not cut
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
 
 
 def serve_pooled(host: str, port: int, app: Any, threads: int) -> None:

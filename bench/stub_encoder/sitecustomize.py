@@ -1,4 +1,4 @@
-"""Loaded by a segmenter process that ``bench/hardening.py --stub-encoder`` starts (this folder on
+"""Loaded by a segmenter process that ``bench/hardening.py --segmenter stub-encoder`` starts (this folder on
 its PYTHONPATH): SAM's image encoder is replaced by its host-side work alone (resize, normalise,
 pad to 1024) and random features of the real shape.
 
@@ -8,6 +8,9 @@ the server, cache, media or preprocessing shows in minutes instead of after 1,00
 """
 
 import os
+import sys
+
+STUB_MARKER = "label-loop bench: SAM image encoder stubbed"
 
 if os.environ.get("LABEL_LOOP_STUB_ENCODER") == "1":
     import torch
@@ -23,3 +26,6 @@ if os.environ.get("LABEL_LOOP_STUB_ENCODER") == "1":
         return engine.Embedding(features, tuple(image.shape[:2]), tuple(resized.shape[:2]))
 
     engine.SamEngine.embed = _embed
+    # the bench checks for this line: Python ignores a sitecustomize that fails, and the real
+    # encoder would then run for hours under the stub's name
+    print(STUB_MARKER, file=sys.stderr, flush=True)

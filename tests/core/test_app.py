@@ -227,3 +227,16 @@ def test_media_failures_through_the_server_and_it_keeps_serving(client, settings
         assert web.post("/predict", json=predict_body(data_uri())).status_code == 200, "still serving"
     finally:
         server.shutdown()
+
+
+def test_freed_heap_pages_are_given_back_after_requests_not_while_idle(client, app):
+    heap = app.extensions["labelloop"]["heap"]
+    if not heap.available:
+        pytest.skip("no malloc_trim in this C library")
+    time.sleep(heap.interval_s + 0.5)
+    assert heap.trims == 0  # an idle server does not walk its heap
+    client.get("/health")
+    deadline = time.monotonic() + heap.interval_s + 5
+    while heap.trims == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert heap.trims == 1
