@@ -48,6 +48,7 @@ import torch  # noqa: E402
 from backends.active.classifier import TaskClassifier, TrainConfig, infer, train  # noqa: E402
 from backends.active.strategies import Pool, Strategy, get_strategy  # noqa: E402
 from bench import fmnist  # noqa: E402
+from bench.machine import device_name  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 STRATEGIES = ["random", "entropy", "margin", "learning_loss", "coreset", "discriminative", "hybrid", "badge"]
@@ -159,7 +160,8 @@ class Checkpoint:
 
 def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: list[str],
              checkpoint: Checkpoint) -> dict[str, list[float]]:
-    rng, device = np.random.default_rng(seed), protocol.device
+    rng = np.random.default_rng(seed)
+    device = protocol.device
     x_pool, y_pool, x_test, y_test = data["x_pool"], data["y_pool"], data["x_test"], data["y_test"]
     initial = rng.choice(len(x_pool), protocol.initial, replace=False)
     first = fit(x_pool[initial], torch.from_numpy(y_pool[initial]).long(), protocol, seed)
@@ -304,10 +306,6 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
         plot(summary, out.with_suffix(".png"))
     checkpoint.done()
     return result
-
-
-def device_name(device: str) -> str:
-    return torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu"
 
 
 def argument_parser() -> argparse.ArgumentParser:

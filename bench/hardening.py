@@ -51,6 +51,8 @@ import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from backends.stack.processes import backend_process, free_port  # noqa: E402
+from bench.machine import device_name  # noqa: E402
+from bench.stub_encoder.sitecustomize import STUB_MARKER  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DETECT_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
@@ -106,10 +108,10 @@ def gpu_mib(pid: int) -> float | None:
     return sum(used) if used else None
 
 
-def device_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+def stub_encoder_env() -> dict[str, str]:
+    """What makes a segmenter process load ``bench/stub_encoder/sitecustomize.py``."""
+    path = [str(ROOT / "bench" / "stub_encoder"), str(ROOT), os.environ.get("PYTHONPATH")]
+    return {"PYTHONPATH": os.pathsep.join(filter(None, path)), "LABEL_LOOP_STUB_ENCODER": "1"}
 
 
 def predict_body(url: str, config: str, click: bool) -> dict[str, Any]:
@@ -143,10 +145,8 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
         "detector": ("backends.detector", DETECT_CONFIG, False, calls,
                      {"YOLO_OFFLINE": "1", "DETECTOR_BASE_WEIGHTS": "yolo11n.yaml", "DETECTOR_PREDICT_IMGSZ": "320"}),
         "active": ("backends.active", CLASSIFY_CONFIG, False, calls, {"ACTIVE_BACKBONE": "small_cnn"}),
-        "segmenter": ("backends.segmenter", SEGMENT_CONFIG, True, calls, {"SAM_ALLOW_RANDOM": "1", **(
-            {"PYTHONPATH": os.pathsep.join(filter(None, [
-                str(ROOT / "bench" / "stub_encoder"), str(ROOT), os.environ.get("PYTHONPATH")])),
-             "LABEL_LOOP_STUB_ENCODER": "1"} if segmenter == "stub-encoder" else {})}),
+        "segmenter": ("backends.segmenter", SEGMENT_CONFIG, True, calls,
+                      {"SAM_ALLOW_RANDOM": "1", **(stub_encoder_env() if segmenter == "stub-encoder" else {})}),
     }
     results = {}
     for name, (module, config, click, n, extra) in cases.items():
@@ -158,7 +158,7 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
         if name == "active":
             publish_classifier(work / name)
         proc = backend_process(module, port, env, work / f"{name}.log").start(timeout=120)
-        if click and segmenter == "stub-encoder" and "encoder stubbed" not in proc.log_tail(100_000):
+        if click and segmenter == "stub-encoder" and STUB_MARKER not in proc.log_tail(100_000):
             proc.stop()
             raise SystemExit(f"the encoder stub did not load (see {work / name}.log): refusing to run the real one")
         session = requests.Session()
