@@ -17,6 +17,8 @@ between cycles; null when it never does within the budget).
 
     .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about 5 hours on 2 cores;
                                                          # killed, it resumes from the finished pairs)
+    for seed in 0 1 2; do OMP_NUM_THREADS=1 .venv/bin/python bench/active_learning.py --seed $seed & done; wait
+    .venv/bin/python bench/active_learning.py            # the same, one process per seed, then the summary
     .venv/bin/python bench/active_learning.py --epochs 30 --out bench/results/active_learning_30_epochs.json
                                                          # the earlier protocol: 30 epochs whatever the set size
     .venv/bin/python bench/active_learning.py --reuse random,entropy,margin,learning_loss,coreset,discriminative
@@ -30,6 +32,7 @@ between cycles; null when it never does within the budget).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -76,6 +79,8 @@ class Protocol:
     #: where models train and infer. Part of the protocol: GPU kernels round differently, so a curve
     #: measured on one device is not resumed or reused next to another's.
     device: str = "cpu"
+    #: channel multiplier of the small_cnn backbone (FLOPs grow with its square).
+    width: int = 1
 
     @classmethod
     def quick(cls) -> "Protocol":
@@ -94,7 +99,7 @@ def epochs_for(protocol: Protocol, n_labels: int) -> int:
 
 def fit(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, seed: int) -> TaskClassifier:
     torch.manual_seed(seed)
-    model = TaskClassifier(10, "small_cnn", in_channels=1)
+    model = TaskClassifier(10, "small_cnn", in_channels=1, width=protocol.width)
     config = TrainConfig(epochs=epochs_for(protocol, len(x)), batch=protocol.batch, lr=protocol.lr, seed=seed,
                          device=protocol.device)
     return train(model, x, y, config)
@@ -105,7 +110,7 @@ def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray, device: str 
 
 
 #: What a results file written before a protocol field existed was measured under.
-WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0, "device": "cpu"}
+WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0, "device": "cpu", "width": 1}
 
 
 class Checkpoint:
@@ -135,8 +140,16 @@ class Checkpoint:
 
     def put(self, seed: int, name: str, curve: list[float]) -> None:
         self.curves.setdefault(str(seed), {})[name] = curve
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # runs of other seeds (--seed) may share this file: merge what they saved, under a lock
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.path.exists() and self.same_protocol((saved := json.loads(self.path.read_text()))["protocol"]):
+                for other_seed, curves in saved["curves"].items():
+                    for other_name, other_curve in curves.items():
+                        self.curves.setdefault(other_seed, {}).setdefault(other_name, other_curve)
             self.path.write_text(json.dumps({"protocol": self.protocol, "curves": self.curves}))
 
     def reuse(self, results: Path, strategies: list[str]) -> list[str]:
@@ -156,6 +169,7 @@ class Checkpoint:
     def done(self) -> None:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
+            self.path.with_suffix(".lock").unlink(missing_ok=True)
 
 
 def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: list[str],
@@ -164,15 +178,15 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
     device = protocol.device
     x_pool, y_pool, x_test, y_test = data["x_pool"], data["y_pool"], data["x_test"], data["y_test"]
     initial = rng.choice(len(x_pool), protocol.initial, replace=False)
+    curves = {name: saved for name in strategies if (saved := checkpoint.get(seed, name)) is not None}
+    for name in curves:
+        print(f"seed {seed} {name:>14}: resumed from {checkpoint.path}", flush=True)
+    if len(curves) == len(strategies):
+        return curves  # no need for the shared first model
     first = fit(x_pool[initial], torch.from_numpy(y_pool[initial]).long(), protocol, seed)
     first_acc = accuracy(first, x_test, y_test, device)
     print(f"seed {seed}: {protocol.initial} labels, shared start: {first_acc:.4f}", flush=True)
-    curves: dict[str, list[float]] = {}
-    for name in strategies:
-        if (saved := checkpoint.get(seed, name)) is not None:
-            print(f"seed {seed} {name:>14}: resumed from {checkpoint.path}", flush=True)
-            curves[name] = saved
-            continue
+    for name in (name for name in strategies if name not in curves):
         strategy = make_strategy(name)
         labeled = initial.copy()
         model, curve = first, [first_acc]
@@ -194,7 +208,7 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
                   f"(select {selected_s:.1f} s, total {time.time() - started:.1f} s)", flush=True)
         curves[name] = curve
         checkpoint.put(seed, name, curve)
-    return curves
+    return {name: curves[name] for name in strategies}
 
 
 def make_strategy(spec: str) -> Strategy:
@@ -281,7 +295,7 @@ def load_data(protocol: Protocol) -> dict[str, Any]:
 
 
 def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | None = None,
-        reuse: list[str] | None = None) -> dict[str, Any]:
+        reuse: list[str] | None = None, only_seed: int | None = None) -> dict[str, Any] | None:
     # every core unless OMP_NUM_THREADS says otherwise (several runs side by side, one thread each)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     strategies = strategies or STRATEGIES
@@ -292,11 +306,14 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
     checkpoint = Checkpoint(out.with_suffix(".partial.json") if out is not None else None, protocol)
     if reuse and out is not None:
         print(f"reusing {checkpoint.reuse(out, reuse)} from {out}", flush=True)
+    if only_seed is not None:  # one seed's share of a run split across processes: checkpointed only
+        run_seed(only_seed, protocol, data, strategies, checkpoint)
+        return None
     per_seed = [run_seed(seed, protocol, data, strategies, checkpoint) for seed in range(protocol.seeds)]
     summary = summarise(per_seed, protocol)
     result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
               "measured_on": f"{protocol.validation} training images held out" if protocol.validation else "test set",
-              "model": "TaskClassifier(small_cnn) + loss-prediction head", **summary,
+              "model": f"TaskClassifier(small_cnn, width {protocol.width}) + loss-prediction head", **summary,
               "seconds": round(time.time() - started, 1), "pairs_resumed": checkpoint.resumed,
               "pairs_measured": protocol.seeds * len(strategies) - checkpoint.resumed,
               "machine": {"cpus": os.cpu_count(), "device": device_name(protocol.device)}}
@@ -320,6 +337,9 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subset", type=int, help="candidates drawn from the unlabeled pool each cycle (default "
                                                     f"{Protocol.subset})")
     parser.add_argument("--device", help="where models train and infer: cpu (default), cuda")
+    parser.add_argument("--width", type=int, help="channel multiplier of the small_cnn backbone (default 1)")
+    parser.add_argument("--seed", type=int, help="run only this seed, into the checkpoint beside --out (several "
+                                                 "processes, one seed each); then run without --seed to summarise")
     parser.add_argument("--validation", type=int, help="measure on N training images held out of the pool, "
                                                       "not the test set (to choose settings)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -333,16 +353,21 @@ def protocol_for(args: argparse.Namespace) -> Protocol:
     protocol = Protocol.quick() if args.quick else Protocol()
     if args.epochs is not None and args.steps is None:
         protocol.steps = 0  # asking for epochs means a fixed epoch count, not the default step budget
-    for field in ("seeds", "cycles", "epochs", "steps", "subset", "validation", "device"):
+    for field in ("seeds", "cycles", "epochs", "steps", "subset", "validation", "device", "width"):
         if getattr(args, field) is not None:
             setattr(protocol, field, getattr(args, field))
     return protocol
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = argument_parser().parse_args(argv)
     protocol = protocol_for(args)
-    result = run(protocol, args.strategies.split(","), args.out, [n for n in args.reuse.split(",") if n])
+    if args.seed is not None and not 0 <= args.seed < protocol.seeds:
+        raise SystemExit(f"--seed {args.seed}: the protocol has seeds 0 to {protocol.seeds - 1}")
+    result = run(protocol, args.strategies.split(","), args.out, [n for n in args.reuse.split(",") if n], args.seed)
+    if result is None:
+        print(f"seed {args.seed} checkpointed in {args.out.with_suffix('.partial.json')}")
+        return None
     print(json.dumps({k: v for k, v in result.items() if k != "strategies"}, indent=2))
     for name, entry in result["strategies"].items():
         print(f"{name:>15}: final {entry['mean'][-1]:.4f}  mid-budget gain {entry['gain_mid_budget_points']:+.2f} pts"

@@ -28,18 +28,19 @@ BACKBONES = ("resnet18", "small_cnn")
 
 
 class _SmallCNN(nn.Module):
-    """Three conv-BN-ReLU-pool blocks (16, 32, 64 channels): ~2 MFLOPs per 28x28 image, so the
-    CPU benchmark can retrain hundreds of times."""
+    """Three conv-BN-ReLU-pool blocks (16, 32, 64 channels x ``width``): ~2 MFLOPs per 28x28 image at
+    width 1, so the CPU benchmark can retrain hundreds of times; FLOPs grow with width squared."""
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, width: int = 1) -> None:
         super().__init__()
 
         def block(cin: int, cout: int) -> nn.Sequential:
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
                                  nn.MaxPool2d(2))
 
-        self.channels = [16, 32, 64]
-        self.stages = nn.ModuleList([block(in_channels, 16), block(16, 32), block(32, 64)])
+        self.channels = [16 * width, 32 * width, 64 * width]
+        cin = [in_channels, *self.channels[:-1]]
+        self.stages = nn.ModuleList([block(i, o) for i, o in zip(cin, self.channels)])
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -74,12 +75,14 @@ class TaskClassifier(nn.Module):
     """Backbone -> pooled last stage (the embedding) -> linear classifier, plus a loss-prediction
     head over every stage. ``forward`` returns (logits, predicted loss, embedding)."""
 
-    def __init__(self, num_classes: int, backbone: str = "resnet18", in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int, backbone: str = "resnet18", in_channels: int = 3, width: int = 1) -> None:
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-        self.backbone_name = backbone
-        self.backbone = _ResNet18(in_channels) if backbone == "resnet18" else _SmallCNN(in_channels)
+        if width != 1 and backbone != "small_cnn":
+            raise ValueError(f"width {width}: only small_cnn has a channel multiplier")
+        self.backbone_name, self.width = backbone, width
+        self.backbone = _ResNet18(in_channels) if backbone == "resnet18" else _SmallCNN(in_channels, width)
         self.fc = nn.Linear(self.backbone.channels[-1], num_classes)
         self.loss_head = LossPredictionHead(self.backbone.channels)
 
@@ -217,12 +220,13 @@ def save(model: TaskClassifier, path: Path, names: list[str], imgsz: int) -> Non
     """A plain state dict plus what rebuilding needs: loadable with ``weights_only=True``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "names": list(names), "backbone": model.backbone_name,
-                "imgsz": int(imgsz), "in_channels": _in_channels(model)}, path)
+                "imgsz": int(imgsz), "in_channels": _in_channels(model), "width": model.width}, path)
 
 
 def load(path: Path) -> tuple[TaskClassifier, list[str], int]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    model = TaskClassifier(len(checkpoint["names"]), checkpoint["backbone"], checkpoint["in_channels"])
+    model = TaskClassifier(len(checkpoint["names"]), checkpoint["backbone"], checkpoint["in_channels"],
+                           checkpoint.get("width", 1))
     model.load_state_dict(checkpoint["state_dict"])
     return model.eval(), list(checkpoint["names"]), int(checkpoint["imgsz"])
 

@@ -87,11 +87,11 @@ def _load(path: Path) -> LoadedImage:
 
 
 def score_project(project: int, strategy: str | None) -> list[tuple[str, float, int]]:
+    from backends.core.jobs import Busy, run_now
     from backends.core.services import Services
     from backends.core.settings import CoreSettings
 
     from .model import ActiveModel
-    from .scoring import Scorer
 
     services = Services.from_settings(CoreSettings())
     label_config = services.ls.get_project(project)["label_config"]
@@ -100,11 +100,32 @@ def score_project(project: int, strategy: str | None) -> list[tuple[str, float, 
     setup = services.journal.get_setup(ActiveModel.backend, project)
     extra = {**(setup.extra_params if setup else {}), **({"strategy": strategy} if strategy else {})}
     active = ActiveModel(project_id=project, label_config=label_config, services=services, extra_params=extra or None)
-    scorer = Scorer(active, None)
-    summary = scorer.run()
-    print(f"queue {summary['queue_version']}: {summary['scored']} tasks" + (f" ({summary['note']})" if summary["note"] else ""),
-          file=sys.stderr)
-    return [(str(task), score, i) for i, (task, score) in enumerate(scorer.ranking)]
+    runner = _KeepScorer(active)
+    try:
+        job = run_now(services.journal, ActiveModel.backend, project, "score", "CLI_SCORE", lambda _: runner)
+    except Busy as exc:
+        raise SystemExit(exc.message) from None
+    if job.state != "done" or runner.scorer is None:
+        retried = "; it stays queued and the server's workers retry it" if job.state == "pending" else ""
+        raise SystemExit(f"scoring job {job.id} of project {project} failed: {job.error}{retried}")
+    summary = job.result or {}
+    print(f"job {job.id}: queue {summary.get('queue_version')}: {summary.get('scored')} tasks"
+          + (f" ({summary['note']})" if summary.get("note") else ""), file=sys.stderr)
+    return [(str(task), score, i) for i, (task, score) in enumerate(runner.scorer.ranking)]
+
+
+class _KeepScorer:
+    """The job's model for :func:`run_now`: runs the project's scoring and keeps the scorer, whose
+    full ranking the CSV needs (the job's recorded result holds only a summary)."""
+
+    def __init__(self, active: Any) -> None:
+        self.active, self.scorer = active, None
+
+    def run_job(self, kind: str, events: Any, job: Any) -> dict[str, Any]:
+        from .scoring import Scorer
+
+        self.scorer = Scorer(self.active, job)
+        return self.scorer.run()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -327,18 +327,23 @@ class Journal:
         return [Job.from_row(r) for r in rows]
 
     def claim(
-        self, backend: str, worker: str, *, project: int | None = None, now: float | None = None
+        self, backend: str, worker: str, *, project: int | None = None, now: float | None = None,
+        job_id: int | None = None,
     ) -> Job | None:
-        """Atomically move one ready pending job to running; None if nothing is ready."""
+        """Atomically move one ready pending job to running; None if nothing is ready. With ``job_id``:
+        that pending job, debounce or not (someone asked for it to run now), still never beside a
+        running job of its (backend, project, kind)."""
         now = time.time() if now is None else now
         sql = (
-            "SELECT j.* FROM jobs j WHERE j.backend=? AND j.state=? AND j.not_before<=?"
+            "SELECT j.* FROM jobs j WHERE j.backend=? AND j.state=? AND (j.not_before<=? OR j.id=?)"
             " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.backend=j.backend AND r.project=j.project"
             " AND r.kind=j.kind AND r.state=?)"
         )
-        args: list[Any] = [backend, PENDING, now, RUNNING]
+        args: list[Any] = [backend, PENDING, now, job_id, RUNNING]
         if project is not None:
             sql, args = sql + " AND j.project=?", args + [project]
+        if job_id is not None:
+            sql, args = sql + " AND j.id=?", args + [job_id]
         with self._tx() as db:
             row = db.execute(sql + " ORDER BY j.not_before LIMIT 1", args).fetchone()
             if row is None:

@@ -176,6 +176,9 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     rows = list(csv.DictReader(open(csv_path)))
     assert [int(row["task"]) for row in rows[:3]] == after_import["first"][:3] and len(rows) == after_import["scored"]
     assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3~2"
+    # it ran as a job of the server's journal (so never beside the server's own scoring), listed by /jobs
+    newest = requests.get(f"{active}/jobs?project={project}", timeout=5).json()["jobs"][0]
+    assert (newest["kind"], newest["state"], newest["result"]["queue_version"]) == ("score", "done", "active-margin@active-v3~2")
     new_labels = dict(zip(new, (label for _, label in new_images.values())))
     assert served_order(label_studio, project, 1, labels | new_labels) == after_import["first"][:1]
 

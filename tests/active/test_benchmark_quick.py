@@ -58,6 +58,17 @@ def test_a_checkpoint_resumes_only_under_the_protocol_it_was_measured_with(tmp_p
     assert active_learning.Checkpoint(path, active_learning.Protocol(steps=2000)).get(0, "margin") is None
 
 
+def test_processes_running_one_seed_each_share_the_checkpoint(tmp_path):
+    path = tmp_path / "run.partial.json"
+    seed0, seed1 = (active_learning.Checkpoint(path, active_learning.Protocol()) for _ in range(2))  # both start empty
+    seed0.put(0, "margin", [0.5, 0.6])
+    seed1.put(1, "margin", [0.4, 0.7])
+    seed0.put(0, "random", [0.5, 0.55])
+    both = active_learning.Checkpoint(path, active_learning.Protocol())
+    assert both.get(0, "margin") == [0.5, 0.6] and both.get(1, "margin") == [0.4, 0.7] and both.get(0, "random")
+    assert active_learning.Checkpoint(path, active_learning.Protocol(width=2)).get(0, "margin") is None
+
+
 def test_a_results_file_from_before_the_step_budget_counts_as_fixed_epochs(tmp_path):
     # bench/results/active_learning_30_epochs.json was written before Protocol.steps existed: it must not
     # pass for a 4,000-step run when curves are reused.

@@ -1,6 +1,7 @@
 """Task models against a label config that changed after training: no crash, no mislabeled rows."""
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -57,3 +58,15 @@ def test_augmentation_keeps_the_images_device():
     # reproducibility) stayed on the CPU. The meta device stands in for a GPU on a CPU-only machine.
     images = torch.zeros(4, 1, 28, 28, device="meta")
     assert classifier.augment(images, torch.Generator().manual_seed(0)).device == images.device
+
+
+def test_a_wider_small_cnn_is_saved_and_loaded_at_its_width(tmp_path):
+    torch.manual_seed(0)
+    wide = classifier.TaskClassifier(3, "small_cnn", in_channels=1, width=2).eval()
+    assert wide.backbone.channels == [32, 64, 128]
+    classifier.save(wide, tmp_path / CLASSIFIER_FILE, ["a", "b", "c"], 28)
+    loaded, names, _ = classifier.load(tmp_path / CLASSIFIER_FILE)
+    x = torch.randn(2, 1, 28, 28)
+    assert loaded.width == 2 and torch.equal(loaded(x)[0], wide(x)[0])
+    with pytest.raises(ValueError, match="only small_cnn"):
+        classifier.TaskClassifier(3, "resnet18", width=2)

@@ -1,11 +1,12 @@
-"""run_job: what a job's outcome does to the journal (retry, give up, lease lost)."""
+"""run_job: what a job's outcome does to the journal (retry, give up, lease lost); run_now: a job run by a
+command in its own process, through the same journal slot as the server's workers."""
 
 import time
 
 import pytest
 
 from backends.core.errors import LabelLoopError
-from backends.core.jobs import JobCancelled, run_job
+from backends.core.jobs import Busy, JobCancelled, run_job, run_now
 from backends.core.journal import DONE, FAILED, PENDING, RUNNING, Journal
 
 
@@ -77,3 +78,39 @@ class ApiError(Exception):
 def test_label_studio_errors_are_retried_only_when_they_may_pass(exc, retried):
     from backends.core.jobs import may_pass
     assert may_pass(exc) is retried
+
+
+def test_run_now_runs_at_once_and_takes_over_the_pending_request_for_the_same_work(tmp_path):
+    j = Journal(tmp_path / "j.sqlite3", debounce_s=3600.0)  # a worker would wait an hour for this one
+    webhook = j.record("act", 7, "TASKS_CREATED", {}, kind="score")
+    seen = {}
+
+    def score(ctx):
+        seen["events"] = [e.action for e in ctx.journal.events_for(ctx.id)]
+        return {"scored": 3}
+
+    job = run_now(j, "act", 7, "score", "CLI_SCORE", lambda _: Outcome(score))
+    assert job.id == webhook.job_id and job.state == DONE and job.result == {"scored": 3}
+    assert seen["events"] == ["TASKS_CREATED", "CLI_SCORE"]
+    assert j.pending_jobs("act") == []
+
+
+def test_run_now_never_runs_beside_a_running_job_of_its_kind(tmp_path):
+    j = Journal(tmp_path / "j.sqlite3", debounce_s=0.0)
+    j.record("act", 7, "VERSION_PUBLISHED", {}, kind="score")
+    running = j.claim("act", "server-worker")
+    j.record("act", 8, "TASKS_CREATED", {}, kind="score")  # another project is not in the way
+    ran = []
+    with pytest.raises(Busy) as caught:
+        run_now(j, "act", 7, "score", "CLI_SCORE", lambda _: Outcome(lambda ctx: ran.append(ctx.id)))
+    assert ran == [] and caught.value.status == 409
+    assert f"job {running.id} on server-worker" in caught.value.message
+    queued = [job for job in j.pending_jobs("act") if job.project == 7]
+    assert len(queued) == 1 and f"job {queued[0].id}" in caught.value.message  # kept for the server to run
+    assert run_now(j, "act", 8, "score", "CLI_SCORE", lambda _: Outcome(lambda ctx: {"ok": 1})).state == DONE
+
+
+def test_run_now_records_a_failure_like_any_job(tmp_path):
+    j = Journal(tmp_path / "j.sqlite3", debounce_s=0.0)
+    job = run_now(j, "act", 7, "score", "CLI_SCORE", lambda _: Outcome(fail(LabelLoopError("no <Choices>"))))
+    assert job.state == FAILED and job.error == "no <Choices>"
