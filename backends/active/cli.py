@@ -3,8 +3,8 @@
     # a folder of images, with a classifier version (its folder or classifier.pt) or detector weights
     python -m backends.active score --folder images/ --model .data/models/active/project-3/versions/active-v2 \\
         --strategy margin --out scores.csv
-    # a Label Studio project (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY): runs the scoring job itself,
-    # writing the queue into Label Studio exactly as the server would, and the CSV
+    # a Label Studio project (LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY): runs the scoring job itself, as a
+    # job of the server's journal (DATA_DIR), writing the queue into Label Studio exactly as the server would
     python -m backends.active score --project 3 --out scores.csv
 
 CSV columns: task (file name or task id), score (Label Studio's: lower = label first), rank (0 first).
