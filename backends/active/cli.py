@@ -87,7 +87,8 @@ def _load(path: Path) -> LoadedImage:
 
 
 def score_project(project: int, strategy: str | None) -> list[tuple[str, float, int]]:
-    from backends.core.jobs import Busy, run_now
+    from backends.core.errors import Conflict
+    from backends.core.jobs import run_now
     from backends.core.services import Services
     from backends.core.settings import CoreSettings
 
@@ -103,7 +104,7 @@ def score_project(project: int, strategy: str | None) -> list[tuple[str, float, 
     runner = _KeepScorer(active)
     try:
         job = run_now(services.journal, ActiveModel.backend, project, "score", "CLI_SCORE", lambda _: runner)
-    except Busy as exc:
+    except Conflict as exc:
         raise SystemExit(exc.message) from None
     if job.state != "done" or runner.scorer is None:
         retried = "; it stays queued and the server's workers retry it" if job.state == "pending" else ""

@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .errors import LabelLoopError, http_status
+from .errors import Conflict, LabelLoopError, http_status
 from .journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Journal, LeaseLost
 from .logs import redact
 from .metrics import JOBS_FINISHED
@@ -153,23 +153,19 @@ def drain(journal: Journal, backend: str, make_model: ModelFactory, *, project: 
     return ran
 
 
-class Busy(LabelLoopError):
-    status, kind = 409, "busy"
-
-
 def run_now(journal: Journal, backend: str, project: int, kind: str, action: str, make_model: ModelFactory,
             payload: dict[str, Any] | None = None) -> Job:
     """Run a (backend, project, kind) job in this process, now, through the journal: a command-line
     run then takes the same slot as the server's workers (neither starts beside the other, which would
     have two writers replacing the same queue), shows in ``GET /jobs``, and absorbs a pending job
-    that asked for the same work. Returns the job as it ended; raises :class:`Busy` when one runs."""
+    that asked for the same work. Returns the job as it ended; raises :class:`Conflict` when one runs."""
     journal.requeue_stale(backend)  # a killed server's job must not hold the slot forever
     recorded = journal.record(backend, project, action, {**(payload or {}), "project": project}, kind=kind)
     job = journal.claim(backend, worker_id(), project=project, job_id=recorded.job_id)
     if job is None:
         running = [j for j in journal.list_jobs(backend, project, state=RUNNING) if j.kind == kind]
         holder = f"job {running[0].id} on {running[0].worker}" if running else "another job"
-        raise Busy(f"{holder} is already running the {kind} job of project {project}; this request was "
+        raise Conflict(f"{holder} is already running the {kind} job of project {project}; this request was "
                    f"queued as job {recorded.job_id}, which the server's workers run after it")
     run_job(journal, job, make_model)
     ended = journal.get_job(job.id)

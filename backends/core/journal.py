@@ -334,16 +334,15 @@ class Journal:
         that pending job, debounce or not (someone asked for it to run now), still never beside a
         running job of its (backend, project, kind)."""
         now = time.time() if now is None else now
+        ready, ready_arg = ("j.not_before<=?", now) if job_id is None else ("j.id=?", job_id)
         sql = (
-            "SELECT j.* FROM jobs j WHERE j.backend=? AND j.state=? AND (j.not_before<=? OR j.id=?)"
+            f"SELECT j.* FROM jobs j WHERE j.backend=? AND j.state=? AND {ready}"
             " AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.backend=j.backend AND r.project=j.project"
             " AND r.kind=j.kind AND r.state=?)"
         )
-        args: list[Any] = [backend, PENDING, now, job_id, RUNNING]
+        args: list[Any] = [backend, PENDING, ready_arg, RUNNING]
         if project is not None:
             sql, args = sql + " AND j.project=?", args + [project]
-        if job_id is not None:
-            sql, args = sql + " AND j.id=?", args + [job_id]
         with self._tx() as db:
             row = db.execute(sql + " ORDER BY j.not_before LIMIT 1", args).fetchone()
             if row is None:

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from backends.core.errors import LabelLoopError
-from backends.core.jobs import Busy, JobCancelled, run_job, run_now
+from backends.core.errors import Conflict, LabelLoopError
+from backends.core.jobs import JobCancelled, run_job, run_now
 from backends.core.journal import DONE, FAILED, PENDING, RUNNING, Journal
 
 
@@ -101,7 +101,7 @@ def test_run_now_never_runs_beside_a_running_job_of_its_kind(tmp_path):
     running = j.claim("act", "server-worker")
     j.record("act", 8, "TASKS_CREATED", {}, kind="score")  # another project is not in the way
     ran = []
-    with pytest.raises(Busy) as caught:
+    with pytest.raises(Conflict) as caught:
         run_now(j, "act", 7, "score", "CLI_SCORE", lambda _: Outcome(lambda ctx: ran.append(ctx.id)))
     assert ran == [] and caught.value.status == 409
     assert f"job {running.id} on server-worker" in caught.value.message
