@@ -187,7 +187,7 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
     first_acc = accuracy(first, x_test, y_test, device)
     print(f"seed {seed}: {protocol.initial} labels, shared start: {first_acc:.4f}", flush=True)
     for name in (name for name in strategies if name not in curves):
-        strategy = make_strategy(name)
+        strategy, committee = make_strategy(name)
         labeled = initial.copy()
         model, curve = first, [first_acc]
         cycle_rng = np.random.default_rng(seed * 1000 + 1)  # same candidate subsets draw for every strategy
@@ -196,6 +196,9 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
             unlabeled = np.setdiff1d(np.arange(len(x_pool)), labeled)
             candidates = cycle_rng.choice(unlabeled, min(protocol.subset, len(unlabeled)), replace=False)
             outputs = infer(model, x_pool[candidates], device=device)
+            if committee > 1:
+                outputs.probs = committee_probs(outputs.probs, x_pool[labeled], y_pool[labeled],
+                                                x_pool[candidates], committee, protocol, seed)
             pool = Pool(probs=outputs.probs, embeddings=outputs.embeddings, predicted_loss=outputs.predicted_loss,
                         labeled_embeddings=infer(model, x_pool[labeled], device=device).embeddings,
                         rng=np.random.default_rng(seed * 1000 + cycle))
@@ -211,16 +214,33 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
     return {name: curves[name] for name in strategies}
 
 
-def make_strategy(spec: str) -> Strategy:
-    """``name`` or ``name:key=value;...`` (e.g. ``hybrid:prefilter=20``), to compare a strategy's settings."""
+def committee_probs(probs: np.ndarray, x_labeled: torch.Tensor, y_labeled: np.ndarray, x_candidates: torch.Tensor,
+                    size: int, protocol: Protocol, seed: int) -> np.ndarray:
+    """The class probabilities of a committee (Beluch et al. 2018, "The power of ensembles for active
+    learning"): the task model plus ``size - 1`` more trained on the same labels from other seeds,
+    averaged. Only the acquisition sees the committee; the accuracy reported is the task model's,
+    so every strategy is still measured on the same single model."""
+    members = [probs]
+    for member in range(1, size):
+        other = fit(x_labeled, torch.from_numpy(y_labeled).long(), protocol, seed + 7919 * member)
+        members.append(infer(other, x_candidates, device=protocol.device).probs)
+    return np.mean(members, axis=0)
+
+
+def make_strategy(spec: str) -> tuple[Strategy, int]:
+    """``name`` or ``name:key=value;...`` (e.g. ``hybrid:prefilter=20``), to compare a strategy's settings.
+    ``committee=K`` is the benchmark's own: select on the averaged probabilities of K models."""
     name, _, params = spec.partition(":")
-    strategy = get_strategy(name)
+    strategy, committee = get_strategy(name), 1
     for pair in filter(None, params.split(";")):
         key, _, value = pair.partition("=")
-        if not hasattr(strategy, key):
+        if key == "committee":
+            committee = int(value)
+        elif not hasattr(strategy, key):
             raise SystemExit(f"{name} has no setting {key!r}")
-        setattr(strategy, key, type(getattr(strategy, key))(value))
-    return strategy
+        else:
+            setattr(strategy, key, type(getattr(strategy, key))(value))
+    return strategy, committee
 
 
 def labels_to_reach(labels: list[int], curve: list[float], target: float) -> float | None:

@@ -34,7 +34,6 @@ import http.server
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -95,17 +94,15 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def gpu_mib(pid: int) -> float | None:
-    """GPU memory the process holds (nvidia-smi), None without a GPU: the segmenter's in-memory embedding
-    cache lives on the engine's device, so on a GPU its bound shows here, not in the RSS."""
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    used = [float(mib) for line in out.splitlines() if "," in line
-            for owner, mib in [line.split(",", 1)] if owner.strip() == str(pid)]
-    return sum(used) if used else None
+def gpu_mib(session: requests.Session, base: str) -> float | None:
+    """CUDA memory the backend's PyTorch allocator holds (its ``/metrics``), None before CUDA starts or
+    without a GPU: the segmenter's in-memory embedding cache lives on the engine's device, so on a GPU
+    its bound shows here, not in the RSS. (``nvidia-smi``'s per-process figures name host PIDs, which
+    match nothing when the benchmark runs in a container.)"""
+    text = session.get(f"{base}/metrics", timeout=30).text
+    held = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith("labelloop_gpu_memory_bytes{") and 'kind="allocated"' in line]
+    return round(sum(held) / 2**20, 1) if held else None
 
 
 def stub_encoder_env() -> dict[str, str]:
@@ -172,7 +169,7 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
                 if reply.status_code == 200:
                     versions[answered_version(reply.json())] += 1
                 if i % 100 == 0 or i == n:  # the whole curve: a slow leak shows as a trend, not one ratio
-                    rss[i], gpu[i] = round(rss_mib(proc.pid), 1), gpu_mib(proc.pid)
+                    rss[i], gpu[i] = round(rss_mib(proc.pid), 1), gpu_mib(session, f"http://127.0.0.1:{port}")
         finally:
             proc.stop()
         ratio = rss[n] / rss[100]
@@ -181,8 +178,9 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
                         f"rss_mib_after_{n}": rss[n], "ratio": round(ratio, 3), "failed": failed,
                         "replies_per_version": dict(versions), "seconds": round(time.time() - started, 1),
                         "within_1_2x": ratio <= 1.2, "device": device_name(), "rss_mib_every_100_calls": list(rss.values())}
-        if gpu[n] is not None:
-            results[key].update(gpu_mib_after_100=gpu[100], **{f"gpu_mib_after_{n}": gpu[n]})
+        if gpu[n] is not None:  # on a GPU the embedding cache's bound shows here
+            results[key].update(gpu_allocated_mib_every_100_calls=list(gpu.values()),
+                                gpu_allocated_ratio=round(gpu[n] / gpu[100], 3) if gpu[100] else None)
         if name == "active":
             results[key]["note"] = ("a published small_cnn classifier version: every call loads the image, runs the "
                                      "classifier and answers a Choices pre-label")

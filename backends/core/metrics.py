@@ -5,6 +5,7 @@ from the journal and the model store at scrape time, so they are right in every 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -62,6 +63,25 @@ class StateCollector:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "updated_at":
                     progress.add_metric([self.backend, str(job.project), str(job.id), key], float(value))
         yield progress
+        yield from gpu_memory(self.backend)
+
+
+def gpu_memory(backend: str) -> Iterator[GaugeMetricFamily]:
+    """CUDA memory this process holds, per device, as PyTorch's allocator sees it: the segmenter's
+    embedding cache and the models live there, not in the RSS. Read from the process itself because
+    ``nvidia-smi``'s per-process figures name host PIDs, which do not match inside a container. With several server workers, it is the one that answers the scrape.
+
+    Nothing when torch was never imported or CUDA never started: a scrape must not import torch or
+    create a CUDA context (hundreds of MiB) in a process that had no use for one."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_initialized():
+        return
+    family = GaugeMetricFamily("labelloop_gpu_memory_bytes", "CUDA memory held by this process (PyTorch allocator)",
+                               labels=["backend", "device", "kind"])
+    for index in range(torch.cuda.device_count()):
+        family.add_metric([backend, f"cuda:{index}", "allocated"], float(torch.cuda.memory_allocated(index)))
+        family.add_metric([backend, f"cuda:{index}", "reserved"], float(torch.cuda.memory_reserved(index)))
+    yield family
 
 
 def render(state: StateCollector) -> bytes:

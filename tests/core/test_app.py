@@ -159,6 +159,20 @@ def test_metrics(client):
         assert name in text
 
 
+def test_metrics_gpu_memory_only_once_cuda_started(client, monkeypatch):
+    """The gauge reads the process's own CUDA allocator; before CUDA starts a scrape must not start it."""
+    import torch
+
+    assert "labelloop_gpu_memory_bytes" not in client.get("/metrics").get_data(as_text=True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda index: 3 * 2**20)
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda index: 8 * 2**20)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'labelloop_gpu_memory_bytes{backend="toy",device="cuda:0",kind="allocated"} 3.145728e+06' in text
+    assert 'labelloop_gpu_memory_bytes{backend="toy",device="cuda:0",kind="reserved"} 8.388608e+06' in text
+
+
 STORM_ENV = {k: v for k, v in os.environ.items() if k == "JOURNAL_SYNCHRONOUS"}
 
 
