@@ -27,6 +27,10 @@ between cycles; null when it never does within the budget).
     .venv/bin/python bench/active_learning.py --validation 10000 --seeds 2 --cycles 5 \
         --strategies hybrid:prefilter=5,hybrid,hybrid:prefilter=20 --out bench/results/hybrid_prefilter.json
                                                          # choose a setting on held-out training images
+    .venv/bin/python bench/active_learning.py --validation 10000 --seeds 2 --cycles 5 \
+        --strategies margin,margin:committee=3 --reuse random,margin --out bench/results/committee_validation.json
+                                                         # margin on a 3-model committee (after copying
+                                                         # margin_subset_10000.json there, to reuse its curves)
 """
 
 from __future__ import annotations
