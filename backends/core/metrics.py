@@ -69,7 +69,8 @@ class StateCollector:
 def gpu_memory(backend: str) -> Iterator[GaugeMetricFamily]:
     """CUDA memory this process holds, per device, as PyTorch's allocator sees it: the segmenter's
     embedding cache and the models live there, not in the RSS. Read from the process itself because
-    ``nvidia-smi``'s per-process figures name host PIDs, which do not match inside a container. With several server workers, it is the one that answers the scrape.
+    ``nvidia-smi``'s per-process figures name host PIDs, which do not match inside a container. With
+    several server workers (gunicorn), it is the figure of the worker that answers the scrape.
 
     Nothing when torch was never imported or CUDA never started: a scrape must not import torch or
     create a CUDA context (hundreds of MiB) in a process that had no use for one."""
