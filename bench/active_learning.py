@@ -101,12 +101,12 @@ def epochs_for(protocol: Protocol, n_labels: int) -> int:
     return max(1, math.ceil(protocol.steps * protocol.batch / max(1, n_labels)))
 
 
-def fit(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, seed: int) -> TaskClassifier:
+def fit(x: torch.Tensor, y: np.ndarray, protocol: Protocol, seed: int) -> TaskClassifier:
     torch.manual_seed(seed)
     model = TaskClassifier(10, "small_cnn", in_channels=1, width=protocol.width)
     config = TrainConfig(epochs=epochs_for(protocol, len(x)), batch=protocol.batch, lr=protocol.lr, seed=seed,
                          device=protocol.device)
-    return train(model, x, y, config)
+    return train(model, x, torch.from_numpy(y).long(), config)
 
 
 def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray, device: str = "cpu") -> float:
@@ -187,7 +187,7 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
         print(f"seed {seed} {name:>14}: resumed from {checkpoint.path}", flush=True)
     if len(curves) == len(strategies):
         return curves  # no need for the shared first model
-    first = fit(x_pool[initial], torch.from_numpy(y_pool[initial]).long(), protocol, seed)
+    first = fit(x_pool[initial], y_pool[initial], protocol, seed)
     first_acc = accuracy(first, x_test, y_test, device)
     print(f"seed {seed}: {protocol.initial} labels, shared start: {first_acc:.4f}", flush=True)
     for name in (name for name in strategies if name not in curves):
@@ -209,7 +209,7 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
             picked = candidates[strategy.select(pool, protocol.per_cycle)]
             selected_s = time.time() - started
             labeled = np.concatenate([labeled, picked])
-            model = fit(x_pool[labeled], torch.from_numpy(y_pool[labeled]).long(), protocol, seed)
+            model = fit(x_pool[labeled], y_pool[labeled], protocol, seed)
             curve.append(accuracy(model, x_test, y_test, device))
             print(f"seed {seed} {name:>14} cycle {cycle}: {len(labeled)} labels acc {curve[-1]:.4f} "
                   f"(select {selected_s:.1f} s, total {time.time() - started:.1f} s)", flush=True)
@@ -226,7 +226,7 @@ def committee_probs(probs: np.ndarray, x_labeled: torch.Tensor, y_labeled: np.nd
     so every strategy is still measured on the same single model."""
     members = [probs]
     for member in range(1, size):
-        other = fit(x_labeled, torch.from_numpy(y_labeled).long(), protocol, seed + 7919 * member)
+        other = fit(x_labeled, y_labeled, protocol, seed + 7919 * member)
         members.append(infer(other, x_candidates, device=protocol.device).probs)
     return np.mean(members, axis=0)
 

@@ -95,9 +95,9 @@ def test_a_committee_selects_on_the_mean_of_models_trained_from_other_seeds():
         active_learning.make_strategy("margin:views=2")
     protocol = active_learning.Protocol(steps=20, batch=16)
     x, y = torch.randn(40, 1, 28, 28), np.arange(40) % 10
-    model = active_learning.fit(x, torch.from_numpy(y).long(), protocol, seed=0)
+    model = active_learning.fit(x, y, protocol, seed=0)
     probs = active_learning.infer(model, x[:8]).probs
-    other = active_learning.infer(active_learning.fit(x, torch.from_numpy(y).long(), protocol, seed=7919), x[:8]).probs
+    other = active_learning.infer(active_learning.fit(x, y, protocol, seed=7919), x[:8]).probs
     averaged = active_learning.committee_probs(probs, x, y, x[:8], 2, protocol, seed=0)
     np.testing.assert_allclose(averaged, (probs + other) / 2, rtol=1e-5, atol=1e-7)
     assert not np.allclose(averaged, probs)  # the second member is another model, not the first again
