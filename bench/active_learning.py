@@ -85,6 +85,9 @@ class Protocol:
     device: str = "cpu"
     #: channel multiplier of the small_cnn backbone (FLOPs grow with its square).
     width: int = 1
+    #: the task model's backbone: small_cnn (the CPU protocol) or resnet18_small, the paper's
+    #: CIFAR ResNet-18 (~200x the FLOPs: a GPU's work, ``--device cuda``).
+    backbone: str = "small_cnn"
 
     @classmethod
     def quick(cls) -> "Protocol":
@@ -103,7 +106,7 @@ def epochs_for(protocol: Protocol, n_labels: int) -> int:
 
 def fit(x: torch.Tensor, y: np.ndarray, protocol: Protocol, seed: int) -> TaskClassifier:
     torch.manual_seed(seed)
-    model = TaskClassifier(10, "small_cnn", in_channels=1, width=protocol.width)
+    model = TaskClassifier(10, protocol.backbone, in_channels=1, width=protocol.width)
     config = TrainConfig(epochs=epochs_for(protocol, len(x)), batch=protocol.batch, lr=protocol.lr, seed=seed,
                          device=protocol.device)
     return train(model, x, torch.from_numpy(y).long(), config)
@@ -114,7 +117,7 @@ def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray, device: str 
 
 
 #: What a results file written before a protocol field existed was measured under.
-WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0, "device": "cpu", "width": 1}
+WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0, "device": "cpu", "width": 1, "backbone": "small_cnn"}
 
 
 class Checkpoint:
@@ -337,7 +340,7 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
     summary = summarise(per_seed, protocol)
     result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
               "measured_on": f"{protocol.validation} training images held out" if protocol.validation else "test set",
-              "model": f"TaskClassifier(small_cnn, width {protocol.width}) + loss-prediction head", **summary,
+              "model": f"TaskClassifier({protocol.backbone}, width {protocol.width}) + loss-prediction head", **summary,
               "seconds": round(time.time() - started, 1), "pairs_resumed": checkpoint.resumed,
               "pairs_measured": protocol.seeds * len(strategies) - checkpoint.resumed,
               "machine": {"cpus": os.cpu_count(), "device": device_name(protocol.device)}}
@@ -362,6 +365,8 @@ def argument_parser() -> argparse.ArgumentParser:
                                                     f"{Protocol.subset})")
     parser.add_argument("--device", help="where models train and infer: cpu (default), cuda")
     parser.add_argument("--width", type=int, help="channel multiplier of the small_cnn backbone (default 1)")
+    parser.add_argument("--backbone", choices=["small_cnn", "resnet18_small"],
+                        help="the task model's backbone (default small_cnn; resnet18_small wants --device cuda)")
     parser.add_argument("--seed", type=int, help="run only this seed, into the checkpoint beside --out (several "
                                                  "processes, one seed each); then run without --seed to summarise")
     parser.add_argument("--validation", type=int, help="measure on N training images held out of the pool, "
@@ -377,7 +382,7 @@ def protocol_for(args: argparse.Namespace) -> Protocol:
     protocol = Protocol.quick() if args.quick else Protocol()
     if args.epochs is not None and args.steps is None:
         protocol.steps = 0  # asking for epochs means a fixed epoch count, not the default step budget
-    for field in ("seeds", "cycles", "epochs", "steps", "subset", "validation", "device", "width"):
+    for field in ("seeds", "cycles", "epochs", "steps", "subset", "validation", "device", "width", "backbone"):
         if getattr(args, field) is not None:
             setattr(protocol, field, getattr(args, field))
     return protocol

@@ -5,9 +5,11 @@ Plain PyTorch, no server: a notebook or the benchmark builds a :class:`TaskClass
 :func:`train` and :func:`infer`, and gets what the acquisition strategies need (class
 probabilities, embeddings, predicted losses) in one pass.
 
-Backbones: ``resnet18`` (torchvision; what the backend uses on real images) and ``small_cnn``
+Backbones: ``resnet18`` (torchvision; what the backend uses on real images), ``resnet18_small``
+(the same network with the CIFAR stem Yoo & Kweon used for 32x32 images: ImageNet's 7x7 stride-2
+conv and max-pool shrink a 28-64 px image to a few pixels before the first block) and ``small_cnn``
 (three conv blocks; what the CPU benchmark uses on 28x28 Fashion-MNIST, where a ResNet-18 would
-spend hours per strategy). Both expose several stages to the loss-prediction head, as the paper
+spend hours per strategy). All expose several stages to the loss-prediction head, as the paper
 does with ResNet's four blocks.
 """
 
@@ -24,7 +26,7 @@ from torch import nn
 
 from .loss_prediction import LossPredictionHead, margin_ranking_loss
 
-BACKBONES = ("resnet18", "small_cnn")
+BACKBONES = ("resnet18", "resnet18_small", "small_cnn")
 
 
 class _SmallCNN(nn.Module):
@@ -51,12 +53,17 @@ class _SmallCNN(nn.Module):
 
 
 class _ResNet18(nn.Module):
-    def __init__(self, in_channels: int) -> None:
+    """torchvision's ResNet-18 cut into a stem and four stages; ``small_input`` swaps the stem for
+    the CIFAR one (3x3 stride-1 conv, no max-pool) so small images keep their resolution."""
+
+    def __init__(self, in_channels: int, small_input: bool = False) -> None:
         super().__init__()
         from torchvision.models import resnet18
 
         net = resnet18(weights=None)
-        if in_channels != 3:
+        if small_input:
+            net.conv1, net.maxpool = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False), nn.Identity()
+        elif in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.ModuleList([net.layer1, net.layer2, net.layer3, net.layer4])
@@ -82,7 +89,10 @@ class TaskClassifier(nn.Module):
         if width != 1 and backbone != "small_cnn":
             raise ValueError(f"width {width}: only small_cnn has a channel multiplier")
         self.backbone_name, self.width = backbone, width
-        self.backbone = _ResNet18(in_channels) if backbone == "resnet18" else _SmallCNN(in_channels, width)
+        if backbone == "small_cnn":
+            self.backbone: nn.Module = _SmallCNN(in_channels, width)
+        else:
+            self.backbone = _ResNet18(in_channels, small_input=backbone == "resnet18_small")
         self.fc = nn.Linear(self.backbone.channels[-1], num_classes)
         self.loss_head = LossPredictionHead(self.backbone.channels)
 
@@ -244,9 +254,14 @@ def load_base(backbone: str, num_classes: int, weights: str | None) -> TaskClass
         own = {k: v for k, v in state.items() if not k.startswith("fc.")}
     else:  # a torchvision resnet18 state dict: map its names onto our stages
         own = {_torchvision_key(k): v for k, v in state.items() if not k.startswith("fc.")}
+    # resnet18_small's 3x3 first conv cannot take ImageNet's 7x7 one: it starts fresh, the rest transfers
+    shapes = model.state_dict()
+    own = {k: v for k, v in own.items() if k not in shapes or shapes[k].shape == v.shape}
     missing, _ = model.load_state_dict(own, strict=False)
-    if any(k.startswith("backbone.") for k in missing):
-        raise ValueError(f"{weights} does not hold {backbone} backbone weights (missing {missing[:3]} ...)")
+    fresh = "backbone.stem.0." if backbone == "resnet18_small" else None
+    absent = [k for k in missing if k.startswith("backbone.") and not (fresh and k.startswith(fresh))]
+    if absent:
+        raise ValueError(f"{weights} does not hold {backbone} backbone weights (missing {absent[:3]} ...)")
     return model
 
 

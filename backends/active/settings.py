@@ -21,10 +21,11 @@ class ActiveSettings(ProjectSettings):
     # Which tasks first: random, least_confidence, margin, entropy, learning_loss, coreset,
     # discriminative, hybrid, badge (bench/active_learning.py compares them).
     strategy: str = "margin"
-    # Classification task model: torchvision ResNet-18 (``small_cnn`` for tiny images), started from
+    # Classification task model: torchvision ResNet-18 (``resnet18_small``: its CIFAR stem, for images
+    # of 32-64 px; ``small_cnn`` for tiny images on a CPU), started from
     # ``base_weights``: a ResNet-18 state dict file (e.g. torchvision's ImageNet weights), or empty for
     # random init (what the offline tests use).
-    backbone: Literal["resnet18", "small_cnn"] = "resnet18"
+    backbone: Literal["resnet18", "resnet18_small", "small_cnn"] = "resnet18"
     base_weights: str = ""
     imgsz: int = Field(224, ge=16)
     epochs: int = Field(10, gt=0)

@@ -6,7 +6,9 @@
   top-left corner) to YOLO's normalised centre/size of the axis-aligned bounding box, clipped to the
   image. Boxes wholly outside the image are dropped and counted.
 - A task annotated with no box is kept as a negative (an empty label file): it teaches the model
-  what not to detect.
+  what not to detect. Not when its annotation outlines one of the model's classes with another
+  region type (a polygon, a brush mask, ...) on the same image: that object would be taught as
+  background, so the task is skipped and the report says why.
 - The train/val split is a deterministic hash of the task id, so a task stays on its side as the
   project grows and the val split is comparable between versions. At least one image goes to val;
   with a single image it serves for both.
@@ -55,13 +57,18 @@ def pick_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     return max(truth or annotations, key=lambda a: (a.get("updated_at") or "", a.get("id") or 0))
 
 
-def rect_to_yolo(value: dict[str, Any]) -> tuple[float, float, float, float] | None:
-    """Label Studio rectangle value (percent) -> clipped YOLO (cx, cy, w, h); None if outside."""
+def rect_to_yolo(value: dict[str, Any], width: float = 1.0, height: float = 1.0
+                 ) -> tuple[float, float, float, float] | None:
+    """Label Studio rectangle value (percent) -> clipped YOLO (cx, cy, w, h); None if outside.
+
+    Label Studio rotates a box in pixels, so a rotated box needs the image's ``width`` and ``height``
+    (any unit: only their ratio counts): rotating percentages would skew it on a non-square image.
+    """
     x, y, w, h = (float(value.get(k, 0)) / 100 for k in ("x", "y", "width", "height"))
     angle = math.radians(float(value.get("rotation") or 0))
-    corners = [(0, 0), (w, 0), (w, h), (0, h)]
-    xs = [x + cx * math.cos(angle) - cy * math.sin(angle) for cx, cy in corners]
-    ys = [y + cx * math.sin(angle) + cy * math.cos(angle) for cx, cy in corners]
+    corners = [(0, 0), (w * width, 0), (w * width, h * height), (0, h * height)]
+    xs = [x + (cx * math.cos(angle) - cy * math.sin(angle)) / width for cx, cy in corners]
+    ys = [y + (cx * math.sin(angle) + cy * math.cos(angle)) / height for cx, cy in corners]
     x1, x2 = max(0.0, min(xs)), min(1.0, max(xs))
     y1, y2 = max(0.0, min(ys)), min(1.0, max(ys))
     if x2 - x1 <= 1e-6 or y2 - y1 <= 1e-6:
@@ -69,7 +76,16 @@ def rect_to_yolo(value: dict[str, Any]) -> tuple[float, float, float, float] | N
     return ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
 
 
-def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, image_key: str,
+def _other_region(item: dict[str, Any], to_name: str, class_index: dict[str, int]) -> set[str]:
+    """{the region type} when ``item`` labels one of the model's classes on this image, else {}."""
+    kind = str(item.get("type") or "")
+    labels = (item.get("value") or {}).get(kind) if kind.endswith("labels") else None
+    if item.get("to_name") != to_name or not isinstance(labels, list):
+        return set()
+    return {kind} if any(label in class_index for label in labels) else set()
+
+
+def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, image_key: str,
                        class_index: dict[str, int], report: BuildReport) -> list[Sample]:
     samples = []
     for task in tasks:
@@ -80,19 +96,26 @@ def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, image_ke
         if not isinstance(url, str):
             report.skipped_tasks[task["id"]] = f"no data.{image_key}"
             continue
-        boxes = []
+        boxes, outlined = [], set()
         for item in annotation.get("result") or []:
             if item.get("from_name") != from_name or item.get("type") != "rectanglelabels":
+                outlined |= _other_region(item, to_name, class_index)
                 continue
             labels = (item.get("value") or {}).get("rectanglelabels") or []
             if not labels or labels[0] not in class_index:
                 report.dropped_unknown_label += 1
                 continue
-            box = rect_to_yolo(item["value"])
+            # every result Label Studio saves carries the image's size; without it a rotated box is read as square
+            box = rect_to_yolo(item["value"], float(item.get("original_width") or 1),
+                               float(item.get("original_height") or 1))
             if box is None:
                 report.dropped_outside += 1
                 continue
             boxes.append((class_index[labels[0]], *box))
+        if outlined and not boxes:
+            report.skipped_tasks[task["id"]] = (f"no box, but {', '.join(sorted(outlined))} regions of the model's "
+                                                f"classes: not a negative")
+            continue
         report.n_annotated += 1
         report.n_negatives += not boxes
         report.n_boxes += len(boxes)

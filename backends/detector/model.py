@@ -86,15 +86,25 @@ class DetectorModel(LabelLoopModel):
         current = self.registry.current() if self.registry else None  # read the pointer once
         base_by_task = {"detect": self.settings.base_weights, "segment": self.settings.seg_weights,
                         "pose": self.settings.pose_weights, "classify": self.settings.cls_weights}
+        trained_for = self._trained_control(current)
         plans = []
         for control in self.controls:
             if control.model_path:
                 plans.append(Plan(control, check_allowed(control.model_path, self.allowed_weight_dirs), None))
-            elif control.yolo_task == "detect" and current is not None:
+            elif control.from_name == trained_for:
                 plans.append(Plan(control, str(current.path / WEIGHTS_FILE), current.name))
             else:
                 plans.append(Plan(control, base_by_task[control.yolo_task], None))
         return plans
+
+    def _trained_control(self, current: Any) -> str | None:
+        """The box control a version serves: the one it was trained on (training learns the first
+        <RectangleLabels>; imported versions are taken to be for it too). A second box control keeps
+        its base weights, since the version's classes are not its labels."""
+        if current is None:
+            return None
+        first = next((c.from_name for c in self.controls if c.yolo_task == "detect"), None)
+        return current.metadata.get("from_name") or first
 
     @property
     def allowed_weight_dirs(self) -> list[Path]:

@@ -103,19 +103,20 @@ class FineTuner:
         with self._timed("fetch"):
             tasks = self._fetch_tasks()
         report = BuildReport()
-        samples = samples_from_tasks(tasks, control.from_name, image_key, {n: i for i, n in enumerate(names)}, report)
+        samples = samples_from_tasks(tasks, control.from_name, control.to_name, image_key,
+                                     {n: i for i, n in enumerate(names)}, report)
         if len(samples) < self.settings.min_annotations:
             reason = f"{len(samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
             log.info("detector project %s: not training: %s", self.detector.project_id, reason)
             return {"skipped": reason, "report": report.to_json()}
         workdir = owned_tempdir(self._work_root(), WORKDIR_PREFIX)
         try:
-            return self._train_and_publish(workdir, samples, names, report, started)
+            return self._train_and_publish(workdir, samples, names, control.from_name, report, started)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _train_and_publish(self, workdir: Path, samples: list[Any], names: list[str], report: BuildReport,
-                           started: float) -> dict[str, Any]:
+    def _train_and_publish(self, workdir: Path, samples: list[Any], names: list[str], from_name: str,
+                           report: BuildReport, started: float) -> dict[str, Any]:
         with self._timed("dataset"):
             images = self._load_images(samples, report)
             usable = [s for s in samples if s.task_id in images]
@@ -136,7 +137,7 @@ class FineTuner:
                 current_metrics = evaluate(current.path / "weights.pt", data_yaml, self.settings, names)
         make_current, decision = self._decide(metrics, current_metrics)
         metadata = {
-            "names": names, "metrics": metrics, "current_metrics": current_metrics, "decision": decision,
+            "names": names, "from_name": from_name, "metrics": metrics, "current_metrics": current_metrics, "decision": decision,
             "n_annotations": report.n_annotated, "n_train": len(train_ids), "n_val": len(val_ids),
             "val_task_ids": sorted(val_ids), "report": report.to_json(),
             "hyperparameters": {k: getattr(self.settings, k) for k in

@@ -22,13 +22,24 @@ from .engine import Embedding
 log = logging.getLogger(__name__)
 
 
+IDENTITY_FILE = "weights.id"
+
+
 class EmbeddingCache:
-    def __init__(self, memory_bytes: int, disk_dir: Path | None = None, disk_bytes: int = 0) -> None:
+    """``weights`` names the encoder weights the embeddings come from: a disk tier written under
+    other weights (a fine-tuned checkpoint in place of the official one) is emptied, since its
+    embeddings would be decoded by a mask decoder they do not belong to. ``device`` is where
+    embeddings read from disk go: the decoder's device."""
+
+    def __init__(self, memory_bytes: int, disk_dir: Path | None = None, disk_bytes: int = 0,
+                 weights: str = "", device: str = "cpu") -> None:
         self.memory_bytes = memory_bytes
         self.disk_dir = Path(disk_dir) if disk_dir and disk_bytes > 0 else None
         self.disk_bytes = disk_bytes
+        self.device = device
         if self.disk_dir:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
+            self._claim_disk(weights)
         self._items: "OrderedDict[str, Embedding]" = OrderedDict()
         self._used = 0
         self._inflight: dict[str, Future] = {}
@@ -119,7 +130,7 @@ class EmbeddingCache:
         import torch
 
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            data = torch.load(path, map_location=self.device, weights_only=True)
             os.utime(path)
             return Embedding(data["features"], tuple(data["original_size"]), tuple(data["input_size"]))
         except Exception as exc:  # a torn or foreign file: recompute
@@ -141,6 +152,17 @@ class EmbeddingCache:
         except OSError as exc:  # a full disk costs a recomputation later, nothing else
             log.warning("could not cache embedding on disk: %s", exc)
             tmp.unlink(missing_ok=True)
+
+    def _claim_disk(self, weights: str) -> None:
+        marker = self.disk_dir / IDENTITY_FILE  # type: ignore[operator]
+        if marker.is_file() and marker.read_text() == weights:
+            return
+        stale = list(self.disk_dir.glob("*.pt"))  # type: ignore[union-attr]
+        if stale:
+            log.info("emptying the embedding cache %s: %d embeddings of other weights", self.disk_dir, len(stale))
+        for f in stale:
+            f.unlink(missing_ok=True)
+        marker.write_text(weights)
 
     def _trim_disk(self) -> None:
         assert self.disk_dir is not None

@@ -75,6 +75,7 @@ class SamEngine:
         self._predictor_cls = SamPredictor
         self.sam = sam
         self.name = f"sam-{model_type}" + ("" if checkpoint else "-random")
+        self.weights_id = weights_id(checkpoint)
         self.encoder_runs = 0
         self._decode_lock = threading.Lock()  # one SamPredictor, reused per decode
 
@@ -104,6 +105,16 @@ class SamEngine:
         # SAM's predicted IoU is a regression output, not a probability: it can leave [0, 1] (always
         # with random weights, at times with real ones). Label Studio shows it as the region's score.
         return masks[best], float(np.clip(scores[best], 0.0, 1.0))
+
+
+def weights_id(checkpoint: str | None) -> str:
+    """Which weights: the checkpoint's resolved path, size and modification time (hashing a 2.5 GB
+    vit_h file would add seconds to every start), or "random"."""
+    if checkpoint is None:
+        return "random"
+    path = Path(checkpoint).resolve()
+    stat = path.stat()
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
 @lru_cache(maxsize=2)

@@ -69,16 +69,16 @@ _caches: dict[str, EmbeddingCache] = {}
 _caches_lock = threading.Lock()
 
 
-def embedding_cache(services: Any, engine_name: str) -> EmbeddingCache:
+def embedding_cache(services: Any, engine: SamEngine) -> EmbeddingCache:
     """One cache per process and engine; the disk tier lives under DATA_DIR/sam-embeddings."""
     with _caches_lock:
-        if engine_name not in _caches:
+        if engine.name not in _caches:
             settings = env_settings()
-            _caches[engine_name] = EmbeddingCache(
-                settings.cache_mb * 1024 * 1024, services.settings.data_dir / "sam-embeddings" / engine_name,
-                settings.disk_cache_mb * 1024 * 1024,
+            _caches[engine.name] = EmbeddingCache(
+                settings.cache_mb * 1024 * 1024, services.settings.data_dir / "sam-embeddings" / engine.name,
+                settings.disk_cache_mb * 1024 * 1024, weights=engine.weights_id, device=engine.device,
             )
-        return _caches[engine_name]
+        return _caches[engine.name]
 
 
 class SegmenterModel(LabelLoopModel):
@@ -100,7 +100,7 @@ class SegmenterModel(LabelLoopModel):
 
     @property
     def cache(self) -> EmbeddingCache:
-        return embedding_cache(self.services, self.engine.name)
+        return embedding_cache(self.services, self.engine)
 
     @cached_property
     def outputs(self) -> list[Any]:
@@ -111,6 +111,11 @@ class SegmenterModel(LabelLoopModel):
         if not found:
             raise LabelConfigError("the segmenter needs a <BrushLabels> or <PolygonLabels> control on an <Image>")
         return found
+
+    @property
+    def images(self) -> list[str]:
+        """The <Image> tags a mask control draws on, in config order (the first is the default)."""
+        return list(dict.fromkeys(c.to_name[0] for c in self.outputs))
 
     def setup(self) -> None:
         self.outputs  # noqa: B018 - structural validation; SAM loads on first use
@@ -159,20 +164,31 @@ class SegmenterModel(LabelLoopModel):
         if not context.get("result"):
             log.info("segmenter: task %s: context has no point or box region; nothing to segment", task.get("id"))
             return {**self.empty_prediction(), "score": 0.0}
-        embedding, width, height = self.embedding_for(task, self.outputs[0].to_name[0])
+        image = self._clicked_image(context)
+        embedding, width, height = self.embedding_for(task, image)
         parsed = parse_context(context, width, height, extreme_points=extreme)
         if not parsed.prompt.points and parsed.prompt.box is None:
             raise LabelLoopError(f"all {parsed.outside} prompt regions lie outside the {width}x{height} image", status=422)
-        targets = self._targets(parsed.label)
+        targets = self._targets(parsed.label, image)
         mask, score = self.engine.decode(embedding, parsed.prompt, self.settings.multimask)
         MASKS.labels("interactive").inc()
         log.debug("segmenter: task %s: mask of %d px", task.get("id"), int(mask.sum()))
         return self._prediction(mask, score, targets)
 
-    def _targets(self, label: str | None) -> list[tuple[Any, str]]:
-        """(output control, label) pairs for the label the labeler chose."""
+    def _clicked_image(self, context: dict[str, Any]) -> str:
+        """The <Image> the prompt regions were drawn on: with several images in the config, segmenting
+        another image's pixels, or drawing the mask on every image, would be wrong."""
+        for item in context.get("result") or []:
+            if isinstance(item, dict) and item.get("to_name") in self.images:
+                return str(item["to_name"])
+        return self.images[0]
+
+    def _targets(self, label: str | None, image: str) -> list[tuple[Any, str]]:
+        """(output control, label) pairs on ``image`` for the label the labeler chose."""
         targets = []
         for control in self.outputs:
+            if control.to_name[0] != image:
+                continue
             if label is None:
                 targets.append((control, control.labels[0]))
             elif label in control.labels:
@@ -194,20 +210,21 @@ class SegmenterModel(LabelLoopModel):
         return {"result": result, "score": round(float(score), 4), "model_version": self.model_version}
 
     def _boxes_to_masks(self, task: dict[str, Any]) -> dict[str, Any]:
-        boxes = task_boxes(task)
+        boxes = [(image, value) for image, value in task_boxes(task) if (image or self.images[0]) in self.images]
         if not boxes:
             if self.settings.prefetch_on_open:
                 prefetch_in_background(self, task)
             return self.empty_prediction()
-        embedding, width, height = self.embedding_for(task, self.outputs[0].to_name[0])
         result: list[dict[str, Any]] = []
         scores = []
-        for value in boxes:
+        for image, value in boxes:
+            image = image or self.images[0]
+            embedding, width, height = self.embedding_for(task, image)  # a memory hit after the first box
             x1, y1 = value["x"] * width / 100, value["y"] * height / 100
             x2, y2 = x1 + value["width"] * width / 100, y1 + value["height"] * height / 100
             label = (value.get("rectanglelabels") or [None])[0]
             try:
-                targets = self._targets(label)
+                targets = self._targets(label, image)
             except LabelConfigError:
                 continue  # a box whose label has no mask counterpart
             mask, score = self.engine.decode(embedding, Prompt([], [], (x1, y1, x2, y2)), False)
@@ -226,7 +243,8 @@ class SegmenterModel(LabelLoopModel):
         for task in tasks:
             job.check_cancelled()
             try:
-                self.embedding_for(task, self.outputs[0].to_name[0])
+                for image in self.images:
+                    self.embedding_for(task, image)
                 done += 1
             except LabelLoopError as exc:
                 failed += 1
@@ -235,8 +253,8 @@ class SegmenterModel(LabelLoopModel):
         return {"embedded": done, "failed": failed, "tasks": len(tasks)}
 
 
-def task_boxes(task: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rectangle values of the task's newest annotation, else of its predictions."""
+def task_boxes(task: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
+    """(image tag, rectangle value) of the task's newest annotation, else of its predictions."""
     annotations = [a for a in task.get("annotations") or [] if isinstance(a, dict) and not a.get("was_cancelled")]
     sources = [annotations[-1]] if annotations else [p for p in task.get("predictions") or [] if isinstance(p, dict)]
     boxes = []
@@ -245,7 +263,7 @@ def task_boxes(task: dict[str, Any]) -> list[dict[str, Any]]:
             if isinstance(item, dict) and item.get("type") == "rectanglelabels" and isinstance(item.get("value"), dict):
                 value = item["value"]
                 if all(isinstance(value.get(k), (int, float)) for k in ("x", "y", "width", "height")):
-                    boxes.append(value)
+                    boxes.append((item.get("to_name") if isinstance(item.get("to_name"), str) else None, value))
     return boxes
 
 
@@ -269,6 +287,7 @@ def _prefetch_loop() -> None:
     while True:
         model, task = _prefetch_queue.get()
         try:
-            model.embedding_for(task, model.outputs[0].to_name[0])
+            for image in model.images:
+                model.embedding_for(task, image)
         except Exception as exc:  # a prefetch failure only means the first click computes it
             log.warning("segmenter: background embedding of task %s failed: %s", task.get("id"), exc)

@@ -101,3 +101,18 @@ def test_a_committee_selects_on_the_mean_of_models_trained_from_other_seeds():
     averaged = active_learning.committee_probs(probs, x, y, x[:8], 2, protocol, seed=0)
     np.testing.assert_allclose(averaged, (probs + other) / 2, rtol=1e-5, atol=1e-7)
     assert not np.allclose(averaged, probs)  # the second member is another model, not the first again
+
+
+def test_the_backbone_is_part_of_the_protocol_and_reaches_the_model():
+    import numpy as np
+    import torch
+
+    resnet = active_learning.protocol_for(active_learning.argument_parser().parse_args(
+        ["--backbone", "resnet18_small", "--steps", "2"]))
+    assert resnet.backbone == "resnet18_small" and active_learning.Protocol().backbone == "small_cnn"
+    model = active_learning.fit(torch.randn(8, 1, 28, 28), np.arange(8) % 10, resnet, seed=0)
+    assert model.backbone_name == "resnet18_small" and model.fc.in_features == 512
+    checkpoint = active_learning.Checkpoint(None, active_learning.Protocol())
+    before_the_option = {k: v for k, v in asdict(active_learning.Protocol()).items() if k != "backbone"}
+    assert checkpoint.same_protocol(before_the_option)  # a results file from before counts as small_cnn
+    assert not checkpoint.same_protocol(asdict(resnet))

@@ -43,6 +43,22 @@ def test_torchvision_resnet_weights_become_the_backbone(tmp_path):
         classifier.load_base("resnet18", 3, str(tmp_path / "other.pth"))
 
 
+def test_resnet18_small_keeps_small_images_resolution_and_takes_imagenet_weights_but_the_first_conv(tmp_path):
+    from torchvision.models import resnet18
+
+    x = torch.randn(2, 3, 32, 32)
+    assert classifier.TaskClassifier(3, "resnet18").backbone(x)[0].shape[-1] == 8  # stride-2 conv + max-pool
+    assert classifier.TaskClassifier(3, "resnet18_small").backbone(x)[0].shape[-1] == 32
+    reference = resnet18(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    model = classifier.load_base("resnet18_small", 3, str(tmp_path / "resnet18.pth"))
+    assert model.backbone.stem[0].weight.shape[-1] == 3  # the 7x7 ImageNet conv did not fit: fresh
+    assert torch.equal(model.backbone.stages[0][0].conv1.weight, reference.layer1[0].conv1.weight)
+    classifier.save(model, tmp_path / CLASSIFIER_FILE, ["a", "b", "c"], 32)
+    loaded, _, _ = classifier.load(tmp_path / CLASSIFIER_FILE)
+    np.testing.assert_allclose(classifier.infer(loaded, x).probs, classifier.infer(model, x).probs, atol=1e-5)
+
+
 def outputs(probs=None, confs=(), labels=(), boxes=(), emb=None):
     return ImageOutputs(embedding=np.asarray(emb if emb is not None else [0.0, 0.0], dtype=np.float32), regions=[],
                         probs=None if probs is None else np.asarray(probs), predicted_loss=0.0,

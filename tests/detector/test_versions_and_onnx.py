@@ -30,6 +30,18 @@ def test_register_weights_by_path_then_predict_with_their_names(services, detect
     assert {r["value"]["rectanglelabels"][0] for r in prediction["result"]} <= {"Widget", "Gadget"}
 
 
+def test_a_version_serves_the_box_control_it_learned_and_a_second_one_keeps_the_base_weights(services, detector_env):
+    two = CONFIG.replace("</View>", '<RectangleLabels name="people" toName="image" model_score_threshold="0">'
+                                    '<Label value="Person"/></RectangleLabels></View>')
+    path = one_class_checkpoint("detect", detector_env, {0: "widget", 1: "gadget"})
+    DetectorModel(project_id=3, label_config=two, services=services).import_version(path=str(path))
+    model = DetectorModel(project_id=3, label_config=two, services=services)
+    served = {plan.control.from_name: plan.version for plan in model.plans()}
+    assert served == {"box": "detector-v1", "people": None}  # "Person" is not a class of the version
+    prediction = model.predict([{"id": 1, "data": {"image": data_uri(scene(1)[0])}}])[0]
+    assert prediction["model_version"] == "detector-v1"
+
+
 def test_register_refuses_outside_paths_and_non_detect_models(services, detector_env, tmp_path):
     outside = tmp_path / "elsewhere.pt"
     shutil.copy(one_class_checkpoint("detect", detector_env, {0: "widget"}), outside)

@@ -44,3 +44,22 @@ def test_disk_tier_survives_a_new_process_cache(tmp_path):
     second = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB)
     embedding, source = second.get_or_compute("k", lambda: (_ for _ in ()).throw(AssertionError("recomputed")))
     assert source == "disk" and embedding.original_size == (10, 10)
+
+
+def test_other_weights_empty_the_disk_tier_and_the_same_weights_keep_it(tmp_path):
+    official = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB, weights="sam_vit_b.pth:1")
+    official.get_or_compute("k", fake)
+    again = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB, weights="sam_vit_b.pth:1")
+    assert again.get_or_compute("k", lambda: (_ for _ in ()).throw(AssertionError("recomputed")))[1] == "disk"
+    tuned = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB, weights="tuned.pth:2")
+    assert tuned.get_or_compute("k", fake)[1] == "computed"  # not the official encoder's embedding
+
+
+def test_embeddings_read_from_disk_land_on_the_decoders_device(tmp_path, monkeypatch):
+    EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB).get_or_compute("k", fake)
+    seen = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **kw: seen.append(kw["map_location"]) or real_load(*a, **{
+        **kw, "map_location": "cpu"}))  # no GPU here: check what is asked for
+    cache = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB, device="cuda")
+    assert cache.get_or_compute("k", fake)[1] == "disk" and seen == ["cuda"]

@@ -113,3 +113,19 @@ def test_bad_contexts_and_configs(services):
         seg(services, '<View><Text name="t" value="$t"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>').setup()
     with pytest.raises(LabelConfigError, match="BrushLabels"):
         seg(services, '<View><Image name="image" value="$image"/><Choices name="c" toName="image"><Choice value="a"/></Choices></View>').setup()
+
+
+def test_with_two_images_the_clicked_one_is_segmented_and_only_its_controls_get_the_mask(services):
+    config = ('<View><Image name="left" value="$left"/><Image name="right" value="$right"/>'
+              '<BrushLabels name="left_mask" toName="left"><Label value="Cat"/></BrushLabels>'
+              '<BrushLabels name="right_mask" toName="right"><Label value="Cat"/></BrushLabels>'
+              '<KeyPointLabels name="kp" toName="right" smart="true"><Label value="Cat"/></KeyPointLabels></View>')
+    task = {"id": 5, "data": {"left": image_uri(5), "right": image_uri(6, size=(48, 80))}}
+    (prediction,) = seg(services, config).predict([task], context={"result": [{**click(50, 50), "to_name": "right"}]})
+    (region,) = prediction["result"]
+    assert (region["from_name"], region["to_name"]) == ("right_mask", "right")
+    assert (region["original_width"], region["original_height"]) == (48, 80)  # the right image's pixels
+    box = {"type": "rectanglelabels", "from_name": "label", "to_name": "left",
+           "value": {"x": 10, "y": 10, "width": 50, "height": 60, "rectanglelabels": ["Cat"]}}
+    (masks,) = seg(services, config).predict([{**task, "predictions": [{"result": [box]}]}])
+    assert [(r["to_name"], r["original_width"]) for r in masks["result"]] == [("left", 96)]
