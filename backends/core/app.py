@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import threading
 import time
 from base64 import b64decode
 from typing import Any, Callable
 
 from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from .errors import BadRequest, LabelLoopError, NotFound, Unauthorized
@@ -30,6 +32,30 @@ from .settings import CoreSettings
 log = logging.getLogger(__name__)
 
 
+MAX_ID = 2**63 - 1  # SQLite's (and Label Studio's) integer range
+
+
+class FiniteJSON(DefaultJSONProvider):
+    """JSON that strict parsers accept: a diverged loss (NaN) or an unbounded metric in a job's
+    progress or a version's metadata becomes null instead of the bare ``NaN`` Python writes."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return super().dumps(obj, allow_nan=False, **kwargs)
+        except ValueError:  # rare: pay for the walk only then
+            return super().dumps(_finite(obj), **kwargs)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def parse_project(value: Any) -> int | None:
     """Label Studio sends ``"4.1795408869"`` (id.created_at) to /setup and /predict, a project
     object to webhooks, and users send plain ids to our own routes."""
@@ -37,11 +63,12 @@ def parse_project(value: Any) -> int | None:
         value = value.get("id")
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
+    if isinstance(value, int) and 0 <= value <= MAX_ID:
+        return value
     if isinstance(value, str):
         head = value.split(".", 1)[0].strip()
-        if head.isdigit():
+        # isdigit() also passes "²" (which int() refuses); ids beyond 64 bits overflow SQLite
+        if head.isascii() and head.isdecimal() and int(head) <= MAX_ID:
             return int(head)
     raise BadRequest(f"project {str(value)[:40]!r} is not a Label Studio project id")
 
@@ -102,6 +129,7 @@ def create_app(
         threading.Thread(target=_warmup, args=(model_class, services), name="warmup", daemon=True).start()
 
     app = Flask(f"labelloop.{backend}")
+    app.json = FiniteJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = 512 * 1024 * 1024  # uploaded weights
     heap = HeapTrimmer().start()
     app.extensions["labelloop"] = {"services": services, "dispatcher": dispatcher, "model_class": model_class,
@@ -303,19 +331,19 @@ def create_app(
             raise BadRequest("GET /report needs ?project=<id>")
         return jsonify(new_model(project, None).report())
 
-    @app.get("/jobs/<int:job_id>")
-    def job(job_id: int) -> Response:
-        found = services.journal.get_job(job_id)
+    def own_job(job_id: int) -> Any:
+        found = services.journal.get_job(job_id) if job_id <= MAX_ID else None
         if found is None or found.backend != backend:
             raise NotFound(f"no job {job_id} for {backend}")
-        return jsonify(found.to_json())
+        return found
+
+    @app.get("/jobs/<int:job_id>")
+    def job(job_id: int) -> Response:
+        return jsonify(own_job(job_id).to_json())
 
     @app.post("/jobs/<int:job_id>/cancel")
     def cancel(job_id: int) -> Response:
-        found = services.journal.get_job(job_id)
-        if found is None or found.backend != backend:
-            raise NotFound(f"no job {job_id} for {backend}")
-        return jsonify(services.journal.request_cancel(job_id).to_json())
+        return jsonify(services.journal.request_cancel(own_job(job_id).id).to_json())
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -25,12 +25,14 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
+import urllib3
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MediaError
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 # We check the pixel count ourselves before decoding; PIL's own guard would raise a less clear error.
 Image.MAX_IMAGE_PIXELS = None
 MAX_REDIRECTS = 5
+#: a whole download may take this many times MEDIA_TIMEOUT_S (which bounds each read).
+DOWNLOAD_TIMEOUT_FACTOR = 3
 
 
 @dataclass(frozen=True)
@@ -107,9 +111,25 @@ def decode_image(data: bytes, url: str = "", max_pixels: int = 100_000_000) -> I
         )
     try:
         img = ImageOps.exif_transpose(img)
-        return img.convert("RGB")
+        return _to_8_bit(img).convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
         raise MediaError(f"{_short(url)} could not be decoded: {exc}") from None
+
+
+def _to_8_bit(img: Image.Image) -> Image.Image:
+    """16-bit and float greyscale (medical, microscopy, depth PNG/TIFF) scaled into 0-255: PIL's own
+    conversion to RGB clips every value over 255 to white."""
+    if img.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return img
+    import numpy as np
+
+    values = np.asarray(img, dtype=np.float64)
+    peak = float(values.max()) if values.size else 0.0
+    if img.mode == "F":  # floats in [0, 1], else up to their own maximum
+        top = max(peak, 1.0)
+    else:  # 16-bit, or 32-bit "I" holding 8-bit values
+        top = 255.0 if img.mode == "I" and peak <= 255 else 65535.0
+    return Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), mode="L")
 
 
 class MediaLoader:
@@ -181,8 +201,19 @@ class MediaLoader:
             raise MediaError(
                 f"{_short(path)} is stored in Label Studio, which needs credentials: set LABEL_STUDIO_API_KEY"
             )
-        response = self._get(urljoin(self.ls.url + "/", path.lstrip("/")), headers=self.ls.auth_headers())
+        response = self._get(urljoin(self.ls.url + "/", path.lstrip("/")), headers=self._ls_headers())
         return self._read(response, path)
+
+    def _ls_headers(self) -> dict[str, str]:
+        # a personal access token is exchanged for an access token first: an expired or revoked PAT,
+        # or Label Studio being down at that moment, is the task's failed dependency, not our bug
+        try:
+            return self.ls.auth_headers()
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            raise MediaError(f"could not authenticate with Label Studio at {self.ls.url} ({type(exc).__name__}"
+                             f"{f' HTTP {status}' if status else ''}): check LABEL_STUDIO_API_KEY and that "
+                             "Label Studio is up", status=424) from None
 
     def _read_local_file(self, relative: str) -> bytes:
         """The file Label Studio would serve, read from the same directory (mounted on this machine):
@@ -229,12 +260,22 @@ class MediaLoader:
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_bytes:
                 raise MediaError(f"{_short(url)} is {int(declared):,} bytes, over MEDIA_MAX_BYTES={self.max_bytes:,}")
+            # MEDIA_TIMEOUT_S bounds each socket read; a server trickling bytes would stretch the
+            # whole download without limit, so the download as a whole gets a deadline too
+            deadline = time.monotonic() + self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR
             chunks, size = [], 0
-            for chunk in response.iter_content(64 * 1024):
-                size += len(chunk)
-                if size > self.max_bytes:
-                    raise MediaError(f"{_short(url)} exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
-                chunks.append(chunk)
+            try:
+                for chunk in _arriving(response):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise MediaError(f"{_short(url)} exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
+                    if time.monotonic() > deadline:
+                        raise MediaError(f"downloading {_short(url)} took over {self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR:g}"
+                                         f" s ({DOWNLOAD_TIMEOUT_FACTOR} x MEDIA_TIMEOUT_S); gave up", status=424)
+                    chunks.append(chunk)
+            except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # broke or stalled mid-body
+                raise MediaError(f"downloading {_short(url)} failed after {size:,} bytes: {type(exc).__name__}",
+                                 status=424) from None
             return b"".join(chunks)
 
     def _data_uri(self, url: str) -> bytes:
@@ -247,6 +288,13 @@ class MediaLoader:
             return base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             raise MediaError("data: URI is not valid base64") from None
+
+
+def _arriving(response: requests.Response, size: int = 64 * 1024) -> Iterator[bytes]:
+    """The body as it arrives: ``iter_content`` waits until a whole chunk is filled, so a server
+    trickling bytes would never reach the download deadline's check."""
+    while chunk := response.raw.read1(size, decode_content=True):
+        yield chunk
 
 
 def _check_local_files_path(query: str) -> str:
@@ -274,7 +322,7 @@ class _DiskCache:
         self.root.mkdir(parents=True, exist_ok=True)
         self.budget = budget
         self._lock = threading.Lock()
-        self._size = sum(f.stat().st_size for f in self.root.glob("*.bin"))
+        self._size = sum(st.st_size for f in self.root.glob("*.bin") if (st := _stat(f)))
 
     def _path(self, url: str) -> Path:
         return self.root / (hashlib.sha256(url.encode()).hexdigest() + ".bin")
@@ -306,11 +354,20 @@ class _DiskCache:
                 self._evict()
 
     def _evict(self) -> None:
-        files = sorted(self.root.glob("*.bin"), key=lambda f: f.stat().st_mtime)
-        total = sum(f.stat().st_size for f in files)
-        for f in files:
+        # other processes (gunicorn and RQ workers) share this folder and evict too: a file may be
+        # gone between listing and stat
+        files = sorted((st.st_mtime, st.st_size, f) for f in self.root.glob("*.bin") if (st := _stat(f)))
+        total = sum(size for _, size, _ in files)
+        for _, size, f in files:
             if total <= self.budget * 0.8:
                 break
-            total -= f.stat().st_size
+            total -= size
             f.unlink(missing_ok=True)
         self._size = total
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None

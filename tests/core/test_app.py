@@ -82,6 +82,22 @@ def test_unknown_project_and_missing_keys(client):
     assert_json_error(client.post("/predict", json=body), 422, "label config")
 
 
+def test_json_answers_stay_strict_json_when_a_number_is_not_finite(app):
+    import json
+
+    with app.app_context():
+        text = app.json.dumps({"progress": {"loss": float("nan")}, "metrics": [1.5, float("inf")]})
+    assert json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}")) == {
+        "progress": {"loss": None}, "metrics": [1.5, None]}
+
+
+@pytest.mark.parametrize("project", ["²", "1" * 25, 10**20, -3])
+def test_project_ids_sqlite_or_int_cannot_hold_are_a_400_not_a_500(client, project):
+    assert_json_error(client.post("/setup", json={"schema": RECT_CONFIG, "project": project}), 400, "project")
+    assert_json_error(client.get(f"/versions?project={project}"), 400, "project")
+    assert client.get(f"/jobs/{10**20}").status_code == 404
+
+
 @pytest.mark.parametrize("url,status,fragment", [
     ("http://169.254.169.254/latest/meta-data/", 403, "link-local"),
     ("http://127.0.0.1:8080/x.png", 403, "loopback"),

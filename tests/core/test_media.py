@@ -16,7 +16,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict = {}
 
     def do_GET(self):
-        status, headers, body = self.routes.get(self.path, (404, {}, b"nope"))
+        route = self.routes.get(self.path, (404, {}, b"nope"))
+        if callable(route):  # a misbehaving server: the route writes the response itself
+            return route(self)
+        status, headers, body = route
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -169,3 +172,71 @@ def test_non_image_bytes_after_ultralytics_patched_pil(tmp_path):
 
     with pytest.raises(MediaError, match="not a readable image"):
         loader(tmp_path).decode(b"hello, not an image", "x.png")
+
+
+def test_a_download_broken_or_trickling_mid_body_is_the_tasks_failed_dependency(tmp_path, web):
+    import time
+
+    base, routes = web
+
+    def truncated(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "100000")
+        handler.end_headers()
+        handler.wfile.write(b"x" * 1000)  # then the connection closes
+
+    def trickle(handler):
+        handler.send_response(200)
+        handler.end_headers()
+        for _ in range(40):
+            handler.wfile.write(b"x" * 10)
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    routes["/truncated"], routes["/trickle"] = truncated, trickle
+    media = loader(tmp_path, allowed_hosts=["127.0.0.1"], timeout_s=0.5)
+    with pytest.raises(MediaError, match="failed after") as err:
+        media.load_bytes(base + "/truncated")
+    assert err.value.status == 424
+    started = time.monotonic()
+    with pytest.raises(MediaError, match="MEDIA_TIMEOUT_S") as err:
+        media.load_bytes(base + "/trickle")  # every read is within 0.5 s; the whole would take 4 s
+    assert err.value.status == 424 and time.monotonic() - started < 3
+
+
+def test_a_personal_access_token_that_cannot_be_refreshed_is_a_424_naming_the_key(tmp_path, monkeypatch):
+    class Expired(Exception):
+        status_code = 401
+
+    client = LabelStudioClient("http://127.0.0.1:9", "a-personal-access-token")
+    monkeypatch.setattr(client, "auth_headers", lambda: (_ for _ in ()).throw(Expired("token is expired")))
+    with pytest.raises(MediaError, match="LABEL_STUDIO_API_KEY") as err:
+        MediaLoader(client, cache_dir=tmp_path / "cache").load_bytes("/data/upload/1/a.png")
+    assert err.value.status == 424 and "HTTP 401" in err.value.message
+
+
+def test_sixteen_bit_greyscale_is_scaled_not_clipped_to_white(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (8, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(ramp).save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    pixels = np.asarray(loader(tmp_path).load_image(uri).image)
+    assert pixels[0, 0, 0] == 0 and pixels[0, -1, 0] == 255 and 100 < pixels.mean() < 155
+
+
+def test_cache_eviction_survives_files_another_process_removed(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from backends.core.media import _DiskCache
+
+    cache = _DiskCache(tmp_path / "cache", budget=3000)
+    real_glob = Path.glob
+    monkeypatch.setattr(Path, "glob", lambda self, pattern: [*real_glob(self, pattern), self / "gone.bin"])
+    for i in range(5):
+        cache.put(f"http://x/{i}", b"x" * 1000)  # evicts; "gone.bin" is listed but no longer there
+    assert cache.get("http://x/4") is not None and cache._size <= 3000

@@ -27,6 +27,19 @@ def test_publish_list_and_rollback(tmp_path):
         reg.set_current("det-v9")
 
 
+def test_a_version_name_cannot_climb_into_another_projects_versions(tmp_path):
+    other = ModelRegistry(tmp_path, "det", 5)
+    publish(other, "theirs")
+    reg = ModelRegistry(tmp_path, "det", 4)
+    publish(reg, "ours")
+    up = reg.versions_dir.parent.parent
+    climbing = "det-v1/../../../" + other.versions_dir.relative_to(up).as_posix() + "/det-v1"
+    assert (reg.versions_dir / climbing / "metadata.json").is_file()  # the path itself exists
+    with pytest.raises(NotFound):
+        reg.set_current(climbing)
+    assert (reg.current().path / "weights.bin").read_text() == "ours"
+
+
 def test_discarded_stage_leaves_nothing(tmp_path):
     reg = ModelRegistry(tmp_path, "det", 4)
     with pytest.raises(RuntimeError):
