@@ -68,8 +68,11 @@ class ActiveModel(LabelLoopModel):
         images = {o.name for o in self.label_interface.objects if o.tag.lower() == "image"}
         for tag in ("Choices", "RectangleLabels"):
             for control in self.label_interface.controls:
+                attr = {k.lower(): str(v).lower() for k, v in (control.attr or {}).items()}
+                if attr.get("perregion") == "true":
+                    continue  # a region's attribute (a box's colour), not the image's class
                 if control.tag == tag and control.to_name and control.to_name[0] in images:
-                    return _at_least_two_choices(control)
+                    return _one_of_at_least_two_choices(control, attr)
         tags = sorted({c.tag for c in self.label_interface.controls}) or ["none"]
         raise LabelConfigError("the active backend ranks image classification (<Choices> on an <Image>) or "
                                f"detection (<RectangleLabels> on an <Image>) projects; this config has {', '.join(tags)}")
@@ -204,9 +207,14 @@ def _squash(value: float, strategy: str, out: Any) -> float:
     return float(min(1.0, max(0.0, value / top))) if top > 0 else 0.0
 
 
-def _at_least_two_choices(control: Any) -> Any:
+def _one_of_at_least_two_choices(control: Any, attr: dict[str, str]) -> Any:
     """A classifier over fewer than two choices has nothing to be unsure between (and margin, the
-    default strategy, compares the two best classes)."""
+    default strategy, compares the two best classes); the classifier is single-label (softmax), so
+    a multi-label <Choices> would be trained on the first choice of each annotation only."""
+    if control.tag == "Choices" and attr.get("choice") == "multiple":
+        raise LabelConfigError(f"<Choices name=\"{control.name}\" choice=\"multiple\"> is multi-label; the active "
+                               "backend's classifier picks one class per image (use choice=\"single\" or "
+                               "\"single-radio\")")
     if control.tag == "Choices" and len(control.labels) < 2:
         raise LabelConfigError(f"<Choices name=\"{control.name}\"> has {len(control.labels)} choice(s); the active "
                                "backend ranks by the model's doubt between classes and needs at least 2")

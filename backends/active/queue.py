@@ -33,6 +33,8 @@ BULK = 200
 #: deleted, which is ``N / BULK`` requests where updating in place would be one PATCH per task, and
 #: labelers never see a half-updated order.
 GENERATION_MARK = "~"
+#: Queue scores are rank-based, 1/n apart: 6 decimals would merge neighbours beyond a million tasks.
+SCORE_DECIMALS = 9
 
 
 @dataclass
@@ -111,7 +113,7 @@ class QueueWriter:
             work.duplicates.extend(extra["id"] for extra in current[1:])
             if not current:
                 work.creates.append(entry)
-            elif abs(float(current[0].get("score") or 0) - entry.score) > 1e-6:
+            elif abs(float(current[0].get("score") or 0) - entry.score) > 0.5 * 10 ** -SCORE_DECIMALS:
                 work.updates.append((current[0]["id"], entry.score))
             else:
                 work.unchanged += 1

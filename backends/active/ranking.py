@@ -52,12 +52,14 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
                seed: int = 0) -> tuple[Pool, str | None]:
     """The strategy's inputs, and a note when it had to fall back."""
     note = None
-    embeddings = np.stack([o.embedding for o in unlabeled]) if unlabeled else np.zeros((0, 1))
-    labeled_embeddings = np.stack([o.embedding for o in labeled]) if labeled else None
+    # a non-finite output (a diverging model, a corrupt image) would poison every distance and
+    # comparison it meets: k-center greedy then picks the same task again and scores leave [0, 1]
+    embeddings = _finite(np.stack([o.embedding for o in unlabeled])) if unlabeled else np.zeros((0, 1))
+    labeled_embeddings = _finite(np.stack([o.embedding for o in labeled])) if labeled else None
     pool = Pool(embeddings=embeddings, labeled_embeddings=labeled_embeddings, rng=np.random.default_rng(seed))
     detection = bool(unlabeled) and unlabeled[0].probs is None
     if not detection:
-        pool.probs = np.stack([o.probs for o in unlabeled]) if unlabeled else np.zeros((0, 1))
+        pool.probs = _finite(np.stack([o.probs for o in unlabeled])) if unlabeled else np.zeros((0, 1))
         pool.predicted_loss = np.array([o.predicted_loss for o in unlabeled], dtype=float)
         return pool, note
     pool.uncertainty = np.array([box_uncertainty(o.box_confidences, strategy, aggregate) for o in unlabeled])
@@ -70,6 +72,11 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
                     "regressor; ranked by entropy meanwhile")
             pool.predicted_loss = np.array([box_uncertainty(o.box_confidences, "entropy", aggregate) for o in unlabeled])
     return pool, note
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    """NaN -> 0 (probabilities of 0 everywhere: the least sure), infinities -> the dtype's bounds."""
+    return np.nan_to_num(np.asarray(values, dtype=float), nan=0.0)
 
 
 def rank(pool: Pool, strategy: str, queue_size: int) -> np.ndarray:

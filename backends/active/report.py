@@ -114,6 +114,8 @@ def blind_spots(outputs: list[ImageOutputs], truths: list[Truth], names: list[st
         for label, (tp, fp, fn) in per_task.items():
             row = counts.setdefault(label, [0, 0, 0])
             row[0], row[1], row[2] = row[0] + tp, row[1] + fp, row[2] + fn
+        if not any(fp or fn for _, fp, fn in per_task.values()):
+            continue  # the model agrees with the labeler: not a blind spot, however unsure it was
         rows.append({"task": truth.task_id, "loss": round(task_loss(out, truth, names), 4),
                      "annotated": truth.label if out.probs is not None else sorted(set(truth.box_labels)),
                      "predicted": predicted})

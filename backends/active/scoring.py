@@ -33,8 +33,8 @@ from backends.core.errors import LabelLoopError
 from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.shared_work import ChunkBoard
 
-from .queue import (DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, QueueEntry, QueueWriter, generation, latest_generation,
-                    bulk_requests, own_predictions, task_ids_filter, unlabeled_filter)
+from .queue import (DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, SCORE_DECIMALS, QueueEntry, QueueWriter, generation,
+                    latest_generation, bulk_requests, own_predictions, task_ids_filter, unlabeled_filter)
 from .ranking import build_pool, rank
 from .report import Truth, blind_spots, task_loss, truth_from_task
 from .strategies import queue_scores
@@ -102,7 +102,7 @@ class Scorer:
         else:
             ranked, order, note, report = self._rank(task_model, strategy, unlabeled, tasks, truths)
         scores = queue_scores(order, len(ranked)) if len(ranked) else np.zeros(0)
-        entries = [QueueEntry(int(task["id"]), round(float(score), 6), regions)
+        entries = [QueueEntry(int(task["id"]), round(float(score), SCORE_DECIMALS), regions)
                    for (task, regions), score in zip(ranked, scores)]
         recorded = self._written_versions(tasks, version)
         version = self._target_version(version, entries, tasks, recorded)
@@ -303,7 +303,7 @@ def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]],
                   batch: int = IMAGES_IN_MEMORY) -> dict[str, Any]:
     """One chunk's model outputs as JSON rows, and the tasks whose image could not be loaded.
     Images are decoded ``batch`` at a time: a chunk of 256 full-size photos would hold gigabytes."""
-    rows, failed = [], {}
+    rows, failed, transient = [], {}, 0
     for start in range(0, len(items), batch):
         images = []
         for task_id, url in items[start:start + batch]:
@@ -311,9 +311,16 @@ def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]],
                 images.append((task_id, url, active.services.media.load_image(url)))
             except LabelLoopError as exc:  # deleted or unreadable since it was listed
                 failed[str(task_id)] = exc.message
+                transient += bool(getattr(exc, "transient", False))
                 log.warning("active: task %s not scored: %s", task_id, exc.message)
         outputs = task_model.outputs([img for _, _, img in images]) if images else []
         rows.extend(_to_json(task_id, url, out) for (task_id, url, _), out in zip(images, outputs))
+    if items and not rows and transient:
+        # every image of the chunk failed, some for reasons that pass: an outage, not deleted tasks.
+        # Failing the job (retried: 503) keeps the queue's current predictions instead of writing a
+        # version that leaves these tasks unscored
+        raise LabelLoopError(f"no image of a chunk of {len(items)} could be loaded ({transient} transient "
+                             f"failures, e.g. {next(iter(failed.values()))}); retrying later", status=503)
     return {"rows": rows, "failed": failed, "worker": worker_id()}
 
 

@@ -36,10 +36,18 @@ class LabelConfigError(LabelLoopError):
 
 
 class MediaError(LabelLoopError):
-    """An image could not be fetched or decoded, or its URL was refused."""
+    """An image could not be fetched or decoded, or its URL was refused.
+
+    ``transient``: the image may well load on a later try (no connection, a timeout, a 5xx or 429,
+    an authentication hiccup), as opposed to gone (404) or unreadable. A background job that
+    meets only transient failures is seeing an outage, not deleted tasks."""
 
     status = 422
     kind = "media"
+
+    def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
+        super().__init__(message, status=status)
+        self.transient = transient
 
 
 class NotFound(LabelLoopError):

@@ -213,7 +213,7 @@ class MediaLoader:
             status = getattr(exc, "status_code", None)
             raise MediaError(f"could not authenticate with Label Studio at {self.ls.url} ({type(exc).__name__}"
                              f"{f' HTTP {status}' if status else ''}): check LABEL_STUDIO_API_KEY and that "
-                             "Label Studio is up", status=424) from None
+                             "Label Studio is up", status=424, transient=True) from None
 
     def _read_local_file(self, relative: str) -> bytes:
         """The file Label Studio would serve, read from the same directory (mounted on this machine):
@@ -250,13 +250,14 @@ class MediaLoader:
                 url, headers=headers, timeout=self.timeout_s, stream=True, allow_redirects=allow_redirects
             )
         except requests.RequestException as exc:
-            raise MediaError(f"could not fetch {_short(url)}: {type(exc).__name__}", status=424) from None
+            raise MediaError(f"could not fetch {_short(url)}: {type(exc).__name__}", status=424, transient=True) from None
 
     def _read(self, response: requests.Response, url: str) -> bytes:
         with response:
             if response.status_code != 200:
                 hint = " (check LABEL_STUDIO_API_KEY)" if response.status_code in (401, 403) else ""
-                raise MediaError(f"fetching {_short(url)} returned HTTP {response.status_code}{hint}", status=424)
+                raise MediaError(f"fetching {_short(url)} returned HTTP {response.status_code}{hint}", status=424,
+                                 transient=response.status_code not in (404, 410))
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_bytes:
                 raise MediaError(f"{_short(url)} is {int(declared):,} bytes, over MEDIA_MAX_BYTES={self.max_bytes:,}")
@@ -271,11 +272,12 @@ class MediaLoader:
                         raise MediaError(f"{_short(url)} exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
                     if time.monotonic() > deadline:
                         raise MediaError(f"downloading {_short(url)} took over {self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR:g}"
-                                         f" s ({DOWNLOAD_TIMEOUT_FACTOR} x MEDIA_TIMEOUT_S); gave up", status=424)
+                                         f" s ({DOWNLOAD_TIMEOUT_FACTOR} x MEDIA_TIMEOUT_S); gave up", status=424,
+                                         transient=True)
                     chunks.append(chunk)
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # broke or stalled mid-body
                 raise MediaError(f"downloading {_short(url)} failed after {size:,} bytes: {type(exc).__name__}",
-                                 status=424) from None
+                                 status=424, transient=True) from None
             return b"".join(chunks)
 
     def _data_uri(self, url: str) -> bytes:

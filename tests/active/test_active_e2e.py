@@ -146,7 +146,9 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     # Blind spots: per class precision/recall over the labeled tasks, and a Data Manager tab.
     report = requests.get(f"{active}/report?project={project}", timeout=5).json()
     assert set(report["per_class"]) == {"Circle", "Square"} and report["n_annotated"] == 9
-    assert report["highest_loss_tasks"][0]["loss"] >= report["highest_loss_tasks"][-1]["loss"]
+    losses = [row["loss"] for row in report["highest_loss_tasks"]]
+    assert losses == sorted(losses, reverse=True)
+    assert all(row["predicted"] != row["annotated"] for row in report["highest_loss_tasks"]), "only mistakes"
     views = label_studio.api("GET", f"/api/dm/views?project={project}")
     assert {"Active learning queue", "Model disagrees"} <= {v["data"]["title"] for v in views}
     (queue_tab,) = [v for v in views if v["data"]["title"] == "Active learning queue"]

@@ -20,6 +20,16 @@ def test_a_classification_config_needs_two_choices():
         ActiveModel(project_id=None, label_config=config('<Choice value="a"/>'), services=None).setup()
 
 
+def test_a_per_region_choices_is_a_box_attribute_and_a_multi_label_one_is_refused():
+    boxes_with_colour = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
+                         '<Label value="Car"/></RectangleLabels><Choices name="colour" toName="image" perRegion="true">'
+                         '<Choice value="red"/><Choice value="blue"/></Choices></View>')
+    assert ActiveModel(project_id=None, label_config=boxes_with_colour, services=None).kind == "detection"
+    multi = config('<Choice value="a"/><Choice value="b"/>').replace('toName="image"', 'toName="image" choice="multiple"')
+    with pytest.raises(LabelConfigError, match="multi-label"):
+        ActiveModel(project_id=None, label_config=multi, services=None).setup()
+
+
 @pytest.mark.parametrize("strategy, function", [("entropy", entropy), ("least_confidence", least_confidence),
                                                 ("margin", margin)])
 def test_predict_scores_reach_the_whole_unit_range_for_detection_too(strategy, function):

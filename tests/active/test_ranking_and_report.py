@@ -110,7 +110,22 @@ def test_blind_spots_and_detection_loss():
                          [Truth(1, "A"), Truth(2, "B"), Truth(3, "B")], ["A", "B"], "active-v1", top=2)
     assert report["per_class"]["A"] == {"precision": 0.5, "recall": 1.0, "support": 1}
     assert report["per_class"]["B"]["recall"] == 0.5 and report["weakest_classes"][0] == "B"
-    assert [r["task"] for r in report["highest_loss_tasks"]] == [2, 3]
+    assert [r["task"] for r in report["highest_loss_tasks"]] == [2], "task 3 is right, however unsure: not listed"
+    agreeing = blind_spots([outputs(confs=[0.9], labels=["Cat"], boxes=[(10, 10, 20, 20)])],
+                           [Truth(4, boxes=[(10, 10, 20, 20)], box_labels=["Cat"])], ["Cat"], "active-v1", top=5)
+    assert agreeing["highest_loss_tasks"] == []
+
+
+def test_non_finite_model_outputs_still_rank_every_task_once():
+    embeddings = np.random.default_rng(0).normal(size=(20, 4))
+    embeddings[3] = np.nan
+    unlabeled = [outputs(probs=[0.6, 0.4], emb=e) for e in embeddings]
+    unlabeled[5] = outputs(probs=[np.nan, np.nan], emb=embeddings[5])
+    labeled = [outputs(probs=[0.5, 0.5], emb=[0.0] * 4)]
+    for strategy in ("coreset", "margin", "discriminative", "hybrid", "badge"):
+        pool, _ = build_pool(unlabeled, labeled, strategy)
+        order = list(rank(pool, strategy, 20))
+        assert sorted(order) == list(range(20)), f"{strategy}: {order}"
 
 
 def test_truth_skips_cancelled_and_reads_the_newest_annotation():

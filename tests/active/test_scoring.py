@@ -71,6 +71,31 @@ def test_a_chunk_holds_a_bounded_number_of_decoded_images(tmp_path):
     assert model.sizes == [32, 32, 6] and [row["task"] for row in result["rows"]] == list(range(70))
 
 
+def test_deleted_images_are_skipped_but_an_outage_fails_the_chunk_so_the_job_retries(tmp_path):
+    from backends.core.errors import LabelLoopError, MediaError
+    from backends.core.jobs import may_pass
+
+    def loader(outcome):
+        def load_image(url):
+            if url in outcome:
+                raise outcome[url]
+            return LoadedImage(Image.new("RGB", (8, 8)), "", url)
+        return load_image
+
+    active = fake_active(tmp_path, 100)
+    gone = MediaError("fetching u1 returned HTTP 404", status=424)
+    active.services.media.load_image = loader({"u1": gone, "u2": MediaError("timeout", status=424, transient=True)})
+    result = compute_chunk(active, CountingModel(), [[i, f"u{i}"] for i in range(4)])
+    assert [row["task"] for row in result["rows"]] == [0, 3] and set(result["failed"]) == {"1", "2"}
+    down = MediaError("could not fetch: ConnectionError", status=424, transient=True)
+    active.services.media.load_image = loader({f"u{i}": down for i in range(4)})
+    with pytest.raises(LabelLoopError, match="retrying") as err:
+        compute_chunk(active, CountingModel(), [[i, f"u{i}"] for i in range(4)])
+    assert may_pass(err.value)
+    active.services.media.load_image = loader({f"u{i}": gone for i in range(4)})  # all deleted: no outage
+    assert compute_chunk(active, CountingModel(), [[i, f"u{i}"] for i in range(4)])["rows"] == []
+
+
 def test_finished_chunks_are_cached_at_once_so_a_dead_job_resumes_even_if_tasks_changed(tmp_path):
     active = fake_active(tmp_path, chunk=4)
     todo = [({"id": i}, f"u{i}") for i in range(12)]

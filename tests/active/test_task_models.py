@@ -38,7 +38,7 @@ def test_the_report_reads_probs_by_the_model_classes_and_stays_json():
     unknown = task_loss(out, Truth(2, "Bird"), ["Dog", "Cat"])  # a class added to the config since training
     assert np.isfinite(unknown) and unknown > 20
     report = blind_spots([out, out], [Truth(1, "Dog"), Truth(2, "Bird")], ["Dog", "Cat"], "active-v1", top=5)
-    assert [row["task"] for row in report["highest_loss_tasks"]] == [2, 1]
+    assert [row["task"] for row in report["highest_loss_tasks"]] == [2]  # task 1: right, so no blind spot
     assert report["per_class"]["Bird"]["recall"] == 0.0
 
 
