@@ -1,8 +1,8 @@
 """Loading task images: from Label Studio (with auth), from the web (guarded), or from a data: URI.
 
 Rules, in the order they are checked:
-- ``/data/upload/...``, ``/data/local-files/?d=...`` and URLs on Label Studio's own host are fetched
-  from ``LABEL_STUDIO_URL`` with the API credentials (``local-files`` straight from
+- ``/data/upload/...``, ``/data/local-files/?d=...`` and URLs on Label Studio's own host (that of
+  ``LABEL_STUDIO_URL`` or ``LABEL_STUDIO_HOST``) are fetched from ``LABEL_STUDIO_URL`` with the API credentials (``local-files`` straight from
   ``LOCAL_FILES_DOCUMENT_ROOT`` when set). A ``local-files`` path with ``..`` or an absolute path is
   refused. The credentials are never sent to any other host.
 - Other ``http(s)`` URLs are fetched without credentials, with a timeout and a byte cap, and
@@ -144,6 +144,7 @@ class MediaLoader:
         cache_dir: Path | None = None,
         cache_mb: int = 1024,
         local_files_root: Path | None = None,
+        label_studio_host: str | None = None,
     ) -> None:
         self.ls = ls
         self.local_files_root = local_files_root.resolve() if local_files_root else None
@@ -153,7 +154,10 @@ class MediaLoader:
         self.timeout_s = timeout_s
         self.cache = _DiskCache(cache_dir, cache_mb * 1024 * 1024) if cache_dir and cache_mb else None
         self._session = requests.Session()
-        self._ls_netloc = urlsplit(ls.url).netloc.lower()
+        # Label Studio writes media URLs with its public address in front (its LABEL_STUDIO_HOST,
+        # e.g. http://localhost:8080) while we reach it by another (http://label-studio:8080 in
+        # compose): both name Label Studio, and it is always fetched from ``ls.url``
+        self._ls_netlocs = {urlsplit(u).netloc.lower() for u in (ls.url, label_studio_host) if u}
 
     # -- public ---------------------------------------------------------------------------------
     def load_image(self, url: str) -> LoadedImage:
@@ -187,7 +191,7 @@ class MediaLoader:
                 f"image URL scheme {parts.scheme or '(none)'!r} is not supported ({_short(url)}); use http(s), "
                 "a Label Studio /data/ path or a data: URI"
             )
-        if parts.netloc.lower() == self._ls_netloc:
+        if parts.netloc.lower() in self._ls_netlocs:
             return self._fetch_from_label_studio(parts.path + (f"?{parts.query}" if parts.query else ""))
         return self._fetch_public(url)
 

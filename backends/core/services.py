@@ -39,6 +39,7 @@ class Services:
             cache_dir=settings.media_cache_dir,
             cache_mb=settings.media_cache_mb,
             local_files_root=settings.local_files_root,
+            label_studio_host=settings.label_studio_host,
         )
         return cls(settings, journal, ls, media)
 

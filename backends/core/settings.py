@@ -24,6 +24,9 @@ class CoreSettings(BaseSettings):
     # Where Label Studio is, and how to authenticate: a legacy token or a personal access token.
     label_studio_url: str = Field("http://localhost:8080", alias="LABEL_STUDIO_URL")
     label_studio_api_key: SecretStr | None = Field(None, alias="LABEL_STUDIO_API_KEY")
+    # Label Studio's public address, as its own LABEL_STUDIO_HOST puts in front of media URLs, when
+    # it is not LABEL_STUDIO_URL: those URLs are then Label Studio's too (fetched from LABEL_STUDIO_URL).
+    label_studio_host: str | None = Field(None, alias="LABEL_STUDIO_HOST")
 
     # Local state: the journal, the media cache, per-project setup. MODEL_DIR defaults under it.
     data_dir: Path = Field(Path(".data"), alias="DATA_DIR")

@@ -240,3 +240,24 @@ def test_cache_eviction_survives_files_another_process_removed(tmp_path, monkeyp
     for i in range(5):
         cache.put(f"http://x/{i}", b"x" * 1000)  # evicts; "gone.bin" is listed but no longer there
     assert cache.get("http://x/4") is not None and cache._size <= 3000
+
+
+def test_media_urls_under_label_studios_public_address_are_fetched_from_label_studio_url(tmp_path, web):
+    base, routes = web
+    seen = {}
+
+    def upload(handler):
+        seen["auth"] = handler.headers.get("Authorization")
+        body = png_bytes(12, 9)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    routes["/data/upload/1/a.png"] = upload
+    client = LabelStudioClient(base, "0123456789abcdef0123456789abcdef01234567")
+    media = MediaLoader(client, cache_dir=tmp_path / "cache", label_studio_host="http://localhost:8080")
+    assert media.load_image("http://localhost:8080/data/upload/1/a.png").width == 12
+    assert seen["auth"] == "Token 0123456789abcdef0123456789abcdef01234567"
+    with pytest.raises(MediaError, match="loopback"):  # without the alias: a foreign loopback host
+        MediaLoader(client, cache_dir=tmp_path / "other").load_image("http://localhost:8080/data/upload/1/a.png")

@@ -91,6 +91,8 @@ def test_backends_reach_label_studio_redis_and_share_data_and_models():
         service = SERVICES[name]
         env = service["environment"]
         assert env["LABEL_STUDIO_URL"] == f"http://label-studio:{ls_port}", name
+        # Label Studio writes local-files URLs with its public address in front: the backends must know it
+        assert env["LABEL_STUDIO_HOST"] == SERVICES["label-studio"]["environment"]["LABEL_STUDIO_HOST"], name
         assert env["REDIS_URL"].startswith("redis://redis:"), name
         mounts = {m.split(":")[0]: m.split(":")[1] for m in service["volumes"]}
         assert mounts.get("backend-data") == env["DATA_DIR"] and mounts.get("model-store") == env["MODEL_DIR"], name
