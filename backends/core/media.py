@@ -9,6 +9,8 @@ Rules, in the order they are checked:
   refused when the host resolves to a loopback, private, link-local, multicast or reserved address
   (cloud metadata at 169.254.169.254, your intranet) unless listed in ``ALLOWED_MEDIA_HOSTS``.
   Redirects are followed by hand, each hop checked the same way.
+- ``s3://``, ``gs://`` and ``azure-blob://`` URIs (cloud storage) are resolved by Label Studio
+  (``storage_url``): it answers with a signed URL, fetched like any public one, or the bytes.
 - ``file://`` and unknown schemes are refused.
 Images whose header announces more than ``MEDIA_MAX_PIXELS`` are refused before decoding
 (decompression bombs). Downloads are cached on disk by URL (LRU within ``MEDIA_CACHE_MB``).
@@ -28,7 +30,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
@@ -206,6 +208,12 @@ class MediaLoader:
                 f"{_short(path)} is stored in Label Studio, which needs credentials: set LABEL_STUDIO_API_KEY"
             )
         response = self._get(urljoin(self.ls.url + "/", path.lstrip("/")), headers=self._ls_headers())
+        if response.is_redirect:  # a cloud storage resolver's 303 to a signed URL
+            target = urljoin(self.ls.url + "/", response.headers.get("location", ""))
+            response.close()
+            if urlsplit(target).netloc.lower() in self._ls_netlocs:
+                raise MediaError(f"Label Studio redirected {_short(path)} to itself ({_short(target)})", status=424)
+            return self._fetch_public(target)  # without our credentials, each hop's address checked
         return self._read(response, path)
 
     def _ls_headers(self) -> dict[str, str]:
@@ -301,6 +309,19 @@ def _arriving(response: requests.Response, size: int = 64 * 1024) -> Iterator[by
     trickling bytes would never reach the download deadline's check."""
     while chunk := response.raw.read1(size, decode_content=True):
         yield chunk
+
+
+CLOUD_SCHEMES = ("s3", "gs", "azure-blob")
+
+
+def storage_url(url: str, task_id: Any) -> str:
+    """A cloud storage URI in task data (``s3://bucket/key``; Label Studio sends it unresolved to
+    backends) -> Label Studio's resolver for it, ``/tasks/<id>/presign/?fileuri=<base64>``: Label
+    Studio signs it with the storage's own credentials (a 303 to the signed URL) or proxies the bytes,
+    so no cloud credentials live here. Other URLs are returned as they are."""
+    if urlsplit(url).scheme not in CLOUD_SCHEMES or isinstance(task_id, bool) or not isinstance(task_id, int):
+        return url
+    return f"/tasks/{task_id}/presign/?fileuri={base64.urlsafe_b64encode(url.encode()).decode()}"
 
 
 def _check_local_files_path(query: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 from label_studio_sdk.label_interface import LabelInterface
 
 from .errors import LabelConfigError, LabelLoopError, MediaError, NotFound
-from .media import LoadedImage
+from .media import LoadedImage, storage_url
 from .registry import ModelRegistry
 from .services import Services
 
@@ -176,7 +176,7 @@ class LabelLoopModel:
         if not isinstance(data[key], str) or not data[key]:
             raise MediaError(f"task {task.get('id')} data.{key} is {type(data[key]).__name__} {str(data[key])[:80]!r}, "
                              "not an image URL")
-        return data[key]
+        return storage_url(data[key], task.get("id"))
 
     def load_task_image(self, task: dict[str, Any], object_name: str | None = None) -> LoadedImage:
         return self.services.media.load_image(self.image_url(task, object_name))

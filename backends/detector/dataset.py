@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import yaml
 
 from backends.core.datasplit import split  # noqa: F401 - re-exported for the detector's callers
+from backends.core.media import storage_url
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name:
         if not isinstance(url, str):
             report.skipped_tasks[task["id"]] = f"no data.{image_key}"
             continue
+        url = storage_url(url, task["id"])
         boxes, outlined = [], set()
         for item in annotation.get("result") or []:
             if item.get("from_name") != from_name or item.get("type") != "rectanglelabels":

@@ -261,3 +261,43 @@ def test_media_urls_under_label_studios_public_address_are_fetched_from_label_st
     assert seen["auth"] == "Token 0123456789abcdef0123456789abcdef01234567"
     with pytest.raises(MediaError, match="loopback"):  # without the alias: a foreign loopback host
         MediaLoader(client, cache_dir=tmp_path / "other").load_image("http://localhost:8080/data/upload/1/a.png")
+
+
+def test_cloud_storage_uris_go_through_label_studios_resolver_and_its_redirect_without_credentials(tmp_path, web):
+    from backends.core.media import storage_url
+
+    base, routes = web
+    seen = {}
+    signed = "/bucket/photo.png?X-Amz-Signature=abc"
+    resolver = storage_url("s3://bucket/photo.png", 42)
+    assert resolver == "/tasks/42/presign/?fileuri=" + base64.urlsafe_b64encode(b"s3://bucket/photo.png").decode()
+    assert storage_url("https://example.com/a.png", 42) == "https://example.com/a.png"
+    assert storage_url("s3://bucket/photo.png", None) == "s3://bucket/photo.png"  # no task: refused later
+
+    storage = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)  # the bucket: another host
+    threading.Thread(target=storage.serve_forever, daemon=True).start()
+
+    def presign(handler):
+        handler.send_response(303)
+        handler.send_header("Location", f"http://127.0.0.1:{storage.server_port}{signed}")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    def bucket(handler):
+        seen["auth"] = handler.headers.get("Authorization")
+        body = png_bytes(7, 5)
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    routes[resolver], routes[signed] = presign, bucket
+    client = LabelStudioClient(base, "0123456789abcdef0123456789abcdef01234567")
+    try:
+        media = MediaLoader(client, cache_dir=tmp_path / "cache", allowed_hosts=["127.0.0.1"])  # a loopback bucket
+        assert media.load_image(resolver).width == 7
+        assert seen["auth"] is None, "the API token never goes to the storage host"
+        with pytest.raises(MediaError, match="loopback"):  # the signed URL's host is checked like any other
+            MediaLoader(client, cache_dir=tmp_path / "strict").load_image(resolver)
+    finally:
+        storage.shutdown()
