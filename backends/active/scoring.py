@@ -315,8 +315,8 @@ def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]],
                 log.warning("active: task %s not scored: %s", task_id, exc.message)
         outputs = task_model.outputs([img for _, _, img in images]) if images else []
         rows.extend(_to_json(task_id, url, out) for (task_id, url, _), out in zip(images, outputs))
-    if items and not rows and transient:
-        # every image of the chunk failed, some for reasons that pass: an outage, not deleted tasks.
+    if items and not rows and transient == len(items):
+        # every image of the chunk failed for reasons that pass: an outage, not deleted tasks.
         # Failing the job (retried: 503) keeps the queue's current predictions instead of writing a
         # version that leaves these tasks unscored
         raise LabelLoopError(f"no image of a chunk of {len(items)} could be loaded ({transient} transient "

@@ -38,8 +38,9 @@ class LabelConfigError(LabelLoopError):
 class MediaError(LabelLoopError):
     """An image could not be fetched or decoded, or its URL was refused.
 
-    ``transient``: the image may well load on a later try (no connection, a timeout, a 5xx or 429,
-    an authentication hiccup), as opposed to gone (404) or unreadable. A background job that
+    ``transient``: the image may well load on a later try (no connection, a timeout, 429, 502-504,
+    a token that could not be refreshed), as opposed to gone (404, or Label Studio's 500 for a
+    missing upload) or unreadable. A background job that
     meets only transient failures is seeing an outage, not deleted tasks."""
 
     status = 422

@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 # We check the pixel count ourselves before decoding; PIL's own guard would raise a less clear error.
 Image.MAX_IMAGE_PIXELS = None
 MAX_REDIRECTS = 5
+#: HTTP answers that mean "try again later". Not 500: Label Studio 1.23 answers 500 for an upload
+#: whose file is gone, which no retry brings back.
+OUTAGE_STATUSES = (429, 502, 503, 504)
 #: a whole download may take this many times MEDIA_TIMEOUT_S (which bounds each read).
 DOWNLOAD_TIMEOUT_FACTOR = 3
 
@@ -269,7 +272,7 @@ class MediaLoader:
             if response.status_code != 200:
                 hint = " (check LABEL_STUDIO_API_KEY)" if response.status_code in (401, 403) else ""
                 raise MediaError(f"fetching {_short(url)} returned HTTP {response.status_code}{hint}", status=424,
-                                 transient=response.status_code not in (404, 410))
+                                 transient=response.status_code in OUTAGE_STATUSES)
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > self.max_bytes:
                 raise MediaError(f"{_short(url)} is {int(declared):,} bytes, over MEDIA_MAX_BYTES={self.max_bytes:,}")

@@ -49,6 +49,16 @@ def scored(url, project, version_prefix):
     return None
 
 
+def wait_scored(url, project, version_prefix, timeout, what):
+    """``scored`` once it holds; on a timeout the jobs' states and errors are the message."""
+    try:
+        return wait_until(lambda: scored(url, project, version_prefix), timeout, what, interval=0.5)
+    except AssertionError as exc:
+        summary = [{k: j.get(k) for k in ("id", "kind", "state", "attempts", "error", "progress")}
+                   for j in jobs(url, project)]
+        raise AssertionError(f"{exc}; jobs: {summary}") from None
+
+
 def queue_scores(label_studio, task_ids, queue_version):
     """Each task's Choices-region score in the queue prediction written under queue_version."""
     scores = {}
@@ -100,8 +110,7 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     # Labels for 6 tasks -> a classifier version -> a scoring job with the margin strategy.
     for task_id in tasks[:6]:
         label_studio.annotate(task_id, choice(labels[task_id]))
-    result = wait_until(lambda: scored(active, project, "active-margin@active-v1"), 180, "training and scoring",
-                        interval=0.5)
+    result = wait_scored(active, project, "active-margin@active-v1", 180, "training and scoring")
     assert result["scored"] == 18 and result["predictions"]["created"] == 18
     assert str(gone) in result["skipped"]
     project_json = label_studio.api("GET", f"/api/projects/{project}")
@@ -126,7 +135,7 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
                      json={"project": project, "data": {**queue_tab["data"], "hiddenColumns": hidden}})
 
     # Those 3 labels trigger the next version; its scoring job reorders the rest.
-    rescored = wait_until(lambda: scored(active, project, "active-margin@active-v2"), 180, "re-scoring", interval=0.5)
+    rescored = wait_scored(active, project, "active-margin@active-v2", 180, "re-scoring")
     assert rescored["scored"] == 15
     remaining = [t for t in unlabeled if t not in result["first"][:3]]
     new_prob = queue_scores(label_studio, remaining, rescored["queue_version"])

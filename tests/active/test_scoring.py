@@ -94,6 +94,9 @@ def test_deleted_images_are_skipped_but_an_outage_fails_the_chunk_so_the_job_ret
     assert may_pass(err.value)
     active.services.media.load_image = loader({f"u{i}": gone for i in range(4)})  # all deleted: no outage
     assert compute_chunk(active, CountingModel(), [[i, f"u{i}"] for i in range(4)])["rows"] == []
+    # Label Studio's answer for an upload whose file is gone is a 500: not an outage either
+    active.services.media.load_image = loader({"u0": MediaError("fetching u0 returned HTTP 500", status=424)})
+    assert compute_chunk(active, CountingModel(), [[0, "u0"]])["failed"] == {"0": "fetching u0 returned HTTP 500"}
 
 
 def test_finished_chunks_are_cached_at_once_so_a_dead_job_resumes_even_if_tasks_changed(tmp_path):

@@ -132,6 +132,16 @@ def test_http_errors_and_non_images(tmp_path, web):
         media.load_image(base + "/text")
 
 
+@pytest.mark.parametrize("status,transient", [(404, False), (500, False), (503, True), (429, True)])
+def test_only_answers_that_mean_try_later_are_transient(tmp_path, web, status, transient):
+    # Label Studio answers 500 for an upload whose file is gone: a retry does not bring it back
+    base, routes = web
+    routes["/x.png"] = (status, {}, b"")
+    with pytest.raises(MediaError) as err:
+        loader(tmp_path, allowed_hosts=["127.0.0.1"]).load_bytes(base + "/x.png")
+    assert err.value.transient is transient
+
+
 def test_size_cap(tmp_path, web):
     base, routes = web
     routes["/big"] = (200, {}, b"x" * 5000)
