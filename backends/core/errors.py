@@ -40,8 +40,8 @@ class MediaError(LabelLoopError):
 
     ``transient``: the image may well load on a later try (no connection, a timeout, 429, 502-504,
     a token that could not be refreshed), as opposed to gone (404, or Label Studio's 500 for a
-    missing upload) or unreadable. A background job that
-    meets only transient failures is seeing an outage, not deleted tasks."""
+    missing upload) or unreadable. A background job that meets only transient failures is seeing
+    an outage, not deleted tasks."""
 
     status = 422
     kind = "media"

@@ -278,7 +278,8 @@ class MediaLoader:
                 raise MediaError(f"{_short(url)} is {int(declared):,} bytes, over MEDIA_MAX_BYTES={self.max_bytes:,}")
             # MEDIA_TIMEOUT_S bounds each socket read; a server trickling bytes would stretch the
             # whole download without limit, so the download as a whole gets a deadline too
-            deadline = time.monotonic() + self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR
+            allowed_s = self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR
+            deadline = time.monotonic() + allowed_s
             chunks, size = [], 0
             try:
                 for chunk in _arriving(response):
@@ -286,8 +287,8 @@ class MediaLoader:
                     if size > self.max_bytes:
                         raise MediaError(f"{_short(url)} exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
                     if time.monotonic() > deadline:
-                        raise MediaError(f"downloading {_short(url)} took over {self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR:g}"
-                                         f" s ({DOWNLOAD_TIMEOUT_FACTOR} x MEDIA_TIMEOUT_S); gave up", status=424,
+                        raise MediaError(f"downloading {_short(url)} took over {allowed_s:g} s "
+                                         f"({DOWNLOAD_TIMEOUT_FACTOR} x MEDIA_TIMEOUT_S); gave up", status=424,
                                          transient=True)
                     chunks.append(chunk)
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # broke or stalled mid-body

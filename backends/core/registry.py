@@ -98,12 +98,12 @@ class ModelRegistry:
         return self.get(name) if name else None
 
     def get(self, name: str) -> Version:
-        path = self.versions_dir / name
         # a name is one folder of this project's versions: "v1/../../project-2/..." would serve
         # another project's model (and become its model_version)
-        inside = path.resolve().parent == self.versions_dir.resolve() and "/" not in name and "\\" not in name
-        if not inside or (not _VERSION_RE.match(name) and not name.startswith(f"{self.backend}-")):
+        one_folder = "/" not in name and "\\" not in name
+        if not one_folder or (not _VERSION_RE.match(name) and not name.startswith(f"{self.backend}-")):
             raise NotFound(f"no version {name[:80]!r} for {self.backend} in project {self.project}")
+        path = self.versions_dir / name
         meta_file = path / "metadata.json"
         if not meta_file.is_file():
             raise NotFound(f"no version {name!r} for {self.backend} in project {self.project}")

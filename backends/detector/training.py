@@ -137,7 +137,8 @@ class FineTuner:
                 current_metrics = evaluate(current.path / "weights.pt", data_yaml, self.settings, names)
         make_current, decision = self._decide(metrics, current_metrics)
         metadata = {
-            "names": names, "from_name": from_name, "metrics": metrics, "current_metrics": current_metrics, "decision": decision,
+            "names": names, "from_name": from_name, "metrics": metrics, "current_metrics": current_metrics,
+            "decision": decision,
             "n_annotations": report.n_annotated, "n_train": len(train_ids), "n_val": len(val_ids),
             "val_task_ids": sorted(val_ids), "report": report.to_json(),
             "hyperparameters": {k: getattr(self.settings, k) for k in

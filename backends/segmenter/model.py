@@ -112,7 +112,7 @@ class SegmenterModel(LabelLoopModel):
             raise LabelConfigError("the segmenter needs a <BrushLabels> or <PolygonLabels> control on an <Image>")
         return found
 
-    @property
+    @cached_property
     def images(self) -> list[str]:
         """The <Image> tags a mask control draws on, in config order (the first is the default)."""
         return list(dict.fromkeys(c.to_name[0] for c in self.outputs))
@@ -210,7 +210,8 @@ class SegmenterModel(LabelLoopModel):
         return {"result": result, "score": round(float(score), 4), "model_version": self.model_version}
 
     def _boxes_to_masks(self, task: dict[str, Any]) -> dict[str, Any]:
-        boxes = [(image, value) for image, value in task_boxes(task) if (image or self.images[0]) in self.images]
+        boxes = [(image or self.images[0], value) for image, value in task_boxes(task)]
+        boxes = [(image, value) for image, value in boxes if image in self.images]
         if not boxes:
             if self.settings.prefetch_on_open:
                 prefetch_in_background(self, task)
@@ -218,7 +219,6 @@ class SegmenterModel(LabelLoopModel):
         result: list[dict[str, Any]] = []
         scores = []
         for image, value in boxes:
-            image = image or self.images[0]
             embedding, width, height = self.embedding_for(task, image)  # a memory hit after the first box
             x1, y1 = value["x"] * width / 100, value["y"] * height / 100
             x2, y2 = x1 + value["width"] * width / 100, y1 + value["height"] * height / 100

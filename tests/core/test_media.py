@@ -252,23 +252,29 @@ def test_cache_eviction_survives_files_another_process_removed(tmp_path, monkeyp
     assert cache.get("http://x/4") is not None and cache._size <= 3000
 
 
-def test_media_urls_under_label_studios_public_address_are_fetched_from_label_studio_url(tmp_path, web):
-    base, routes = web
-    seen = {}
+TOKEN = "0123456789abcdef0123456789abcdef01234567"  # a legacy token's shape
 
-    def upload(handler):
+
+def png_recording_auth(seen: dict, width: int, height: int):
+    """A route serving a PNG that records the Authorization header it was asked with."""
+    def route(handler):
         seen["auth"] = handler.headers.get("Authorization")
-        body = png_bytes(12, 9)
+        body = png_bytes(width, height)
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+    return route
 
-    routes["/data/upload/1/a.png"] = upload
-    client = LabelStudioClient(base, "0123456789abcdef0123456789abcdef01234567")
+
+def test_media_urls_under_label_studios_public_address_are_fetched_from_label_studio_url(tmp_path, web):
+    base, routes = web
+    seen = {}
+    routes["/data/upload/1/a.png"] = png_recording_auth(seen, 12, 9)
+    client = LabelStudioClient(base, TOKEN)
     media = MediaLoader(client, cache_dir=tmp_path / "cache", label_studio_host="http://localhost:8080")
     assert media.load_image("http://localhost:8080/data/upload/1/a.png").width == 12
-    assert seen["auth"] == "Token 0123456789abcdef0123456789abcdef01234567"
+    assert seen["auth"] == f"Token {TOKEN}"
     with pytest.raises(MediaError, match="loopback"):  # without the alias: a foreign loopback host
         MediaLoader(client, cache_dir=tmp_path / "other").load_image("http://localhost:8080/data/upload/1/a.png")
 
@@ -293,16 +299,8 @@ def test_cloud_storage_uris_go_through_label_studios_resolver_and_its_redirect_w
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
-    def bucket(handler):
-        seen["auth"] = handler.headers.get("Authorization")
-        body = png_bytes(7, 5)
-        handler.send_response(200)
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    routes[resolver], routes[signed] = presign, bucket
-    client = LabelStudioClient(base, "0123456789abcdef0123456789abcdef01234567")
+    routes[resolver], routes[signed] = presign, png_recording_auth(seen, 7, 5)
+    client = LabelStudioClient(base, TOKEN)
     try:
         media = MediaLoader(client, cache_dir=tmp_path / "cache", allowed_hosts=["127.0.0.1"])  # a loopback bucket
         assert media.load_image(resolver).width == 7
