@@ -20,6 +20,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
 from .errors import BadRequest, LabelLoopError, NotFound, Unauthorized
+from .extra_params import parse_extra_params
 from .heap import HeapTrimmer
 from .jobs import EmbeddedDispatcher, RQDispatcher
 from .journal import Job
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_ID = 2**63 - 1  # SQLite's (and Label Studio's) integer range
+REASON_CHARS = 300  # an HTTP reason phrase Label Studio prints whole in its form
 
 
 class FiniteJSON(DefaultJSONProvider):
@@ -54,6 +56,15 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
+
+
+def status_line(code: int, message: str) -> str:
+    """``"400 <message>"``: the message as the HTTP reason phrase too. Label Studio shows a failed
+    /setup or /predict as requests' ``"400 Client Error: <reason> for url: ..."`` and never reads
+    the body, so the reason phrase is the only place where its Connect Model form can show why."""
+    printable = "".join(ch if " " <= ch <= "~" else " " for ch in message)  # ASCII, no CR/LF
+    reason = " ".join(printable.split())[:REASON_CHARS]
+    return f"{code} {reason}" if reason else str(code)
 
 
 def parse_project(value: Any) -> int | None:
@@ -171,10 +182,10 @@ def create_app(
         return response
 
     @app.errorhandler(LabelLoopError)
-    def _input_error(exc: LabelLoopError) -> tuple[Response, int]:
+    def _input_error(exc: LabelLoopError) -> tuple[Response, str]:
         log.info("%s %s -> %s: %s", request.method, request.path, exc.status, exc.message)
-        return jsonify({key: redact(value) if isinstance(value, str) else value
-                        for key, value in exc.to_json().items()}), exc.status
+        body = {key: redact(value) if isinstance(value, str) else value for key, value in exc.to_json().items()}
+        return jsonify(body), status_line(exc.status, body["message"])
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -200,9 +211,7 @@ def create_app(
         project = parse_project(body.get("project"))
         if project is None:
             raise BadRequest("/setup needs 'project' (Label Studio's '<id>.<timestamp>')")
-        extra = body.get("extra_params")
-        if extra is not None and not isinstance(extra, dict):
-            raise BadRequest("'extra_params' must be a JSON object")
+        extra = parse_extra_params(body.get("extra_params"))  # the Connect Model form sends a string
         hostname = body.get("hostname")
         if hostname is not None and not isinstance(hostname, str):
             raise BadRequest("'hostname' must be a string (Label Studio's URL)")

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Sequence, TypeVar
 from label_studio_sdk.label_interface import LabelInterface
 
 from .errors import LabelConfigError, LabelLoopError, MediaError, NotFound
+from .extra_params import parse_extra_params
 from .media import LoadedImage, storage_url
 from .registry import ModelRegistry
 from .services import Services
@@ -52,12 +53,13 @@ class LabelLoopModel:
         project_id: int | None,
         label_config: str | None,
         services: Services,
-        extra_params: dict[str, Any] | None = None,
+        extra_params: dict[str, Any] | str | None = None,
     ) -> None:
         self.project_id = project_id
         self.label_config = label_config
         self.services = services
-        self.extra_params = extra_params or {}
+        # any shape Label Studio stores (its Connect Model form saves a string): see extra_params.py
+        self.extra_params = parse_extra_params(extra_params)
 
     # -- label config ---------------------------------------------------------------------------
     @cached_property

@@ -9,47 +9,17 @@ the smart keypoint tool, answered by the segmenter, becoming a mask region. Scre
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from backends.stack.demo import DEMO_CONFIG, demo_images
 from tests.detector.conftest import OFFLINE_ENV
+from tests.browser.ui import REGION_TYPES, STORE_READY
 from tests.harness import ARTIFACTS, LabelStudioHarness, wait_until
 
 pytestmark = pytest.mark.labelstudio
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless in a sandbox without network: the flags that keep chromium from phoning home, which the
-# closed network here refuses, many connections at a time.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-STORE_READY = "() => window.Htx && window.Htx.annotationStore && window.Htx.annotationStore.selected"
-REGION_TYPES = "() => window.Htx.annotationStore.selected.regionStore.regions.map(r => r.type)"
-
-
-@pytest.fixture
-def page(label_studio: LabelStudioHarness) -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: `make test` installs Debian's chromium with apt where apt is available")
-    if not label_studio.password:
-        pytest.skip("a reused TEST_LABEL_STUDIO_URL server has no password to log in with")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(f"{label_studio.url}/user/login/")
-        page.fill("input[name=email]", label_studio.username)
-        page.fill("input[name=password]", label_studio.password)
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda url: "/user/login" not in url)
-        yield page
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "browser-last.png"))
-        browser.close()
 
 
 def _project_with_both_backends(label_studio: LabelStudioHarness, start_backend: Any, tmp_path: Path) -> dict:

@@ -52,6 +52,29 @@ def test_health_and_setup_with_real_sample(client):
     assert time.perf_counter() - started < 0.5
 
 
+# The shapes Label Studio's Connect Model form (a string), its REST API (an object) and old
+# connections (null / absent) send: every one means the same settings.
+@pytest.mark.parametrize("extra, stored", [
+    ("", {}), (None, {}), ("{\"epochs\": 5}", {"epochs": 5}), ({"epochs": 5}, {"epochs": 5}), ("ABSENT", {}),
+])
+def test_setup_takes_extra_params_in_every_shape_label_studio_sends(client, app, extra, stored):
+    body = {**sample("setup"), "extra_params": extra}
+    if extra == "ABSENT":
+        del body["extra_params"]
+    assert client.post("/setup", json=body).status_code == 200
+    journal = app.extensions["labelloop"]["services"].journal
+    assert journal.get_setup("toy", 4).extra_params == stored
+
+
+@pytest.mark.parametrize("extra, fragment", [("{epochs: 5}", "not valid JSON"), ("[5]", "JSON array"), (7, "JSON number")])
+def test_setup_refuses_extra_params_that_are_no_object_and_says_so_in_the_reason_phrase(client, extra, fragment):
+    response = client.post("/setup", json={**sample("setup"), "extra_params": extra})
+    assert_json_error(response, 400, fragment)
+    # Label Studio's form shows requests' "400 Client Error: <reason> for url": the reason must say why
+    code, reason = response.status.split(" ", 1)
+    assert code == "400" and "'extra_params'" in reason and fragment in reason and reason.isascii()
+
+
 def test_predict_returns_one_result_per_task(client):
     response = client.post("/predict", json=predict_body(data_uri(40, 30), data_uri(10, 10)))
     assert response.status_code == 200
