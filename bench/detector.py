@@ -6,10 +6,12 @@
 (b) ``transfer``: Fashion-MNIST items composed onto 320x320 canvases with exact boxes. A base is
     pretrained on classes 0-4, then fine-tuned on classes 5-9 with 25/50/100 labeled images, from
     the base vs from scratch, same epochs; mAP50 on a fixed test set of classes 5-9.
+(w) ``first_predict``: the first /predict after a server start vs a warm one, with the server's
+    warm-up (a real inference in the background) and without it (goal: first <= 1.2x warm).
 (c) ``loop``: seconds from an annotation submit in a real Label Studio to a new version serving,
     for 50 labeled images at imgsz 320 on CPU.
 
-    .venv/bin/python bench/detector.py [--parts a,b,c] [--quick]
+    .venv/bin/python bench/detector.py [--parts a,w,b,c] [--quick]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import requests  # noqa: E402
 
+from backends.core.app import WARMUP_DONE  # noqa: E402
 from backends.detector.dataset import split, write_dataset  # noqa: E402
 from backends.detector.settings import DetectorSettings  # noqa: E402
 from backends.detector.training import adapt_head, evaluate, fine_tune, save_checkpoint  # noqa: E402
@@ -41,6 +44,8 @@ from bench import fmnist  # noqa: E402
 from bench.protocol import serve_image  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+FIRST_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
+                '<Label value="cat"/><Label value="person"/></RectangleLabels></View>')
 
 
 def p50(samples: list[float]) -> float:
@@ -103,6 +108,44 @@ def part_predict(work: Path, n: int) -> dict[str, Any]:
     }
     print(json.dumps(result, indent=2))
     return result
+
+
+def part_first_predict(work: Path, n: int) -> dict[str, Any]:
+    """(w) The first /predict after a start vs a warm one, with and without the server's warm-up
+    (WARMUP), same weights and image, in one run. With it on, the first request is sent once the log
+    says the warm-up is done, as when a labeler opens the first task a moment after the start."""
+    weights = coco_checkpoint(work)
+    url, image_server = serve_image()
+    body = {"tasks": [{"id": 1, "data": {"image": url}}], "label_config": FIRST_CONFIG, "project": "1.1"}
+    result: dict[str, Any] = {"image": "chelsea.jpg", "warm_requests": n}
+    for warmup in ("false", "true"):
+        port, log = free_port(), work / f"first-{warmup}.log"
+        env = {"DATA_DIR": str(work / f"first-{warmup}"), "DETECTOR_BASE_WEIGHTS": str(weights), "WARMUP": warmup,
+               "ALLOWED_MEDIA_HOSTS": "127.0.0.1", "EMBEDDED_WORKER": "false",
+               "DETECTOR_WEIGHTS_DIRS": json.dumps([str(work)])}
+        proc = backend_process("backends.detector", port, env, log).start(timeout=120)
+        try:
+            if warmup == "true":
+                deadline = time.monotonic() + 120
+                while WARMUP_DONE not in log.read_text() and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            session = requests.Session()
+            call = lambda: session.post(f"http://127.0.0.1:{port}/predict", json=body, timeout=120).raise_for_status()  # noqa: E731
+            first = timed_once(call)
+            warm = p50(timed(call, n))
+        finally:
+            proc.stop()
+        key = "with_warmup" if warmup == "true" else "without_warmup"
+        result[key] = {"first_ms": first, "warm_p50_ms": warm, "first_vs_warm": first / warm}
+    image_server.shutdown()
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def timed_once(fn: Any) -> float:
+    started = time.perf_counter()
+    fn()
+    return (time.perf_counter() - started) * 1000
 
 
 # -- (b) ------------------------------------------------------------------------------------------
@@ -271,6 +314,8 @@ def main() -> None:
     parts = set(args.parts.split(","))
     if "a" in parts:
         results["predict"] = part_predict(work, args.requests)
+    if "w" in parts:
+        results["first_predict"] = part_first_predict(work, args.requests)
     if "b" in parts:
         results["transfer"] = part_transfer(work, args.quick)
     if "c" in parts:

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 
 MAX_ID = 2**63 - 1  # SQLite's (and Label Studio's) integer range
+WARMUP_DONE = "warm-up done"  # logged once the first request will find everything loaded
 REASON_CHARS = 300  # an HTTP reason phrase Label Studio prints whole in its form
 
 
@@ -371,10 +372,13 @@ def _watch(model_class: type[LabelLoopModel], services: Services) -> None:
 
 
 def _warmup(model_class: type[LabelLoopModel], services: Services) -> None:
+    started = time.perf_counter()
     try:
         model_class.warmup(services)
     except Exception as exc:  # a failed warm-up only means a slower first request
         log.warning("%s: warm-up failed (first request will load instead): %s", model_class.backend, exc)
+        return
+    log.info("%s: %s in %.1f s", model_class.backend, WARMUP_DONE, time.perf_counter() - started)
 
 
 def _basic_credentials(header: str) -> tuple[str, str]:

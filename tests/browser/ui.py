@@ -12,6 +12,7 @@ from typing import Any
 
 STORE_READY = "() => window.Htx && window.Htx.annotationStore && window.Htx.annotationStore.selected"
 REGION_TYPES = "() => window.Htx.annotationStore.selected.regionStore.regions.map(r => r.type)"
+REGION_COUNT = "window.Htx.annotationStore.selected.regionStore.regions.length"
 SAVE_CONNECTION = "Save machine learning form"  # the form's "Validate and Save" button
 MODEL_MENU = "Machine learning model options"  # the "..." on a connected model's card
 ROWS = ".lsf-table__row-wrapper, .dm-table__row-wrapper"  # Data Manager table rows
@@ -105,7 +106,7 @@ def draw_box_and_submit(page: Any, label: str) -> dict[str, Any]:
     page.mouse.down()
     page.mouse.move(canvas["x"] + canvas["width"] * 0.7, canvas["y"] + canvas["height"] * 0.75, steps=5)
     page.mouse.up()
-    page.wait_for_function("() => window.Htx.annotationStore.selected.regionStore.regions.length > 0")
+    page.wait_for_function(f"() => {REGION_COUNT} > 0")
     with page.expect_response(lambda r: "/annotations" in r.url and r.request.method == "POST") as sent:
         page.get_by_role("button", name="Submit").click()
     assert sent.value.status == 201, sent.value.text()
@@ -119,16 +120,19 @@ def retrieve_predictions_for_all(page: Any, url: str, project: int, n_tasks: int
     page.locator("input[type=checkbox]").first.check()
     page.get_by_text(f"{n_tasks} Tasks", exact=True).click()
     page.get_by_text("Retrieve Predictions", exact=True).click()
-    with page.expect_response(lambda r: "retrieve_tasks_predictions" in r.url, timeout=200_000) as sent:
+    with page.expect_response(lambda r: "retrieve_tasks_predictions" in r.url and r.request.method == "POST",
+                              timeout=200_000) as sent:
         page.get_by_text("OK", exact=True).click()
     return sent.value
 
 
 def label_all_tasks(page: Any, url: str, project: int) -> dict[str, Any]:
-    """Data Manager: "Label All Tasks"; returns the task Label Studio's /next served."""
+    """Data Manager: "Label All Tasks"; returns the task Label Studio served. The button asks
+    ``POST /api/dm/actions?id=next_task``, which follows the project's sampling (the active
+    backend's "Uncertainty sampling") while the tab has no filter, ordering or selection."""
     page.goto(f"{url}/projects/{project}/data")
     page.locator(ROWS).first.wait_for()
-    with page.expect_response(lambda r: f"/api/projects/{project}/next" in r.url) as served:
+    with page.expect_response(lambda r: "id=next_task" in r.url and r.request.method == "POST") as served:
         page.get_by_text("Label All Tasks", exact=True).click()
     page.wait_for_function(STORE_READY)
     return served.value.json()

@@ -98,3 +98,15 @@ def test_threshold_filters_regions(services):
               'model_score_threshold="0.99"><Label value="person"/></RectangleLabels></View>')
     prediction = run(services, config)[0]
     assert prediction["result"] == [] and prediction["score"] == 0.0
+
+
+def test_warmup_runs_a_real_inference_so_the_first_predict_finds_the_predictor_built(services):
+    """ultralytics builds its predictor (and imports torchvision) inside the first predict: a
+    warm-up that only loads the weights leaves that to the first labeler's request."""
+    from backends.detector.model import env_settings
+    from backends.detector.weights import load_model
+
+    loaded = load_model(env_settings().base_weights)
+    loaded.model.predictor = None  # as after a fresh start (load_model is cached per process)
+    DetectorModel.warmup(services)
+    assert loaded.model.predictor is not None
