@@ -55,7 +55,9 @@ def test_health_and_setup_with_real_sample(client):
 # The shapes Label Studio's Connect Model form (a string), its REST API (an object) and old
 # connections (null / absent) send: every one means the same settings.
 @pytest.mark.parametrize("extra, stored", [
-    ("", {}), (None, {}), ("{\"epochs\": 5}", {"epochs": 5}), ({"epochs": 5}, {"epochs": 5}), ("ABSENT", {}),
+    (sample("ui-connect-model")["extra_params"], {}),  # the form's default: ""
+    (sample("ui-connect-model-extra-params")["extra_params"], {"epochs": 1, "imgsz": 64}),  # JSON typed in
+    (None, {}), ({"epochs": 5}, {"epochs": 5}), ("ABSENT", {}),
 ])
 def test_setup_takes_extra_params_in_every_shape_label_studio_sends(client, app, extra, stored):
     body = {**sample("setup"), "extra_params": extra}
