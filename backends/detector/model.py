@@ -43,6 +43,9 @@ class Plan:
     version: str | None  # a published version of this project, or None for base/model_path weights
 
 
+GPU_PREDICT_BATCH = 16  # images per inference call on a GPU (DETECTOR_PREDICT_BATCH=0)
+
+
 def resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -137,14 +140,32 @@ class DetectorModel(LabelLoopModel):
         return [self._prediction(r, version) for r in regions]
 
     def _infer(self, weights: str, images: list[Any], conf: float) -> list[Any]:
-        if self.settings.runtime == "onnx":
-            weights = onnx_for(weights, self.settings.predict_imgsz) or weights
-        loaded = load_model(weights)
-        kwargs: dict[str, Any] = {"verbose": False, "device": resolve_device(self.settings.device)}
+        device = resolve_device(self.settings.device)
+        loaded = load_model(self.serving_weights(weights))
+        kwargs: dict[str, Any] = {"verbose": False, "device": device}
         if loaded.task != "classify":
             kwargs.update(conf=conf, max_det=self.settings.max_det, imgsz=self.settings.predict_imgsz)
-        with loaded.lock:
-            return list(loaded.model.predict(images, **kwargs))
+        group = self.settings.predict_batch or (1 if device == "cpu" else GPU_PREDICT_BATCH)
+        results: list[Any] = []
+        for start in range(0, len(images), group):
+            with loaded.lock:  # per group: concurrent requests interleave instead of queueing whole
+                results.extend(loaded.model.predict(images[start:start + group], **kwargs))
+        return results
+
+    def serving_weights(self, weights: str) -> str:
+        """What inference loads for ``weights``: its ONNX export (made once, kept beside the .pt)
+        under ``runtime=onnx``, and under ``auto`` on a CPU; else the weights themselves. Under
+        ``auto`` a failed export falls back to PyTorch instead of failing the request."""
+        runtime = self.settings.runtime
+        if runtime == "torch" or (runtime == "auto" and resolve_device(self.settings.device) != "cpu"):
+            return weights
+        if runtime == "onnx":
+            return onnx_for(weights, self.settings.predict_imgsz) or weights
+        try:
+            return onnx_for(weights, self.settings.predict_imgsz) or weights
+        except LabelConfigError as exc:
+            log.warning("detector: serving %s with PyTorch: %s", weights, exc.message)
+            return weights
 
     @staticmethod
     def _prediction(regions: list[dict[str, Any]] | None, version: str) -> dict[str, Any]:
@@ -159,10 +180,13 @@ class DetectorModel(LabelLoopModel):
         """Load the base detect weights and run one real inference through the serving path before
         the first request needs them. Loading alone (~10 s on CPU) is not enough: ultralytics imports
         torchvision and builds its predictor lazily inside the first ``predict`` (~1.75 s on 2 cores,
-        measured), which a labeler opening the first task would otherwise wait for."""
+        measured), and on a CPU the ONNX export and its session (~5 s) are made there too, all of
+        which a labeler opening the first task would otherwise wait for."""
         configure_ultralytics(services.settings.data_dir)
+        base = env_settings().base_weights
+        load_model(base)  # a request reads the class names from the .pt even when ONNX Runtime serves it
         blank = Image.new("RGB", (64, 48), (114, 114, 114))  # ultralytics' letterbox grey
-        cls(project_id=None, label_config=None, services=services)._infer(env_settings().base_weights, [blank], 1.0)
+        cls(project_id=None, label_config=None, services=services)._infer(base, [blank], 1.0)
 
     # -- your own weights -----------------------------------------------------------------------
     def import_version(self, *, path: str | None = None, upload: Any = None, name_hint: str | None = None) -> Any:

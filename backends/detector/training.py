@@ -149,6 +149,9 @@ class FineTuner:
         }
         with self.registry.stage() as staged:
             shutil.copy(best, staged.path / "weights.pt")
+            with self._timed("export"):  # the serving runtime's file, in the version before it serves
+                self.detector.serving_weights(str(staged.path / "weights.pt"))
+            metadata["timings"]["export"] = self.timings["export"]
             version = staged.publish(metadata, make_current=make_current)
         log.info("detector project %s: %s %s (mAP50 %.3f, mAP50-95 %.3f): %s", self.detector.project_id,
                  "published" if make_current else "kept (not serving)", version.name,

@@ -39,7 +39,7 @@ def detector(label_studio, start_backend, tmp_path):
     return start_backend("backends.detector", env)[1]
 
 
-def test_prelabels_then_training_on_submit(label_studio, detector):
+def test_prelabels_then_training_on_submit(label_studio, detector, tmp_path):
     project = label_studio.create_project(CONFIG, title="detector")
     scenes = {f"s{i}.png": scene(i) for i in range(6)}
     tasks = label_studio.upload_images(project, {name: png for name, (png, _) in scenes.items()})
@@ -67,7 +67,9 @@ def test_prelabels_then_training_on_submit(label_studio, detector):
     assert set(current["metrics"]) >= {"map50", "map50_95", "precision", "recall", "f1", "per_class"}
     assert current["report"]["n_negatives"] == 1 and current["report"]["dropped_outside"] == 1
     assert str(gone) in current["report"]["skipped_tasks"]
-    assert set(current["timings"]) >= {"fetch", "dataset", "train", "evaluate", "total"}
+    assert set(current["timings"]) >= {"fetch", "dataset", "train", "evaluate", "export", "total"}
+    # on a CPU the version is served by ONNX Runtime: exported by the job, before it serves
+    (exported,) = (tmp_path / "det").rglob(f"{versions['current']}/weights.imgsz640.onnx")
 
     label_studio.retrieve_predictions(project, tasks[4:5])
     (after,) = label_studio.predictions(tasks[4])
