@@ -44,6 +44,7 @@ class Plan:
 
 
 GPU_PREDICT_BATCH = 16  # images per inference call on a GPU (DETECTOR_PREDICT_BATCH=0)
+_NO_ONNX: set[tuple[str, int]] = set()  # (weights, imgsz) whose export failed under runtime=auto
 
 
 def resolve_device(device: str) -> str:
@@ -161,10 +162,14 @@ class DetectorModel(LabelLoopModel):
             return weights
         if runtime == "onnx":
             return onnx_for(weights, self.settings.predict_imgsz) or weights
+        key = (weights, self.settings.predict_imgsz)
+        if key in _NO_ONNX:
+            return weights
         try:
-            return onnx_for(weights, self.settings.predict_imgsz) or weights
-        except LabelConfigError as exc:
-            log.warning("detector: serving %s with PyTorch: %s", weights, exc.message)
+            return onnx_for(*key) or weights
+        except (LabelConfigError, OSError) as exc:  # e.g. weights in a read-only folder
+            _NO_ONNX.add(key)  # tried once per process, not on every request
+            log.warning("detector: serving %s with PyTorch, its ONNX export failed: %s", weights, exc)
             return weights
 
     @staticmethod

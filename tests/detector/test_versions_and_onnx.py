@@ -120,3 +120,16 @@ def test_on_a_cpu_the_default_runtime_serves_the_onnx_export_one_image_per_call(
     sizes.clear()
     detector(services).predict(tasks)
     assert sizes == [2, 1]
+
+
+def test_weights_that_cannot_be_exported_are_served_by_pytorch_under_auto(services, detector_env, caplog):
+    """A read-only weights folder, say: the export's lock file cannot be made (simulated with a
+    directory in its place, which fails even for root)."""
+    path = one_class_checkpoint("detect", detector_env, {0: "widget", 1: "gadget"})
+    (detector_env / f"{path.stem}.imgsz640.onnx.lock").mkdir()
+    detector_model.env_settings.cache_clear()
+    model = detector(services)
+    assert model.serving_weights(str(path)) == str(path)
+    assert "ONNX export failed" in caplog.text
+    caplog.clear()
+    assert model.serving_weights(str(path)) == str(path) and not caplog.text  # remembered: no second try
