@@ -97,3 +97,39 @@ def test_label_all_tasks_serves_the_active_queues_first_task(label_studio, serve
     assert page.evaluate("() => window.Htx.task.id") == queue["first"][0]  # the editor shows that task
     page.screenshot(path=str(ARTIFACTS / "browser-label-all-tasks-active.png"))
 
+
+
+def test_an_older_model_version_chosen_for_prelabeling_is_what_the_editor_shows(label_studio, served, page):
+    detector = served["detector"].url
+    project = label_studio.create_project(BOX_CONFIG, title="loop version choice")
+    first, second = label_studio.upload_images(project, scenes(2, offset=200))
+    assert ui.connect_model(page, label_studio.url, project, "detector", detector,
+                            extra_params=TINY_TRAINING)["body"]["_status"] == 201
+    ui.retrieve_predictions_for_all(page, label_studio.url, project, 2)  # the base version's pre-labels
+    label_studio.annotate(first, [{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
+                                   "original_width": 160, "original_height": 120,
+                                   "value": {"x": 10, "y": 10, "width": 30, "height": 30, "rectanglelabels": ["bus"]}}])
+    wait_until(lambda: [j for j in jobs(detector, project) if (j["result"] or {}).get("version") == "detector-v1"],
+               300, "detector-v1", 1)
+    ui.retrieve_predictions_for_all(page, label_studio.url, project, 2)  # now v1's, beside the base's
+    by_version = {p["model_version"]: p for p in label_studio.predictions(second)}
+    assert set(by_version) == {"detector-base-yolo11n", "detector-v1"}
+
+    choices = ui.prelabeling_choices(page, label_studio.url, project)
+    assert any(c.startswith("detector-base-yolo11n") for c in choices), choices
+    assert any(c.startswith("detector-v1") for c in choices), choices
+    assert ui.choose_prelabeling(page, project, "detector-base-yolo11n").status == 200
+    assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "detector-base-yolo11n"
+
+    # The editor lists both versions' predictions as tabs; the draft it opens is pre-labeled from the chosen one.
+    ui.open_task(page, label_studio.url, project, second)
+    page.wait_for_function(f"() => {ui.REGION_COUNT} > 0")
+    drafted = boxes(page.evaluate(ui.DRAFT_RESULT))
+    expected, newer = (boxes(by_version[v]["result"]) for v in ("detector-base-yolo11n", "detector-v1"))
+    assert expected != newer, "the two versions must predict differently for this test to tell them apart"
+    assert drafted == expected
+    page.screenshot(path=str(ARTIFACTS / "browser-older-version-chosen.png"))
+
+
+def boxes(result: list[dict]) -> list[tuple[float, ...]]:
+    return sorted(tuple(round(r["value"][k], 2) for k in ("x", "y", "width", "height")) for r in result)

@@ -12,6 +12,7 @@ from typing import Any
 
 STORE_READY = "() => window.Htx && window.Htx.annotationStore && window.Htx.annotationStore.selected"
 REGION_TYPES = "() => window.Htx.annotationStore.selected.regionStore.regions.map(r => r.type)"
+DRAFT_RESULT = "() => window.Htx.annotationStore.selected.serializeAnnotation()"
 REGION_COUNT = "window.Htx.annotationStore.selected.regionStore.regions.length"
 SAVE_CONNECTION = "Save machine learning form"  # the form's "Validate and Save" button
 MODEL_MENU = "Machine learning model options"  # the "..." on a connected model's card
@@ -136,3 +137,20 @@ def label_all_tasks(page: Any, url: str, project: int) -> dict[str, Any]:
         page.get_by_text("Label All Tasks", exact=True).click()
     page.wait_for_function(STORE_READY)
     return served.value.json()
+
+
+def prelabeling_choices(page: Any, url: str, project: int) -> list[str]:
+    """Settings > Annotation > Prelabeling: the entries of "Select which predictions or which model
+    you want to use" (connected backends by title, and each prediction version with its count)."""
+    page.goto(f"{url}/projects/{project}/settings/annotation")
+    page.locator("button[data-testid^=select-trigger-model_version]").click()
+    page.get_by_role("option").first.wait_for()
+    return page.get_by_role("option").all_inner_texts()
+
+
+def choose_prelabeling(page: Any, project: int, version: str) -> Any:
+    """Pick ``version`` in the open Prelabeling select (see :func:`prelabeling_choices`) and Save."""
+    page.get_by_role("option").filter(has_text=version).first.click()
+    with page.expect_response(lambda r: f"/api/projects/{project}" in r.url and r.request.method == "PATCH") as sent:
+        page.get_by_role("button", name="Save").click()
+    return sent.value
