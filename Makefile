@@ -1,6 +1,7 @@
 # Label Loop: two commands on a fresh machine.
 #   make up    installs what is missing, starts Label Studio + the backends, creates a demo project
 #   make test  installs what is missing, runs the test suite
+#   make notebook  opens notebooks/ in JupyterLab
 # Everything installs from pyproject.toml + uv.lock (backends) and tools/label-studio/uv.lock
 # (Label Studio, kept in its own environment).
 
@@ -14,7 +15,7 @@ PY := .venv/bin/python
 LS_VENV := tools/label-studio/.venv
 PYTEST_ARGS ?=
 
-.PHONY: up down test install deps system-deps bench lint clean
+.PHONY: up down test install deps system-deps bench lint clean notebook
 
 up: install
 	$(PY) -m backends.stack up
@@ -55,6 +56,10 @@ system-deps:
 	      || echo "!! apt could not install$$missing: the tests that need them will be skipped"; \
 	  else echo "!! missing$$missing and apt unavailable: the tests that need them will be skipped"; fi; \
 	fi
+
+# JupyterLab from the lock (the notebook group), opened on notebooks/ at http://127.0.0.1:8888
+notebook: install
+	.venv/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
 
 bench: install
 	$(PY) bench/protocol.py

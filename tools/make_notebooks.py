@@ -1,14 +1,23 @@
-"""Writes notebooks/*.ipynb from the cells below, outputs cleared (run after editing a notebook's cells).
+"""Writes notebooks/*.ipynb from the cells below (run after editing a notebook's cells).
 
-Keeping the source here makes notebook diffs reviewable; ``tests/notebooks`` executes the results.
+Keeping the source here makes notebook diffs reviewable. ``--execute`` then runs each notebook top
+to bottom in its full mode and commits its outputs (plots, the quickstart's steps), so a person
+browsing the repository sees them; ``tests/notebooks`` checks that the committed cells are the ones
+below and executes them afresh, in fast mode.
+
+    .venv/bin/python tools/make_notebooks.py [--execute [NAME ...]]
 """
 
+import argparse
+import os
+import re
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = re.compile(r"(login \S+ / )\S+")  # the quickstart's "login <user> / <password>" line
 
 ACTIVE_LEARNING = [
     new_markdown_cell("""# Active learning on Fashion-MNIST: which strategy saves labels?
@@ -300,15 +309,51 @@ for r in committed["rows"]:
 ]
 
 
+NOTEBOOKS = {"01_quickstart": QUICKSTART, "02_active_learning": ACTIVE_LEARNING, "03_transfer_learning": TRANSFER_LEARNING}
+
+
+def build(name: str) -> nbformat.NotebookNode:
+    """The notebook ``name`` from its cells, outputs empty."""
+    cells = NOTEBOOKS[name]
+    for i, cell in enumerate(cells):
+        cell.id = f"{name[:2]}-{i:02d}"  # stable ids: regenerating leaves unchanged notebooks unchanged
+    metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    return new_notebook(cells=cells, metadata=metadata)
+
+
+def execute(notebook: nbformat.NotebookNode, timeout: int = 3600) -> nbformat.NotebookNode:
+    from nbclient import NotebookClient
+
+    os.environ.pop("MPLBACKEND", None)  # the kernel's inline backend: plots become outputs
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}).execute()
+    for cell in notebook.cells:  # the run's throwaway Label Studio password is no thing to commit
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output["text"] = PASSWORD.sub(r"\1<printed when you run it>", output["text"])
+    return notebook
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Write (and optionally run) notebooks/*.ipynb")
+    parser.add_argument("--execute", nargs="*", metavar="NAME",
+                        help="run these notebooks (all if none named) and keep their outputs")
+    args = parser.parse_args()
     out = ROOT / "notebooks"
     out.mkdir(exist_ok=True)
-    metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3"}}
-    for name, cells in (("01_quickstart", QUICKSTART), ("02_active_learning", ACTIVE_LEARNING),
-                        ("03_transfer_learning", TRANSFER_LEARNING)):
-        for i, cell in enumerate(cells):
-            cell.id = f"{name[:2]}-{i:02d}"  # stable ids: regenerating leaves unchanged notebooks unchanged
-        nbformat.write(new_notebook(cells=cells, metadata=metadata), out / f"{name}.ipynb")
+    for name in NOTEBOOKS:
+        path = out / f"{name}.ipynb"
+        notebook = build(name)
+        if args.execute is not None and (not args.execute or name in args.execute):
+            print(f"executing {name} ...", flush=True)
+            notebook = execute(notebook)
+        elif path.exists():  # keep the outputs of the last run when the cells did not change
+            notebook = _keep_outputs(nbformat.read(path, as_version=4), notebook)
+        nbformat.write(notebook, path)
+
+
+def _keep_outputs(committed: nbformat.NotebookNode, fresh: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    sources = [(c.cell_type, c.source) for c in committed.cells]
+    return committed if sources == [(c.cell_type, c.source) for c in fresh.cells] else fresh
 
 
 if __name__ == "__main__":

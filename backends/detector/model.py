@@ -8,6 +8,7 @@ uncertainty sampling serves first.
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from backends.core.errors import LabelConfigError, LabelLoopError
-from backends.core.media import LoadedImage
+from backends.core.media import LoadedImage, decode_image
 from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel
@@ -45,6 +46,12 @@ class Plan:
 
 GPU_PREDICT_BATCH = 16  # images per inference call on a GPU (DETECTOR_PREDICT_BATCH=0)
 _NO_ONNX: set[tuple[str, int]] = set()  # (weights, imgsz) whose export failed under runtime=auto
+
+
+def _encoded_blank(fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (114, 114, 114)).save(buf, format=fmt)  # ultralytics' letterbox grey
+    return buf.getvalue()
 
 
 def resolve_device(device: str) -> str:
@@ -190,8 +197,8 @@ class DetectorModel(LabelLoopModel):
         configure_ultralytics(services.settings.data_dir)
         base = env_settings().base_weights
         load_model(base)  # a request reads the class names from the .pt even when ONNX Runtime serves it
-        blank = Image.new("RGB", (64, 48), (114, 114, 114))  # ultralytics' letterbox grey
-        cls(project_id=None, label_config=None, services=services)._infer(base, [blank], 1.0)
+        blank = [decode_image(_encoded_blank(fmt), "warm-up") for fmt in ("JPEG", "PNG")]  # PIL loads decoders lazily
+        cls(project_id=None, label_config=None, services=services)._infer(base, blank[:1], 1.0)
 
     # -- your own weights -----------------------------------------------------------------------
     def import_version(self, *, path: str | None = None, upload: Any = None, name_hint: str | None = None) -> Any:
