@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_ID = 2**63 - 1  # SQLite's (and Label Studio's) integer range
 WARMUP_DONE = "warm-up done"  # logged once the first request will find everything loaded
+WARMUP_WAIT_S = 120.0  # how long a /predict waits for a warm-up still running
 REASON_CHARS = 300  # an HTTP reason phrase Label Studio prints whole in its form
 
 
@@ -132,13 +133,21 @@ def create_app(
     else:
         dispatcher = EmbeddedDispatcher(services.journal, backend, make_model)
     background = start_worker if start_worker is not None else bool(settings.embedded_worker or settings.redis_url)
-    if background:
-        dispatcher.start()
+    # Jobs and /predict start once the warm-up is over: the warm-up imports and exports (torch.onnx,
+    # dynamo) what a training job imports too, and two threads importing that package graph at once
+    # can deadlock Python's import locks and leave a module half-initialised for the process's life
+    # (seen: a job resumed at a restart, training beside the warm-up's ONNX export).
+    warm = threading.Event()
+    if settings.warmup:
+        threading.Thread(target=_warmup, args=(model_class, services, warm, dispatcher.start if background else None),
+                         name="warmup", daemon=True).start()
+    else:
+        warm.set()
+        if background:
+            dispatcher.start()
     state_metrics = StateCollector(backend, services)
     if model_class.watch_interval_s and background:
         threading.Thread(target=_watch, args=(model_class, services), name=f"{backend}-watch", daemon=True).start()
-    if settings.warmup:
-        threading.Thread(target=_warmup, args=(model_class, services), name="warmup", daemon=True).start()
 
     app = Flask(f"labelloop.{backend}")
     app.json = FiniteJSON(app)
@@ -236,6 +245,8 @@ def create_app(
         model = new_model(parse_project(body.get("project")), body.get("label_config"))
         if not tasks:
             return jsonify({"results": [], "model_version": model.model_version})
+        if not warm.wait(WARMUP_WAIT_S):  # it loads what this request needs; bounded if it hangs
+            log.warning("%s: warm-up still running after %.0f s; predicting beside it", backend, WARMUP_WAIT_S)
         results = model.predict(tasks, context=context, login=params.get("login"), password=params.get("password"))
         if len(results) != len(tasks):
             raise RuntimeError(f"{model_class.__name__}.predict returned {len(results)} results for {len(tasks)} tasks")
@@ -371,14 +382,19 @@ def _watch(model_class: type[LabelLoopModel], services: Services) -> None:
             log.exception("%s: watch failed", model_class.backend)
 
 
-def _warmup(model_class: type[LabelLoopModel], services: Services) -> None:
+def _warmup(model_class: type[LabelLoopModel], services: Services, warm: threading.Event,
+            then: Callable[[], None] | None) -> None:
+    """Warm up, then mark the process warm and start ``then`` (the job worker), whatever happens."""
     started = time.perf_counter()
     try:
         model_class.warmup(services)
+        log.info("%s: %s in %.1f s", model_class.backend, WARMUP_DONE, time.perf_counter() - started)
     except Exception as exc:  # a failed warm-up only means a slower first request
         log.warning("%s: warm-up failed (first request will load instead): %s", model_class.backend, exc)
-        return
-    log.info("%s: %s in %.1f s", model_class.backend, WARMUP_DONE, time.perf_counter() - started)
+    finally:
+        warm.set()
+        if then is not None:
+            then()
 
 
 def _basic_credentials(header: str) -> tuple[str, str]:

@@ -295,3 +295,31 @@ def test_freed_heap_pages_are_given_back_after_requests_not_while_idle(client, a
     while heap.trims == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert heap.trims == 1
+
+
+def test_jobs_and_predict_wait_for_the_warm_up(settings):
+    """The warm-up imports what a training job imports (torch.onnx, dynamo): run side by side, two
+    threads importing that package graph can deadlock Python's import locks, so the job worker
+    starts, and /predict answers, only once the warm-up is over."""
+    release = threading.Event()
+
+    class SlowWarmUp(ToyModel):
+        @classmethod
+        def warmup(cls, services):
+            release.wait(10)
+
+    app = create_app(SlowWarmUp, settings.model_copy(update={"warmup": True}), start_worker=True)
+    dispatcher = app.extensions["labelloop"]["dispatcher"]
+    answered = {}
+    request = threading.Thread(target=lambda: answered.update(r=app.test_client().post("/predict", json=predict_body(data_uri()))))
+    request.start()
+    time.sleep(0.5)
+    assert "r" not in answered and dispatcher._thread is None, "nothing runs beside the warm-up"
+    release.set()
+    request.join(10)
+    assert answered["r"].status_code == 200
+    deadline = time.monotonic() + 5
+    while dispatcher._thread is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert dispatcher._thread is not None, "the job worker starts once the warm-up is over"
+    dispatcher.stop()
