@@ -36,9 +36,20 @@ def fill_connection(form: Any, *, title: str | None = None, url: str | None = No
         form.locator("input[name=basic_auth_user]").fill(basic_auth[0])
         form.locator("input[name=basic_auth_pass]").fill(basic_auth[1])
     if extra_params is not None:
-        form.locator("textarea[name=extra_params]").fill(extra_params)
+        _fill_until_kept(form.locator("textarea[name=extra_params]"), extra_params)
     if toggle_interactive:
         form.locator("input[name=is_interactive]").locator("..").click()
+
+
+def _fill_until_kept(field: Any, value: str) -> None:
+    """Fill, then wait until the field still holds ``value``: the Edit form can re-render with the
+    backend's stored fields after it first appears, which silently undoes an early fill."""
+    for _ in range(5):
+        field.fill(value)
+        field.page.wait_for_timeout(300)
+        if field.input_value() == value:
+            return
+    raise AssertionError(f"the form kept overwriting {value!r}")
 
 
 def connect_model(page: Any, url: str, project: int, title: str, backend_url: str, **fields: Any) -> dict[str, Any]:
@@ -58,6 +69,7 @@ def edit_connection(page: Any, url: str, project: int, **fields: Any) -> dict[st
     page.get_by_text("Edit", exact=True).click()
     form = page.locator("form[action=updateMLBackend]")
     form.locator("textarea[name=extra_params]").wait_for()
+    page.wait_for_load_state("networkidle")  # the form refills itself once the backend is fetched
     shown = form.locator("textarea[name=extra_params]").input_value()
     fill_connection(form, **fields)
     return {"body": _save(page, form, "PATCH"), "shown_extra_params": shown}
