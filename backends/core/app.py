@@ -116,6 +116,12 @@ def _body() -> dict[str, Any]:
     return data
 
 
+def _uploads_allowed(settings: CoreSettings) -> None:
+    if not settings.basic_auth_user and not settings.allow_unauthenticated_uploads:
+        raise LabelLoopError("uploading weights needs Basic auth (BASIC_AUTH_USER and BASIC_AUTH_PASS), or "
+                             "ALLOW_UNAUTHENTICATED_UPLOADS=true where nobody else can reach this port", status=403)
+
+
 def create_app(
     model_class: type[LabelLoopModel],
     settings: CoreSettings | None = None,
@@ -306,7 +312,10 @@ def create_app(
 
     @app.post("/versions")
     def change_versions() -> tuple[Response, int]:
-        if request.files:
+        if request.mimetype == "multipart/form-data":
+            _uploads_allowed(settings)  # before the body is read
+            if not request.files:
+                raise BadRequest("the multipart upload carries no file")
             project = parse_project(request.form.get("project"))
             if project is None:
                 raise BadRequest("uploading weights needs a 'project' form field")

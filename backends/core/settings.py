@@ -48,6 +48,9 @@ class CoreSettings(BaseSettings):
     # Optional Basic auth in front of every route but /health.
     basic_auth_user: str | None = Field(None, alias="BASIC_AUTH_USER")
     basic_auth_pass: SecretStr | None = Field(None, alias="BASIC_AUTH_PASS")
+    # A weights upload (POST /versions, multipart) is refused unless Basic auth is on: a new version
+    # serves every labeler at once. Opt in without auth only where the port is yours alone.
+    allow_unauthenticated_uploads: bool = Field(False, alias="ALLOW_UNAUTHENTICATED_UPLOADS")
 
     # Media loading limits.
     allowed_media_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="ALLOWED_MEDIA_HOSTS")

@@ -23,8 +23,9 @@ from backends.core.media import LoadedImage, decode_image
 from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel
+from .safe_weights import check_weights_file
 from .settings import DetectorSettings
-from .weights import check_allowed, configure_ultralytics, load_model, onnx_for
+from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, operator_safe_globals
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.pt"
@@ -220,6 +221,7 @@ class DetectorModel(LabelLoopModel):
                 source = path
             else:
                 raise LabelLoopError("give a 'path' or upload a .pt file")
+            check_weights_file(target, operator_safe_globals(), shown_as=str(source))  # before anything unpickles it
             loaded = load_model(str(target))
             if loaded.task != "detect":
                 raise LabelLoopError(f"{source} is a {loaded.task} model; versions serve RectangleLabels (detect)", status=422)

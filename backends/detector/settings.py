@@ -7,10 +7,10 @@ training hyper-parameters by their short name, e.g. ``{"epochs": 30, "imgsz": 32
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from backends.core.settings import ProjectSettings
 
@@ -31,6 +31,10 @@ class DetectorSettings(ProjectSettings):
     cls_weights: str = "yolo11n-cls.pt"
     # Directories (besides the model store) that a label config's model_path may point into.
     weights_dirs: list[Path] = Field(default_factory=list)
+    # Classes (``package.module.Class``, comma-separated) a weights file may contain besides torch.nn
+    # and ultralytics.nn modules: a custom architecture's own layers. Weights are loaded weights-only
+    # (safe_weights.py); a class listed here is trusted to build no harm from its pickled state.
+    safe_globals: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     device: str = "auto"  # auto: cuda:0 when available, else cpu
     score_threshold: float = Field(0.25, ge=0, le=1)
@@ -53,3 +57,10 @@ class DetectorSettings(ProjectSettings):
     val_ratio: float = Field(0.2, gt=0, lt=1)
     publish: Literal["always", "if_better"] = "if_better"
     seed: int = 0
+
+    @field_validator("safe_globals", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value

@@ -23,6 +23,8 @@ from typing import Any, Iterable
 
 from backends.core.errors import LabelConfigError
 
+from .safe_weights import check_weights_file, enforce
+
 log = logging.getLogger(__name__)
 
 _RELEASE_NAME = re.compile(r"^yolo[\w.-]*\.(pt|yaml|yml)$", re.IGNORECASE)
@@ -35,6 +37,7 @@ def configure_ultralytics(data_dir: Path) -> None:
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
     os.environ.setdefault("MPLCONFIGDIR", str(data_dir / "matplotlib"))
+    enforce(operator_safe_globals())  # every torch.load of this process is weights-only from here on
     fonts = config_dir / "Ultralytics"
     fonts.mkdir(parents=True, exist_ok=True)
     try:  # plotting asks the network for Arial otherwise
@@ -153,10 +156,19 @@ def _mtime(spec: str) -> float:
         return 0.0
 
 
+def operator_safe_globals() -> list[str]:
+    from .settings import DetectorSettings
+
+    return DetectorSettings().safe_globals
+
+
 def _build(spec: str) -> Any:
     from ultralytics import YOLO
 
     log.info("loading YOLO weights %s", spec)
+    enforce(operator_safe_globals())
+    if Path(spec).suffix == ".pt" and Path(spec).is_file():
+        check_weights_file(Path(spec), operator_safe_globals())  # the 422 names what a refused file needs
     try:
         model = YOLO(spec)
     except FileNotFoundError as exc:

@@ -55,8 +55,8 @@ def test_register_refuses_outside_paths_and_non_detect_models(services, detector
 
 def test_upload_weights_through_the_api(services, detector_env, tmp_path):
     path = one_class_checkpoint("detect", detector_env, {0: "widget", 1: "gadget"})
-    app = create_app(DetectorModel, services.settings, start_worker=False)
-    client = app.test_client()
+    opted_in = services.settings.model_copy(update={"allow_unauthenticated_uploads": True})
+    client = create_app(DetectorModel, opted_in, start_worker=False).test_client()
     response = client.post("/versions", data={"project": "3", "file": (io.BytesIO(path.read_bytes()), "mine.pt")},
                            content_type="multipart/form-data")
     assert response.status_code == 201, response.get_json()

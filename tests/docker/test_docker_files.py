@@ -68,6 +68,13 @@ def test_backend_ports_match_the_images_and_the_local_stack():
         assert (ROOT / "backends" / backend / "__main__.py").exists()
 
 
+def test_backend_ports_are_published_on_loopback_unless_the_operator_says_otherwise():
+    """Label Studio reaches the backends on the compose network; the host port is for you alone."""
+    for backend in BACKENDS:
+        for published in SERVICES[backend]["ports"]:
+            assert str(published).startswith("${BACKEND_BIND:-127.0.0.1}:"), (backend, published)
+
+
 def test_every_long_running_service_has_a_healthcheck():
     stages = _stages()
     for name, service in SERVICES.items():
