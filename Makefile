@@ -44,7 +44,8 @@ $(LS_VENV)/.synced: tools/label-studio/pyproject.toml tools/label-studio/uv.lock
 
 # System packages the tests use: redis-server (RQ-mode tests) and Debian's chromium (the browser
 # test drives it with Playwright; no browser download). Installed with apt where it is available and
-# we are root; otherwise the tests that need them skip and say why.
+# we are root; otherwise the tests that need them skip and say why, except in CI (CI=true), where
+# a missing package fails the run here: a green CI must mean every test ran.
 SYSTEM_PACKAGES := redis-server:redis-server chromium:chromium
 system-deps:
 	@missing=""; for pair in $(SYSTEM_PACKAGES); do \
@@ -53,8 +54,9 @@ system-deps:
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    echo "== installing$$missing (apt)"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
-	      || echo "!! apt could not install$$missing: the tests that need them will be skipped"; \
-	  else echo "!! missing$$missing and apt unavailable: the tests that need them will be skipped"; fi; \
+	      || { echo "!! apt could not install$$missing"; [ "$$CI" != true ] || exit 1; }; \
+	  else echo "!! missing$$missing and apt unavailable: the tests that need them will be skipped"; \
+	    [ "$$CI" != true ] || { echo "!! CI=true: refusing to run the suite without them"; exit 1; }; fi; \
 	fi
 
 # JupyterLab from the lock (the notebook group), opened on notebooks/ at http://127.0.0.1:8888

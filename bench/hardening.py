@@ -22,7 +22,14 @@ replaced by its host-side work: a CPU diagnostic, see ``bench/stub_encoder``).
 on every request and two real fine-tunes publishing meanwhile (``load_detector`` in the JSON); on 2
 cores it measures the CPU as much as the server, so the storm stays on the toy backend.
 
-    .venv/bin/python bench/hardening.py [--parts memory,load] [--backends detector,active,segmenter]
+``batch``: peak RSS of a detector answering one ``/predict`` of 10 tasks, of 1,000 tasks (goal:
+within 1.3x), and of 12 tasks of 9000x9000 PNG: Label Studio sends every task selected for
+Retrieve Predictions in one request.
+
+``slow``: ``/health`` p50/p99 with 64 connections trickling their headers (a byte every 5 s),
+against none, under the development server and gunicorn (goal: p99 < 200 ms).
+
+    .venv/bin/python bench/hardening.py [--parts memory,load,batch,slow] [--backends detector,active,segmenter]
                                         [--segmenter one-image|distinct|stub-encoder] [--calls 1000] [--seconds 60] [--clients 20]
                                         [--load-backend toy|detector]
 """
@@ -64,15 +71,29 @@ SEGMENT_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="
 
 
 def image_server() -> str:
-    """Distinct PNGs on demand: ``/img/<n>.png`` is 160x120 noise seeded by n."""
+    """Distinct PNGs on demand: ``/img/<n>.png`` is 160x120 noise seeded by n; ``/big/<n>.png`` a
+    9000x9000 flat PNG (~80 KB encoded, 243 MB decoded, under MEDIA_MAX_PIXELS)."""
+    big: list[bytes] = []
+    big_lock = threading.Lock()
+
+    def big_png() -> bytes:
+        with big_lock:
+            if not big:
+                buf = io.BytesIO()
+                Image.new("RGB", (9000, 9000), (90, 140, 200)).save(buf, format="PNG")
+                big.append(buf.getvalue())
+            return big[0]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             seed = int(self.path.rsplit("/", 1)[1].split(".")[0])
-            pixels = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-            buf = io.BytesIO()
-            Image.fromarray(pixels).save(buf, format="PNG")
-            body = buf.getvalue()
+            if self.path.startswith("/big/"):
+                body = big_png()
+            else:
+                pixels = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+                buf = io.BytesIO()
+                Image.fromarray(pixels).save(buf, format="PNG")
+                body = buf.getvalue()
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
             self.send_header("Content-Length", str(len(body)))
@@ -188,6 +209,102 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
             results[key]["note"] = SEGMENTER_MODES[segmenter][1]
         print(key, json.dumps(results[key]), flush=True)
     return results
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM): what an OOM killer compares with the limit."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+#: one /predict carrying many tasks, as Retrieve Predictions sends them: (case, tasks, image path)
+BATCH_CASES = [("small_10", 10, "img"), ("small_1000", 1000, "img"), ("big_12", 12, "big")]
+
+
+def part_batch() -> dict[str, Any]:
+    """Peak RSS of a detector answering one /predict of N tasks (distinct 160x120 PNGs; or 12
+    9000x9000 PNGs), a fresh process per case, the model loaded by a 1-task request first."""
+    images, work = image_server(), Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    out: dict[str, Any] = {}
+    for case, n, path in BATCH_CASES:
+        port = free_port()
+        env = {"DATA_DIR": str(work / case), "ALLOWED_MEDIA_HOSTS": "127.0.0.1", "LOG_LEVEL": "WARNING", "WARMUP": "0",
+               "YOLO_OFFLINE": "1", "DETECTOR_BASE_WEIGHTS": "yolo11n.yaml", "MEDIA_CACHE_MB": "0"}
+        proc = backend_process("backends.detector", port, env, work / f"{case}.log").start(timeout=120)
+        url = f"http://127.0.0.1:{port}/predict"
+        try:
+            requests.post(url, json=predict_body(f"{images}/img/0.png", DETECT_CONFIG, False), timeout=600).raise_for_status()
+            loaded = peak_rss_mib(proc.pid)
+            tasks = [{"id": i + 1, "data": {"image": f"{images}/{path}/{i + 1}.png"}} for i in range(n)]
+            started = time.time()
+            reply = requests.post(url, json={"tasks": tasks, "label_config": DETECT_CONFIG, "project": "1.1"}, timeout=3600)
+            out[case] = {"tasks": n, "status": reply.status_code, "seconds": round(time.time() - started, 1),
+                         "peak_rss_mib_model_loaded": round(loaded, 1), "peak_rss_mib": round(peak_rss_mib(proc.pid), 1),
+                         "answered": len(reply.json().get("results", [])) if reply.ok else 0}
+        finally:
+            proc.stop()
+        print(case, json.dumps(out[case]), flush=True)
+    out["ratio_1000_vs_10"] = round(out["small_1000"]["peak_rss_mib"] / out["small_10"]["peak_rss_mib"], 3)
+    out["within_1_3x"] = out["ratio_1000_vs_10"] <= 1.3
+    out["ratio_big_12_vs_small_10"] = round(out["big_12"]["peak_rss_mib"] / out["small_10"]["peak_rss_mib"], 3)
+    out["device"] = device_name()
+    return out
+
+
+def _trickle(host: str, port: int, stop: threading.Event, every_s: float) -> None:
+    """A client sending a request's headers one byte every ``every_s`` until stopped or cut off."""
+    import socket
+
+    try:
+        sock = socket.create_connection((host, port), timeout=60)
+        for byte in b"POST /setup HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 10_000:
+            if stop.wait(every_s):
+                break
+            sock.sendall(bytes([byte]))
+    except OSError:
+        pass  # cut off with a 408: a new one takes its place below
+
+
+def part_slow(connections: int = 64, calls: int = 200, every_s: float = 5.0) -> dict[str, Any]:
+    """/health latency with ``connections`` clients trickling their headers (as a byte every 5 s
+    never trips a per-read idle timeout), against the same server with none; dev server and gunicorn."""
+    out: dict[str, Any] = {}
+    work = Path(tempfile.mkdtemp(prefix="bench-slow-"))
+    for server, workers in (("dev_server", "0"), ("gunicorn_2_workers", "2")):
+        port = free_port()
+        # a deadline past the measurement: the tricklers are all connected while /health is timed
+        env = {"DATA_DIR": str(work / server), "WORKERS": workers, "LOG_LEVEL": "WARNING", "WARMUP": "0",
+               "REQUEST_TIMEOUT_S": "120"}
+        proc = backend_process("tests.toy_backend", port, env, work / f"{server}.log").start(timeout=120)
+        try:
+            out[server] = {}
+            for slow in (0, connections):
+                stop = threading.Event()
+                for _ in range(slow):
+                    threading.Thread(target=_trickle, args=("127.0.0.1", port, stop, every_s), daemon=True).start()
+                time.sleep(every_s + 1 if slow else 0)  # every trickler is connected and has sent bytes
+                latencies, failed = [], 0
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    try:
+                        failed += requests.get(f"http://127.0.0.1:{port}/health", timeout=10).status_code != 200
+                    except requests.RequestException:
+                        failed += 1
+                    latencies.append(time.perf_counter() - started)
+                stop.set()
+                ms = sorted(x * 1000 for x in latencies)
+                out[server][f"slow_{slow}"] = {"p50_ms": round(ms[len(ms) // 2], 2), "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 2),
+                                               "failed": failed, "calls": calls}
+            out[server]["p99_within_200_ms"] = out[server][f"slow_{connections}"]["p99_ms"] < 200
+            out[server]["p99_ratio_vs_no_slow_clients"] = round(
+                out[server][f"slow_{connections}"]["p99_ms"] / max(out[server]["slow_0"]["p99_ms"], 0.01), 2)
+        finally:
+            proc.stop()
+        print(server, json.dumps(out[server]), flush=True)
+    out["note"] = f"{connections} connections each sending one header byte every {every_s:g} s; {calls} sequential GET /health"
+    return out
 
 
 def publish_classifier(data_dir: Path) -> str:
@@ -374,6 +491,10 @@ def main() -> None:
     results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
     if "memory" in args.parts.split(","):
         results["memory"] = {**results.get("memory", {}), **part_memory(args.calls, args.backends.split(","), args.segmenter)}
+    if "slow" in args.parts.split(","):
+        results["slow_clients"] = part_slow()
+    if "batch" in args.parts.split(","):
+        results["predict_batch_memory"] = part_batch()
     if "load" in args.parts.split(","):
         results.update(part_load(args.seconds, args.clients, args.load_backend))
     results["machine"] = {"cpus": os.cpu_count()}

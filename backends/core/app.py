@@ -24,6 +24,7 @@ from .extra_params import parse_extra_params
 from .heap import HeapTrimmer
 from .jobs import EmbeddedDispatcher, RQDispatcher
 from .journal import Job
+from .limits import MAX_JSON_DEPTH, body_limit, nesting_depth
 from .logs import redact, setup_logging
 from .metrics import LATENCY, PREDICTIONS, REQUESTS, StateCollector, render
 from .model import LabelLoopModel
@@ -108,7 +109,16 @@ def model_factory(model_class: type[LabelLoopModel], services: Services) -> Call
 
 
 def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True, force=True)
+    too_deep = BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels of objects and lists")
+    limit = g.body_limit
+    if limit.cut_short(len(request.get_data(cache=True)), request.content_length):
+        raise LabelLoopError(limit.refusal(request.path, None), status=413)
+    try:
+        data = request.get_json(silent=True, force=True)
+    except RecursionError:  # the parser recurses once per level
+        raise too_deep from None
+    if data is not None and nesting_depth(data) > MAX_JSON_DEPTH:
+        raise too_deep
     if data is None:
         raise BadRequest("request body is not valid JSON")
     if not isinstance(data, dict):
@@ -157,7 +167,6 @@ def create_app(
 
     app = Flask(f"labelloop.{backend}")
     app.json = FiniteJSON(app)
-    app.config["MAX_CONTENT_LENGTH"] = 512 * 1024 * 1024  # uploaded weights
     heap = HeapTrimmer().start()
     app.extensions["labelloop"] = {"services": services, "dispatcher": dispatcher, "model_class": model_class,
                                    "heap": heap}
@@ -175,6 +184,10 @@ def create_app(
     @app.before_request
     def _auth_and_clock() -> None:
         g.started = time.perf_counter()
+        limit = g.body_limit = body_limit(request.path, request.mimetype, settings)
+        request.max_content_length = limit.max_bytes  # a chunked body is cut there as it streams
+        if (request.content_length or 0) > limit.max_bytes:  # refused before a byte of it is read
+            raise LabelLoopError(limit.refusal(request.path, request.content_length or 0), status=413)
         if request.path == "/health" or not settings.basic_auth_user:
             return
         expected_pass = settings.basic_auth_pass.get_secret_value() if settings.basic_auth_pass else ""
@@ -242,6 +255,9 @@ def create_app(
         tasks = body.get("tasks")
         if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
             raise BadRequest("/predict needs 'tasks': a list of task objects")
+        if len(tasks) > settings.predict_max_tasks:
+            raise LabelLoopError(f"/predict got {len(tasks)} tasks, over the {settings.predict_max_tasks} a request may "
+                                 "carry (PREDICT_MAX_TASKS): select fewer tasks per Retrieve Predictions", status=413)
         params = body.get("params") or {}
         if not isinstance(params, dict):
             raise BadRequest("'params' must be a JSON object")

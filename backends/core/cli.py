@@ -27,7 +27,9 @@ def serve(model_class: type[LabelLoopModel], argv: Sequence[str] | None = None, 
     if args.workers <= 0:
         from .devserver import serve_pooled
 
-        serve_pooled(args.host, args.port, create_app(model_class), args.threads)
+        from .settings import CoreSettings
+
+        serve_pooled(args.host, args.port, create_app(model_class), args.threads, CoreSettings().request_timeout_s)
         return
     _gunicorn(model_class, args)
 
@@ -40,7 +42,9 @@ def _gunicorn(model_class: type[LabelLoopModel], args: argparse.Namespace) -> No
             self.cfg.set("bind", f"{args.host}:{args.port}")
             self.cfg.set("workers", args.workers)
             self.cfg.set("threads", args.threads)
-            self.cfg.set("worker_class", "gthread")
+            # gthread whose connections reach a thread only once their request is whole
+            self.cfg.set("worker_class", "backends.core.gthread_buffered.BufferingThreadWorker")
+            self.cfg.set("keepalive", 0)  # one request per connection: the buffer holds all of it
             # /predict may run a model for a while on CPU; Label Studio itself waits 100 s.
             self.cfg.set("timeout", 120)
             self.cfg.set("graceful_timeout", 30)

@@ -17,8 +17,10 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer
 
-#: seconds a connection may stay silent (before or within a request) before its thread drops it:
-#: without it, THREADS clients that connect and send nothing would hold every thread.
+from .buffering import PrereadSocket, RequestReader
+
+#: seconds a connection may stay silent while its thread writes the reply (the request itself is
+#: read before a thread sees it, within REQUEST_TIMEOUT_S: buffering.py)
 IDLE_TIMEOUT_S = 30.0
 
 
@@ -28,16 +30,19 @@ class PooledWSGIServer(BaseWSGIServer):
 
     multithread = True
 
-    def __init__(self, host: str, port: int, app: Any, threads: int) -> None:
+    def __init__(self, host: str, port: int, app: Any, threads: int, request_timeout_s: float = 10.0) -> None:
         # the queue first: a failed bind calls server_close() from inside the base __init__
-        self._requests: queue.Queue[tuple[socket.socket, Any]] = queue.Queue()
+        self._requests: queue.Queue[tuple[Any, Any]] = queue.Queue()
         super().__init__(host, port, app)
+        # connections wait for their whole request there, not in a request thread (buffering.py)
+        self._reader = RequestReader(lambda sock, address, data: self._requests.put((PrereadSocket(sock, data), address)),
+                                     timeout_s=request_timeout_s)
         for i in range(max(1, threads)):
             # daemon threads, as Werkzeug's own: Ctrl-C does not wait for a running model call
             threading.Thread(target=self._serve_requests, name=f"request-{i}", daemon=True).start()
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
-        self._requests.put((request, client_address))
+        self._reader.add(request, client_address)
 
     def _serve_requests(self) -> None:
         while True:
@@ -52,8 +57,8 @@ class PooledWSGIServer(BaseWSGIServer):
                 self.shutdown_request(request)
 
 
-def serve_pooled(host: str, port: int, app: Any, threads: int) -> None:
-    server = PooledWSGIServer(host, port, app, threads)
+def serve_pooled(host: str, port: int, app: Any, threads: int, request_timeout_s: float = 10.0) -> None:
+    server = PooledWSGIServer(host, port, app, threads, request_timeout_s)
     server.log_startup()
     try:
         server.serve_forever()

@@ -147,19 +147,21 @@ class LabelLoopModel:
         return {"result": [], "model_version": self.model_version}
 
     def per_task(
-        self, tasks: Sequence[dict[str, Any]], fn: Callable[[dict[str, Any]], T]
+        self, tasks: Sequence[dict[str, Any]], fn: Callable[[dict[str, Any]], T], *, alone: bool | None = None
     ) -> list[T | LabelLoopError]:
         """Apply ``fn`` to each task, keeping input errors per task instead of failing the batch.
 
-        With a single task the error is raised, so the caller gets a 4xx naming the problem;
-        in a batch the failed task gets an empty prediction and the reason is logged.
+        With a single task (``alone``: the request's only task; by default, when ``tasks`` has one)
+        the error is raised, so the caller gets a 4xx naming the problem; in a batch the failed task
+        gets an empty prediction and the reason is logged.
         """
         out: list[T | LabelLoopError] = []
+        alone = len(tasks) == 1 if alone is None else alone
         for task in tasks:
             try:
                 out.append(fn(task))
             except LabelLoopError as exc:
-                if len(tasks) == 1:
+                if alone:
                     raise
                 log.warning("%s: task %s skipped: %s", self.backend, task.get("id"), exc.message)
                 out.append(exc)

@@ -53,6 +53,16 @@ class CoreSettings(BaseSettings):
     allow_unauthenticated_uploads: bool = Field(False, alias="ALLOW_UNAUTHENTICATED_UPLOADS")
 
     # Media loading limits.
+    # Largest body per route, in MB (limits.py): a weights upload, a webhook (brush RLE can be a few
+    # MB), a /predict (a few KB per task); /setup and the other routes take 2 MB.
+    # A request's headers must arrive within this; its body then within 10 s plus 1 s per 256 KB.
+    # Connections wait for their request outside the request threads (buffering.py); late ones get 408.
+    request_timeout_s: float = Field(10.0, alias="REQUEST_TIMEOUT_S", gt=0)
+    upload_max_mb: int = Field(512, alias="UPLOAD_MAX_MB", gt=0)
+    webhook_max_mb: int = Field(8, alias="WEBHOOK_MAX_MB", gt=0)
+    predict_max_mb: int = Field(32, alias="PREDICT_MAX_MB", gt=0)
+    # tasks one /predict may carry (Label Studio sends every selected task in one): more get a 413
+    predict_max_tasks: int = Field(5000, alias="PREDICT_MAX_TASKS", gt=0)
     allowed_media_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="ALLOWED_MEDIA_HOSTS")
     media_max_bytes: int = Field(50 * 1024 * 1024, alias="MEDIA_MAX_BYTES", gt=0)
     media_max_pixels: int = Field(100_000_000, alias="MEDIA_MAX_PIXELS", gt=0)

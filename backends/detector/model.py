@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from PIL import Image
 
@@ -125,28 +125,55 @@ class DetectorModel(LabelLoopModel):
         return [self.services.settings.model_dir, *self.settings.weights_dirs]
 
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        """Pre-labels for ``tasks``, a chunk at a time: a chunk's images are decoded, run through
+        every control's weights and turned into regions before the next chunk is decoded, so a
+        /predict of 1,000 tasks holds no more images and ultralytics results than one of 10."""
         configure_ultralytics(self.services.settings.data_dir)
         plans = self.plans()
         version = next((p.version for p in plans if p.version), None) or self.base_version
-        regions: list[list[dict[str, Any]] | None] = [[] for _ in tasks]
-        loaded: dict[str, list[Any]] = {}  # per <Image> tag: load each task image once per request
-        for (weights, to_name), group in _group(plans).items():
-            if to_name not in loaded:
-                loaded[to_name] = self.per_task(tasks, lambda t: self.load_task_image(t, to_name))
-            images = loaded[to_name]
-            for i, image in enumerate(images):
-                if isinstance(image, LabelLoopError):
-                    regions[i] = None
-            ok = [(i, img) for i, img in enumerate(images) if isinstance(img, LoadedImage)]
+        grouped = _group(plans)
+        to_names = list(dict.fromkeys(to_name for _, to_name in grouped))
+        regions: list[list[dict[str, Any]] | None] = []
+        for chunk in self._decoded_chunks(tasks, to_names):
+            regions.extend(self._predict_chunk(chunk, grouped))
+        return [self._prediction(r, version) for r in regions]
+
+    def _decoded_chunks(self, tasks: list[dict[str, Any]], to_names: list[str]) -> Iterator[list[dict[str, Any]]]:
+        """Per task, its image for each ``<Image>`` (or the error loading it), a chunk at a time:
+        at most one inference group of tasks, and no more once ``predict_pixels_held`` decoded
+        pixels are held (so at most that plus one image, itself capped by MEDIA_MAX_PIXELS)."""
+        size, budget = self.inference_group(), self.settings.predict_pixels_held
+        chunk: list[dict[str, Any]] = []
+        pixels = 0
+        for task in tasks:
+            images = {name: self.per_task([task], lambda t, n=name: self.load_task_image(t, n), alone=len(tasks) == 1)[0]
+                      for name in to_names}
+            chunk.append(images)
+            pixels += sum(img.width * img.height for img in images.values() if isinstance(img, LoadedImage))
+            if len(chunk) >= size or pixels >= budget:
+                yield chunk
+                chunk, pixels = [], 0
+        if chunk:
+            yield chunk
+
+    def _predict_chunk(self, chunk: list[dict[str, Any]], grouped: dict[tuple[str, str], list[Plan]]) -> list[list[dict[str, Any]] | None]:
+        """Regions for each task of ``chunk``; None for a task whose image could not be loaded."""
+        regions: list[list[dict[str, Any]] | None] = [
+            [] if all(isinstance(img, LoadedImage) for img in images.values()) else None for images in chunk]
+        for (weights, to_name), group in grouped.items():
+            ok = [(i, images[to_name]) for i, images in enumerate(chunk) if regions[i] is not None]
             if not ok:
                 continue
             results = self._infer(weights, [img.image for _, img in ok], min(p.control.threshold for p in group))
             model_names = load_model(weights).names  # the .pt's names (also those of its ONNX export)
             for (i, img), result in zip(ok, results):
                 for plan in group:
-                    if regions[i] is not None:
-                        regions[i].extend(plan.control.regions(result, model_names, img.width, img.height))
-        return [self._prediction(r, version) for r in regions]
+                    regions[i].extend(plan.control.regions(result, model_names, img.width, img.height))  # type: ignore[union-attr]
+        return regions
+
+    def inference_group(self) -> int:
+        """Images per inference call: DETECTOR_PREDICT_BATCH, or 1 on a CPU and 16 on a GPU."""
+        return self.settings.predict_batch or (1 if resolve_device(self.settings.device) == "cpu" else GPU_PREDICT_BATCH)
 
     def _infer(self, weights: str, images: list[Any], conf: float) -> list[Any]:
         device = resolve_device(self.settings.device)
@@ -154,7 +181,7 @@ class DetectorModel(LabelLoopModel):
         kwargs: dict[str, Any] = {"verbose": False, "device": device}
         if loaded.task != "classify":
             kwargs.update(conf=conf, max_det=self.settings.max_det, imgsz=self.settings.predict_imgsz)
-        group = self.settings.predict_batch or (1 if device == "cpu" else GPU_PREDICT_BATCH)
+        group = self.inference_group()
         results: list[Any] = []
         for start in range(0, len(images), group):
             with loaded.lock:  # per group: concurrent requests interleave instead of queueing whole

@@ -45,6 +45,9 @@ class DetectorSettings(ProjectSettings):
     # images per inference call; 0 = auto: 1 on a CPU (a batch is slower there: measured on 2
     # cores), GPU_PREDICT_BATCH on a GPU. Also bounds the activations a /predict holds at once.
     predict_batch: int = Field(0, ge=0)
+    # decoded pixels a /predict holds at once: a chunk of tasks is inferred and its images dropped
+    # once it reaches this (64 MP: five 12 MP photos, ~190 MB as RGB), whatever the request's size
+    predict_pixels_held: int = Field(64_000_000, gt=0)
 
     epochs: int = Field(20, gt=0)
     imgsz: int = Field(640, ge=32)

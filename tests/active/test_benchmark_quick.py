@@ -7,12 +7,13 @@ from dataclasses import asdict
 import pytest
 
 from bench import active_learning
+from tests.harness import missing_system_dependency
 
 
 @pytest.mark.timeout(1500)  # a whole (small) benchmark: minutes alone, far more on a busy box
 def test_quick_benchmark_writes_curves_for_every_strategy(tmp_path):
     if shutil.which("apt-get") is None and not list((active_learning.fmnist.CACHE).rglob("train-images*")):
-        pytest.skip("Fashion-MNIST comes from Debian's dataset-fashion-mnist package: apt-get is unavailable here")
+        missing_system_dependency("Fashion-MNIST comes from Debian's dataset-fashion-mnist package: apt-get is unavailable here")
     out = tmp_path / "active_learning.json"
     active_learning.main(["--quick", "--out", str(out)])
     result = json.loads(out.read_text())

@@ -13,7 +13,7 @@ import requests
 from backends.stack.processes import ManagedProcess, free_port
 from tests.core.test_labelstudio_e2e import BOX, jobs, toy_env
 from tests.conftest import RECT_CONFIG, png_bytes
-from tests.harness import wait_until
+from tests.harness import missing_system_dependency, wait_until
 
 pytestmark = pytest.mark.labelstudio
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.labelstudio
 def redis_url(tmp_path):
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("redis-server is not installed (make test installs it with apt where available)")
+        missing_system_dependency("redis-server is not installed (make test installs it with apt where available)")
     port = free_port()
     proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                              "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
