@@ -17,7 +17,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from .errors import Conflict, LabelLoopError, http_status
+from .errors import Conflict, LabelLoopError, MediaError, http_status
 from .journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Journal, LeaseLost
 from .logs import redact
 from .metrics import JOBS_FINISHED
@@ -98,12 +98,28 @@ def may_pass(exc: BaseException) -> bool:
     return True if status is None else status >= 500 or status == 429
 
 
+def label_studio_unreachable(exc: BaseException) -> bool:
+    """Whether a failure is an outage rather than a refusal: no connection, a timeout, or a
+    gateway's 502-504 (Label Studio, or the proxy before it, is down), or images that could not
+    be fetched for such a reason. Such a job waits for Label Studio instead of using up its tries."""
+    import httpx
+    import requests
+
+    if isinstance(exc, MediaError):
+        return exc.transient
+    if isinstance(exc, LabelLoopError):
+        return exc.status in (502, 503, 504)
+    if isinstance(exc, (httpx.TransportError, requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+        return True
+    return http_status(exc) in (502, 503, 504)
+
+
 def run_job(journal: Journal, job: Job, make_model: ModelFactory) -> str:
     """Run one claimed job to a final state; never raises (a job's failure is data, not a crash)."""
     backend = job.backend
     started = time.time()
     log.info("%s: job %s (%s, project %s) started", backend, job.id, job.kind, job.project)
-    state, result, error, retry = FAILED, None, None, False
+    state, result, error, retry, outage = FAILED, None, None, False, False
     with JobContext(journal, job) as ctx:
         try:
             events = journal.events_for(job.id)
@@ -113,14 +129,14 @@ def run_job(journal: Journal, job: Job, make_model: ModelFactory) -> str:
         except JobCancelled as exc:
             state, error = CANCELLED, str(exc)
         except LabelLoopError as exc:
-            error, retry = exc.message, may_pass(exc)
+            error, retry, outage = exc.message, may_pass(exc), label_studio_unreachable(exc)
             log.warning("%s: job %s failed: %s", backend, job.id, exc.message)
         except Exception as exc:
-            error, retry = f"{type(exc).__name__}: {exc}", may_pass(exc)
+            error, retry, outage = f"{type(exc).__name__}: {exc}", may_pass(exc), label_studio_unreachable(exc)
             log.error("%s: job %s crashed:\n%s", backend, job.id, traceback.format_exc())
     # A job's error is served by GET /jobs: an upstream reply quoted in it may echo credentials.
     ended = journal.finish(job.id, state, attempt=job.attempts, result=result if isinstance(result, dict) else None,
-                           error=redact(error) if error else None, retry=retry)
+                           error=redact(error) if error else None, retry=retry, outage=outage)
     if ended is None:
         log.warning("%s: job %s ran on after its lease was lost; its outcome (%s) is not recorded", backend, job.id,
                     state)

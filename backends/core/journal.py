@@ -58,7 +58,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     progress TEXT,
     result TEXT,
-    error TEXT
+    error TEXT,
+    outage TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_pending ON jobs(backend, project, kind) WHERE state = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_running ON jobs(backend, project, kind) WHERE state = 'running';
@@ -78,6 +79,9 @@ _FORK_GUARD = threading.Lock()
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
 FINAL_STATES = (DONE, FAILED, CANCELLED)
 LOCK_TIMEOUT_S = 30.0
+#: longest wait between two tries of a job that meets a Label Studio outage: it resumes within this
+#: of Label Studio answering again
+OUTAGE_POLL_S = 60.0
 
 
 class LeaseLost(Exception):
@@ -106,11 +110,13 @@ class Job:
     progress: dict[str, Any] | None
     result: dict[str, Any] | None
     error: str | None
+    # while (and after) Label Studio was unreachable: {"since", "tries", "last_error"[, "ended_at"]}
+    outage: dict[str, Any] | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
         data = dict(row)
-        for key in ("progress", "result"):
+        for key in ("progress", "result", "outage"):
             data[key] = json.loads(data[key]) if data[key] else None
         data["cancel_requested"] = bool(data["cancel_requested"])
         return cls(**data)
@@ -157,6 +163,7 @@ class Journal:
         retry_s: float = 30.0,
         keep_s: float = 30 * 86400.0,
         synchronous: str = "FULL",
+        outage_s: float = 86400.0,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +173,7 @@ class Journal:
         self.max_attempts = max_attempts
         self.retry_s = retry_s
         self.keep_s = keep_s
+        self.outage_s = outage_s
         self._pruned_at = 0.0
         self._synchronous = synchronous
         self._local = threading.local()
@@ -173,6 +181,14 @@ class Journal:
         self._lock_pid: int | None = None
         self._lock_file = -1
         self._conn().executescript(SCHEMA)  # executescript manages its own transaction
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added after a journal was created (a journal outlives upgrades)."""
+        columns = {row[1] for row in self._conn().execute("PRAGMA table_info(jobs)")}
+        if "outage" not in columns:
+            with self._tx() as db:
+                db.execute("ALTER TABLE jobs ADD COLUMN outage TEXT")
 
     # -- connection plumbing -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -371,10 +387,14 @@ class Journal:
         return bool(row and row["cancel_requested"])
 
     def finish(self, job_id: int, state: str, *, attempt: int | None = None, result: dict[str, Any] | None = None,
-               error: str | None = None, retry: bool = False) -> str | None:
+               error: str | None = None, retry: bool = False, outage: bool = False) -> str | None:
         """Record a running job's outcome; returns the state it ended in, or None when the job was not
         this runner's any more (``attempt`` given). A failure with ``retry`` and attempts left goes back
-        to pending after ``retry_s`` x 2^(attempts-1), or hands its events to the job already pending."""
+        to pending after ``retry_s`` x 2^(attempts-1), or hands its events to the job already pending.
+
+        A failure with ``outage`` (Label Studio unreachable) is not an attempt: the job goes back to
+        pending, trying again at most every ``OUTAGE_POLL_S``, for ``outage_s`` from the first such
+        failure; ``outage`` on the job records it, and stays once the job is done."""
         assert state in FINAL_STATES, state
         now = time.time()
         owned, args = "id=? AND state=?", [job_id, RUNNING]
@@ -384,6 +404,12 @@ class Journal:
             job = db.execute(f"SELECT * FROM jobs WHERE {owned}", args).fetchone()
             if job is None:
                 return None
+            if state == FAILED and outage:
+                waited = self._wait_out_outage(db, job, now, error)
+                if waited is not None:
+                    return waited
+                error = f"{error} (Label Studio unreachable for longer than {self.outage_s:.0f} s: given up)"
+                retry = False
             if state == FAILED and retry and job["attempts"] < self.max_attempts:
                 pending = self._pending(db, job)
                 if pending is None:
@@ -392,9 +418,33 @@ class Journal:
                     return PENDING
                 self._hand_over(db, job, pending, now, f"{error}; events moved to job {pending['id']}")
                 return FAILED
+            if state == DONE and job["outage"]:
+                db.execute("UPDATE jobs SET outage=? WHERE id=?", (json.dumps(json.loads(job["outage"]) | {"ended_at": now}), job_id))
             db.execute("UPDATE jobs SET state=?, finished_at=?, result=?, error=? WHERE id=?",
                        (state, now, json.dumps(result) if result is not None else None, error, job_id))
         return state
+
+    def _wait_out_outage(self, db: sqlite3.Connection, job: sqlite3.Row, now: float, error: str | None) -> str | None:
+        """Put a job that met an outage back to pending (its try uncounted); None once the outage
+        has lasted ``outage_s``: the job then fails like any other failure."""
+        record = json.loads(job["outage"]) if job["outage"] else {"since": now, "tries": 0}
+        record.update(tries=record["tries"] + 1, last_error=error)
+        if now - record["since"] >= self.outage_s:
+            db.execute("UPDATE jobs SET outage=? WHERE id=?", (json.dumps(record), job["id"]))
+            return None
+        delay = min(self.retry_s * 2 ** (record["tries"] - 1), OUTAGE_POLL_S)
+        note = (f"{error} (Label Studio unreachable since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(record['since']))}"
+                f", try {record['tries']}; trying again every {OUTAGE_POLL_S:.0f} s at most)")
+        pending = self._pending(db, job)
+        db.execute("UPDATE jobs SET attempts=attempts-1, outage=? WHERE id=?", (json.dumps(record), job["id"]))
+        if pending is not None:  # a newer request waits already: it takes the events, and the outage
+            db.execute("UPDATE jobs SET outage=? WHERE id=?", (json.dumps(record), pending["id"]))
+            self._hand_over(db, db.execute("SELECT * FROM jobs WHERE id=?", (job["id"],)).fetchone(), pending, now,
+                            f"{note}; events moved to job {pending['id']}")
+            return FAILED
+        db.execute("UPDATE jobs SET state=?, worker=NULL, not_before=?, error=? WHERE id=?",
+                   (PENDING, now + delay, note, job["id"]))
+        return PENDING
 
     @staticmethod
     def _pending(db: sqlite3.Connection, job: sqlite3.Row) -> sqlite3.Row | None:

@@ -28,7 +28,7 @@ class Services:
         journal = Journal(
             settings.journal_path, debounce_s=settings.train_debounce_s, lease_s=settings.job_lease_s,
             retry_s=settings.job_retry_s, keep_s=settings.journal_keep_days * 86400,
-            synchronous=settings.journal_synchronous,
+            synchronous=settings.journal_synchronous, outage_s=settings.label_studio_outage_s,
         )
         media = MediaLoader(
             ls,

@@ -42,6 +42,9 @@ class CoreSettings(BaseSettings):
     train_debounce_s: float = Field(1.0, alias="TRAIN_DEBOUNCE_S", ge=0)
     job_lease_s: float = Field(60.0, alias="JOB_LEASE_S", gt=0)
     job_retry_s: float = Field(30.0, alias="JOB_RETRY_S", ge=0)
+    # how long a job that fails only because Label Studio is unreachable keeps waiting for it
+    # (trying again every minute at most, its tries uncounted) before it fails for good
+    label_studio_outage_s: float = Field(86400.0, alias="LABEL_STUDIO_OUTAGE_S", gt=0)
     journal_keep_days: float = Field(30.0, alias="JOURNAL_KEEP_DAYS", gt=0)
     embedded_worker: bool = Field(True, alias="EMBEDDED_WORKER")
 

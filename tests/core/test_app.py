@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from backends.core.app import create_app
 from backends.core.journal import PENDING, Journal
 from tests.conftest import RECT_CONFIG, png_bytes, sample
+from tests.harness import wait_until
 from tests.toy_backend import ToyModel
 
 
@@ -217,50 +218,60 @@ def test_metrics_gpu_memory_only_once_cuda_started(client, monkeypatch):
 STORM_ENV = {k: v for k, v in os.environ.items() if k == "JOURNAL_SYNCHRONOUS"}
 
 
-def test_webhook_storm_acknowledged_fast_and_journaled(start_backend, tmp_path):
-    """200 events from 8 concurrent clients over real HTTP to a server process: p99 ack < 50 ms.
-
-    A 2-core machine shared with other work can stall a process for 100+ ms at any moment, which
-    is not what this measures: a round whose p99 misses is repeated (fresh events), up to 3 rounds;
-    every round must acknowledge and journal every event."""
+def test_webhook_storm_while_jobs_run_is_acknowledged_and_journaled(label_studio, start_backend, tmp_path):
+    """648 events from 8 concurrent clients over real HTTP to a gunicorn server while training jobs
+    run (no debounce, a 1 s fit): every event acknowledged and journaled, every job done, and
+    never more than one running and one pending job per project. The acknowledgement latency
+    is printed here and measured in bench/hardening.py (``load``: a 2,000-event storm while jobs
+    publish), not asserted: a 2-core machine can stall any process for 100 ms."""
     data = tmp_path / "storm"
-    proc, url = start_backend("tests.toy_backend", {"DATA_DIR": data, "TRAIN_DEBOUNCE_S": 3600, "LOG_LEVEL": "WARNING",
-                                                    "WORKERS": 2, **STORM_ENV})
+    projects = [label_studio.create_project(RECT_CONFIG, title=f"storm {i}") for i in range(3)]
+    proc, url = start_backend("tests.toy_backend", {"DATA_DIR": data, "TRAIN_DEBOUNCE_S": 0, "LOG_LEVEL": "WARNING",
+                                                    "WORKERS": 2, "TOY_FIT_SECONDS": 1, "LABEL_STUDIO_URL": label_studio.url,
+                                                    "LABEL_STUDIO_API_KEY": label_studio.token, **STORM_ENV})
     host, port = url.rsplit("/", 1)[1].split(":")
-    connections = threading.local()
+    journal = Journal(data / "journal.sqlite3")
+    peaks: dict[tuple[int, str], int] = {}
+    watching = threading.Event()
+
+    def watch() -> None:
+        while not watching.is_set():
+            for job in journal.list_jobs("toy", limit=10_000):
+                if job.state in (PENDING, "running"):
+                    live = sum(j.project == job.project and j.state == job.state for j in journal.list_jobs("toy", limit=10_000))
+                    peaks[(job.project, job.state)] = max(peaks.get((job.project, job.state), 0), live)
+            time.sleep(0.02)
 
     def send(payload):
-        # http.client keep-alive: a load generator light enough not to be what is measured
-        conn = getattr(connections, "c", None) or http.client.HTTPConnection(host, int(port), timeout=5)
-        connections.c = conn
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
         started = time.perf_counter()
         conn.request("POST", "/webhook", body=payload, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         response.read()
+        conn.close()
         return response.status, time.perf_counter() - started
 
-    journal = Journal(data / "journal.sqlite3")
-    p99s = []
+    payloads = []
+    for i in range(648):
+        body = copy.deepcopy(sample("webhook-annotation_created"))
+        body["annotation"]["id"] = 1000 + i
+        body["project"]["id"] = projects[i % 3]
+        payloads.append(json.dumps(body).encode())
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        for round_ in range(3):
-            payloads = []
-            for i in range(216):
-                body = copy.deepcopy(sample("webhook-annotation_created"))
-                body["annotation"]["id"] = 1000 + 1000 * round_ + i
-                body["project"]["id"] = 4 + i % 3
-                payloads.append(json.dumps(body).encode())
-            list(pool.map(send, payloads[:16]))  # open the 8 keep-alive connections first
-            outcomes = list(pool.map(send, payloads[16:]))
-            latencies = sorted(t for _, t in outcomes)
-            p99s.append(latencies[int(len(latencies) * 0.99) - 1])
-            print(f"round {round_}: webhook ack p50={statistics.median(latencies) * 1000:.1f} ms "
-                  f"p99={p99s[-1] * 1000:.1f} ms")
-            assert all(code == 200 for code, _ in outcomes)
-            assert journal.count_events("toy") == 216 * (round_ + 1)
-            assert journal.count_jobs("toy") == {PENDING: 3}, "one pending job per project"
-            if p99s[-1] < 0.050:
-                break
-    assert min(p99s) < 0.050, [round(p * 1000, 1) for p in p99s]
+        outcomes = list(pool.map(send, payloads))
+    wait_until(lambda: all(j.state == "done" for j in journal.list_jobs("toy", limit=10_000)), 120, "the jobs to finish")
+    watching.set()
+    watcher.join()
+    latencies = sorted(t for _, t in outcomes)
+    print(f"webhook ack while jobs ran: p50={statistics.median(latencies) * 1000:.1f} ms "
+          f"p99={latencies[int(len(latencies) * 0.99) - 1] * 1000:.1f} ms")
+    assert all(code == 200 for code, _ in outcomes)
+    assert journal.count_events("toy") == 648
+    assert any(state == "running" for _, state in peaks), "no job ran during the storm"
+    assert max(peaks.values()) == 1, peaks  # one running and one pending per project, at most
+    assert sum(len(journal.events_for(j.id)) for j in journal.list_jobs("toy", limit=10_000)) == 648  # every event in a job
 
 
 def test_media_failures_through_the_server_and_it_keeps_serving(client, settings):

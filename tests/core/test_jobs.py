@@ -114,3 +114,57 @@ def test_run_now_records_a_failure_like_any_job(tmp_path):
     j = Journal(tmp_path / "j.sqlite3", debounce_s=0.0)
     job = run_now(j, "act", 7, "score", "CLI_SCORE", lambda _: Outcome(fail(LabelLoopError("no <Choices>"))))
     assert job.state == FAILED and job.error == "no <Choices>"
+
+
+def refused_connection():
+    import httpx
+
+    return httpx.ConnectError("[Errno 111] Connection refused")
+
+
+@pytest.mark.parametrize("exc, outage", [(refused_connection(), True), (ApiError(503), True), (ApiError(502), True),
+                                         (LabelLoopError("Label Studio unreachable", status=502), True),
+                                         (ApiError(500), False), (ApiError(401), False), (MemoryError(), False)])
+def test_an_outage_is_told_from_a_refusal(exc, outage):
+    from backends.core.jobs import label_studio_unreachable
+    assert label_studio_unreachable(exc) is outage
+
+
+def test_a_job_waits_out_a_label_studio_outage_longer_than_its_tries_and_resumes(tmp_path):
+    """Ten failed tries while Label Studio is down (three is all a job gets otherwise), then it
+    answers: the job runs to done, and its record says what it waited through."""
+    j, job = journal_with_a_job(tmp_path, retry_s=30.0, max_attempts=3)
+    delays = []
+    for _ in range(10):
+        assert run_job(j, job, lambda _: Outcome(fail(refused_connection()))) == PENDING
+        waiting = j.get_job(job.id)
+        delays.append(round(waiting.not_before - time.time()))
+        assert "Label Studio unreachable since" in waiting.error and waiting.attempts == 0
+        job = j.claim("det", "w", now=time.time() + 3600)
+    assert delays[:3] == [30, 60, 60] and max(delays) == 60  # resumes within a minute of Label Studio's return
+    assert run_job(j, job, lambda _: Outcome(lambda ctx: {"published": "det-v1"})) == DONE
+    done = j.get_job(job.id)
+    assert done.result == {"published": "det-v1"} and done.error is None
+    assert done.outage["tries"] == 10 and done.outage["ended_at"] >= done.outage["since"]
+    assert "Connection refused" in done.outage["last_error"] and done.to_json()["outage"] == done.outage
+
+
+def test_an_outage_longer_than_label_studio_outage_s_fails_the_job(tmp_path):
+    j, job = journal_with_a_job(tmp_path, retry_s=30.0, outage_s=0.2)
+    assert run_job(j, job, lambda _: Outcome(fail(refused_connection()))) == PENDING
+    time.sleep(0.3)
+    job = j.claim("det", "w", now=time.time() + 3600)
+    assert run_job(j, job, lambda _: Outcome(fail(refused_connection()))) == FAILED
+    failed = j.get_job(job.id)
+    assert "given up" in failed.error and failed.outage["tries"] == 2
+
+
+def test_a_journal_from_before_outages_gets_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    Journal(path).record("det", 4, "START_TRAINING", {}, kind="train")
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE jobs DROP COLUMN outage")
+    reopened = Journal(path)
+    assert reopened.list_jobs("det")[0].outage is None

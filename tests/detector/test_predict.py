@@ -110,3 +110,28 @@ def test_warmup_runs_a_real_inference_so_the_first_predict_finds_the_predictor_b
     loaded.model.predictor = None  # as after a fresh start (load_model is cached per process)
     DetectorModel.warmup(services)
     assert loaded.model.predictor is not None
+
+
+def test_a_large_image_is_reduced_for_inference_and_its_boxes_stay_in_its_own_frame(services):
+    """A 2720x1920 photo is inferred at half size (it is letterboxed to 640 anyway): its boxes, in
+    percent, are those of the half-size image itself, and name the full image's size."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    config = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image" '
+              'model_score_threshold="0"><Label value="Person"/><Label value="Car"/></RectangleLabels></View>')
+    big = Image.open(io.BytesIO(scene(3)[0])).resize((2720, 1920), Image.NEAREST)
+
+    def predicted(image):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+        model = DetectorModel(project_id=1, label_config=config, services=services)
+        return model.predict([{"id": 1, "data": {"image": uri}}])[0]["result"]
+
+    full, half = predicted(big), predicted(big.reduce(2))
+    assert full and [r["value"] for r in full] == [r["value"] for r in half]
+    assert {(r["original_width"], r["original_height"]) for r in full} == {(2720, 1920)}
+    assert {(r["original_width"], r["original_height"]) for r in half} == {(1360, 960)}

@@ -67,4 +67,6 @@ class ControlModel(ABC):
 
     @abstractmethod
     def regions(self, result: Any, names: dict[int, str], width: int, height: int) -> list[dict[str, Any]]:
-        """Regions for one image from one ultralytics ``Results``."""
+        """Regions for one image from one ultralytics ``Results``. Coordinates come from the
+        result's normalised forms (``xyxyn``, ``xyn``): the image inferred on may be a downscaled
+        copy; ``width`` and ``height`` are the task image's, for ``original_width/height``."""
