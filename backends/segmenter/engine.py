@@ -64,7 +64,11 @@ class SamEngine:
             raise LabelLoopError(f"SAM_CHECKPOINT={checkpoint} is not a file: download the official checkpoint for "
                                  f"SAM_MODEL_TYPE={model_type} there (in Docker: into WEIGHTS_DIR)", status=503)
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        sam = sam_model_registry[model_type](checkpoint=None)
+        # Random weights (tests, benchmarks) are the same on every start: a test's masks do not
+        # change from run to run; the global RNG is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            sam = sam_model_registry[model_type](checkpoint=None)
         if checkpoint is not None:
             # weights_only: a checkpoint is a state dict; refuse pickled code.
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -62,6 +62,8 @@ def test_click_returns_brush_and_polygon_of_the_image_size_and_second_click_is_c
     brush = next(r for r in prediction["result"] if r["type"] == "brushlabels")
     mask = decode_rle(brush["value"]["rle"]).reshape(64, 96, 4)[:, :, 3]
     assert mask.shape == (64, 96) and brush["value"]["brushlabels"] == ["Cat"]
+    assert 0 < np.count_nonzero(mask) < mask.size, "a mask, not an empty or a full frame"
+    assert mask[32, 48] > 0, "the clicked pixel (50 %, 50 %) is in its own mask"
     assert LabelInterface(CONFIG).validate_prediction({"result": [r for r in prediction["result"] if r["type"] == "polygonlabels"],
                                                        "model_version": "x", "score": 0.5})
     (again,) = seg(services).predict([TASK], context={"result": [click(20, 30), click(60, 40, positive=False)]})
@@ -73,11 +75,14 @@ def test_click_returns_brush_and_polygon_of_the_image_size_and_second_click_is_c
 
 
 def test_boxes_become_masks_without_a_new_encoder_run(services):
+    """The image is embedded here, by a click, not by whichever test ran before."""
     model = seg(services)
+    task_image = {"id": 3, "data": {"image": image_uri(3)}}
+    model.predict([task_image], context={"result": [click(50, 50)]})
     runs = model.engine.encoder_runs
     box = {"type": "rectanglelabels", "from_name": "label", "to_name": "image",
            "value": {"x": 10, "y": 10, "width": 50, "height": 60, "rectanglelabels": ["Dog"]}}
-    task = {**TASK, "predictions": [{"result": [box], "model_version": "detector-v1"}]}
+    task = {**task_image, "predictions": [{"result": [box], "model_version": "detector-v1"}]}
     (prediction,) = model.predict([task])
     assert [r["type"] for r in prediction["result"]] == ["brushlabels"], "Dog has no polygon label"
     assert prediction["result"][0]["value"]["brushlabels"] == ["Dog"]

@@ -1,0 +1,54 @@
+"""Each control turns a real ultralytics ``Results`` into regions: labels by class name,
+``predicted_values`` and ``model_index``, checked region by region against the raw result."""
+
+from __future__ import annotations
+
+import io
+
+from label_studio_sdk.label_interface import LabelInterface
+from PIL import Image
+
+from backends.detector.controls import CONTROL_MODELS
+from backends.detector.weights import load_model
+from tests.detector.conftest import one_class_checkpoint, scene
+
+
+def control(config: str, tag: str):
+    (found,) = [c for c in LabelInterface(config).controls if c.tag == tag]
+    return CONTROL_MODELS[tag](found, 0.0)
+
+
+def raw_result(path, seed=4):
+    image = Image.open(io.BytesIO(scene(seed)[0])).convert("RGB")
+    return load_model(str(path)).model.predict(image, imgsz=160, conf=0.0, max_det=40, verbose=False)[0]
+
+
+def test_boxes_get_the_label_their_class_maps_to(detector_env):
+    names = {0: "person", 1: "car", 2: "truck", 3: "dog"}
+    path = one_class_checkpoint("detect", detector_env, names)
+    config = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
+              '<Label value="Person"/><Label value="vehicle" predicted_values="car,truck"/></RectangleLabels></View>')
+    boxes = control(config, "RectangleLabels")
+    assert boxes.label_map(names) == {0: "Person", 1: "vehicle", 2: "vehicle"}  # dog: no label, dropped
+    result = raw_result(path)
+    expected = [({0: "Person", 1: "vehicle", 2: "vehicle"}[int(c)], [round(100 * v, 6) for v in xyxyn])
+                for c, xyxyn in zip(result.boxes.cls.tolist(), result.boxes.xyxyn.tolist()) if int(c) != 3]
+    regions = boxes.regions(result, names, 160, 120)
+    got = [(r["value"]["rectanglelabels"][0], [round(v, 6) for v in (
+        r["value"]["x"], r["value"]["y"], r["value"]["x"] + r["value"]["width"], r["value"]["y"] + r["value"]["height"])])
+        for r in regions]
+    assert expected and got == expected
+
+
+def test_keypoints_are_named_by_model_index(detector_env):
+    path = one_class_checkpoint("pose", detector_env, {0: "person"})
+    config = ('<View><Image name="image" value="$image"/><KeyPointLabels name="kp" toName="image">'
+              '<Label value="nose" model_index="0"/><Label value="right_ankle" model_index="16"/></KeyPointLabels></View>')
+    points = control(config, "KeyPointLabels")
+    result = raw_result(path)
+    expected = [(label, round(100 * xy[index][0], 6), round(100 * xy[index][1], 6))
+                for xy in result.keypoints.xyn.tolist() for index, label in ((0, "nose"), (16, "right_ankle"))
+                if xy[index] != [0.0, 0.0]]
+    got = [(r["value"]["keypointlabels"][0], round(r["value"]["x"], 6), round(r["value"]["y"], 6))
+           for r in points.regions(result, {0: "person"}, 160, 120)]
+    assert expected and got == expected
