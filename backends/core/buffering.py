@@ -38,6 +38,9 @@ BODY_GRACE_S = 10.0
 BODY_MIN_RATE = 256 * 1024  # bytes per second
 #: connections waiting for their request at once, per process; more are refused with 503
 MAX_PENDING = 1024
+#: bytes held for unfinished requests at once, per process: past it, the connection that would
+#: add more is refused with 503 (many slow 32 MB bodies must not add up to the machine's memory)
+MAX_BUFFERED_TOTAL = 256 * 1024 * 1024
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _EXPECT = re.compile(rb"\r\nexpect:[ \t]*100-continue[ \t]*(?=\r\n)", re.IGNORECASE)
 
@@ -67,6 +70,7 @@ class RequestReader:
         self._wake_out.setblocking(False)
         self._selector.register(self._wake_out, selectors.EVENT_READ, None)
         self._pending: dict[int, _Pending] = {}
+        self._buffered_total = 0
         threading.Thread(target=self._run, name="request-reader", daemon=True).start()
 
     def add(self, sock: socket.socket, address: Any) -> None:
@@ -119,7 +123,11 @@ class RequestReader:
             pending.sock.close()
             self._dropped()
             return
+        if self._buffered_total + len(data) > MAX_BUFFERED_TOTAL:
+            self._close_with(pending, 503, "the server holds too many unfinished requests; retry shortly")
+            return
         pending.buffer += data
+        self._buffered_total += len(data)
         if pending.complete_at is None and not pending.chunked and not self._headers_done(pending):
             return
         if self._whole(pending):
@@ -136,7 +144,9 @@ class RequestReader:
         headers = _header_fields(bytes(pending.buffer[:end]))
         if headers.get("expect", "").lower() == "100-continue":
             _send_quietly(pending.sock, _CONTINUE)  # the client waits for it before sending the body
+            before = len(pending.buffer)
             pending.buffer[: end + 4] = _EXPECT.sub(b"", bytes(pending.buffer[: end + 4]))  # answered: not twice
+            self._buffered_total -= before - len(pending.buffer)
             end = pending.buffer.find(b"\r\n\r\n")
         if "chunked" in headers.get("transfer-encoding", "").lower():
             pending.chunked = True
@@ -177,7 +187,8 @@ class RequestReader:
         self._dropped()
 
     def _forget(self, pending: _Pending) -> None:
-        self._pending.pop(pending.sock.fileno(), None)
+        if self._pending.pop(pending.sock.fileno(), None) is not None:
+            self._buffered_total -= len(pending.buffer)
         try:
             self._selector.unregister(pending.sock)
         except (KeyError, ValueError):

@@ -78,3 +78,39 @@ def test_expect_100_continue_and_a_body_in_pieces(start_backend, tmp_path, worke
     while chunk := sock.recv(4096):
         reply += chunk
     assert reply.split(b"\r\n", 1)[0] == b"HTTP/1.1 200 OK" and b'"model_version"' in reply, reply[:300]
+
+
+def test_unfinished_requests_share_one_memory_budget(monkeypatch):
+    """Many slow large bodies cannot add up: past the budget the connection adding more gets 503,
+    and a finished request gives its share back."""
+    from backends.core import buffering
+
+    monkeypatch.setattr(buffering, "MAX_BUFFERED_TOTAL", 64 * 1024)
+    handed: list[bytes] = []
+    reader = buffering.RequestReader(lambda sock, address, data: (handed.append(data), sock.close()), timeout_s=10)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def connect() -> socket.socket:
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        reader.add(*listener.accept())
+        return client
+
+    head = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n"
+    first, second = connect(), connect()
+    first.sendall(head + b"x" * 40_000)  # unfinished: 40 KB held
+    time.sleep(0.3)
+    second.sendall(head + b"y" * 40_000)  # would hold 80 KB: over the budget
+    assert second.recv(4096).startswith(b"HTTP/1.1 503")
+    first.sendall(b"x" * 10_000)  # finished: handed over, its 50 KB given back
+    deadline = time.time() + 5
+    while not handed and time.time() < deadline:
+        time.sleep(0.05)
+    assert handed and handed[0].endswith(b"x" * 50_000)
+    third = connect()
+    third.sendall(head + b"z" * 50_000)
+    deadline = time.time() + 5
+    while len(handed) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(handed) == 2 and reader._buffered_total == 0
+    listener.close()
