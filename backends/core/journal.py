@@ -185,10 +185,15 @@ class Journal:
 
     def _migrate(self) -> None:
         """Columns added after a journal was created (a journal outlives upgrades)."""
-        columns = {row[1] for row in self._conn().execute("PRAGMA table_info(jobs)")}
-        if "outage" not in columns:
-            with self._tx() as db:
+        if "outage" in self._job_columns(self._conn()):
+            return
+        with self._tx() as db:  # under the write lock: gunicorn workers starting together add it once
+            if "outage" not in self._job_columns(db):
                 db.execute("ALTER TABLE jobs ADD COLUMN outage TEXT")
+
+    @staticmethod
+    def _job_columns(db: sqlite3.Connection) -> set[str]:
+        return {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
 
     # -- connection plumbing -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -168,3 +168,23 @@ def test_a_journal_from_before_outages_gets_the_column(tmp_path):
         db.execute("ALTER TABLE jobs DROP COLUMN outage")
     reopened = Journal(path)
     assert reopened.list_jobs("det")[0].outage is None
+
+
+def test_a_worker_that_saw_the_column_missing_rechecks_under_the_lock(tmp_path, monkeypatch):
+    """Two gunicorn workers open an old journal together: both may see the column missing, the
+    second to take the write lock must find it added ("duplicate column name" otherwise)."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    Journal(path).record("det", 4, "START_TRAINING", {}, kind="train")
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE jobs DROP COLUMN outage")
+    Journal(path)  # the first worker adds it
+    real, calls = Journal._job_columns, []
+
+    def stale_first(db):
+        calls.append(1)
+        return real(db) - {"outage"} if len(calls) == 1 else real(db)  # checked before the first worker added it
+
+    monkeypatch.setattr(Journal, "_job_columns", staticmethod(stale_first))
+    assert Journal(path).list_jobs("det")[0].outage is None and len(calls) == 2
