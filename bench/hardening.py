@@ -124,11 +124,21 @@ def image_server() -> str:
     return f"http://127.0.0.1:{server.server_port}"
 
 
-def rss_mib(pid: int) -> float:
+def status_mib(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of ``/proc/<pid>/status`` in MiB: ``VmRSS`` now, ``VmHWM`` the peak so far."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def rss_mib(pid: int) -> float:
+    return status_mib(pid)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak RSS so far: what an OOM killer compares with the limit."""
+    return status_mib(pid, "VmHWM")
 
 
 def gpu_mib(session: requests.Session, base: str) -> float | None:
@@ -225,14 +235,6 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
             results[key]["note"] = SEGMENTER_MODES[segmenter][1]
         print(key, json.dumps(results[key]), flush=True)
     return results
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak RSS so far (VmHWM): what an OOM killer compares with the limit."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 #: one /predict carrying many tasks, as Retrieve Predictions sends them: (case, tasks, image path)

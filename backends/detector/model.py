@@ -23,9 +23,8 @@ from backends.core.media import LoadedImage, decode_image
 from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel
-from .safe_weights import check_weights_file
 from .settings import DetectorSettings
-from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, operator_safe_globals
+from .weights import check_allowed, configure_ultralytics, load_model, onnx_for
 
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.pt"
@@ -128,7 +127,7 @@ class DetectorModel(LabelLoopModel):
         """Pre-labels for ``tasks``, a chunk at a time: a chunk's images are decoded, run through
         every control's weights and turned into regions before the next chunk is decoded, so a
         /predict of 1,000 tasks holds no more images and ultralytics results than one of 10."""
-        configure_ultralytics(self.services.settings.data_dir)
+        configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         plans = self.plans()
         version = next((p.version for p in plans if p.version), None) or self.base_version
         grouped = _group(plans)
@@ -230,7 +229,7 @@ class DetectorModel(LabelLoopModel):
         torchvision and builds its predictor lazily inside the first ``predict`` (~1.75 s on 2 cores,
         measured), and on a CPU the ONNX export and its session (~5 s) are made there too, all of
         which a labeler opening the first task would otherwise wait for."""
-        configure_ultralytics(services.settings.data_dir)
+        configure_ultralytics(services.settings.data_dir, env_settings().safe_globals)
         base = env_settings().base_weights
         load_model(base)  # a request reads the class names from the .pt even when ONNX Runtime serves it
         blank = [decode_image(_encoded_blank(fmt), "warm-up") for fmt in ("JPEG", "PNG")]  # PIL loads decoders lazily
@@ -256,8 +255,7 @@ class DetectorModel(LabelLoopModel):
                 source = path
             else:
                 raise LabelLoopError("give a 'path' or upload a .pt file")
-            check_weights_file(target, operator_safe_globals(), shown_as=str(source))  # before anything unpickles it
-            loaded = load_model(str(target))
+            loaded = load_model(str(target), shown_as=str(source))  # weights-only: a refusal names the upload
             if loaded.task != "detect":
                 raise LabelLoopError(f"{source} is a {loaded.task} model; versions serve RectangleLabels (detect)", status=422)
             names = [str(n) for n in loaded.names.values()]
@@ -268,7 +266,7 @@ class DetectorModel(LabelLoopModel):
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         from .training import FineTuner
 
-        configure_ultralytics(self.services.settings.data_dir)
+        configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         return FineTuner(self, kwargs.get("job")).run()
 
 

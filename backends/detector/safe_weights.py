@@ -32,6 +32,7 @@ _MODULE_FILES = ("ultralytics.nn.tasks",)
 _NAMESPACES = ("ultralytics.utils.IterableSimpleNamespace",)
 _lock = threading.Lock()
 _allowed: dict[tuple[str, ...], list[type]] = {}
+_enforced: set[tuple[str, ...]] = set()
 
 
 class UnsafeWeightsError(LabelLoopError):
@@ -58,8 +59,12 @@ def enforce(extra: Iterable[str] = ()) -> None:
     (ultralytics' ``torch_load``). Idempotent; classes once allowed stay allowed for the process."""
     import torch
 
-    torch.serialization.add_safe_globals(allowed_classes(extra))
+    key = tuple(sorted(extra))
+    if key in _enforced and os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD") == "1":
+        return  # called on every /predict: the registration is done once
+    torch.serialization.add_safe_globals(allowed_classes(key))
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    _enforced.add(key)
 
 
 def check_weights_file(path: Path, extra: Iterable[str] = (), *, shown_as: str | None = None) -> None:

@@ -31,13 +31,14 @@ _RELEASE_NAME = re.compile(r"^yolo[\w.-]*\.(pt|yaml|yml)$", re.IGNORECASE)
 _CACHE_SIZE = 4  # models held in memory per process; each YOLO n/s model is 5-40 MB
 
 
-def configure_ultralytics(data_dir: Path) -> None:
-    """Keep ultralytics quiet and self-contained: no pip installs, settings and fonts under DATA_DIR."""
+def configure_ultralytics(data_dir: Path, safe_globals: Iterable[str] = ()) -> None:
+    """Keep ultralytics quiet and self-contained: no pip installs, settings and fonts under DATA_DIR;
+    and weights-only loads, with the operator's ``safe_globals`` allowed."""
     config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(data_dir / "ultralytics")))
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
     os.environ.setdefault("MPLCONFIGDIR", str(data_dir / "matplotlib"))
-    enforce(operator_safe_globals())  # every torch.load of this process is weights-only from here on
+    enforce(safe_globals)  # every torch.load of this process is weights-only from here on
     fonts = config_dir / "Ultralytics"
     fonts.mkdir(parents=True, exist_ok=True)
     try:  # plotting asks the network for Arial otherwise
@@ -91,8 +92,9 @@ _cache_lock = threading.Lock()
 _load_locks: dict[tuple[str, float], threading.Lock] = {}
 
 
-def load_model(spec: str) -> LoadedModel:
-    """The model for ``spec``, loaded once per process (LRU of a few); concurrent callers wait."""
+def load_model(spec: str, shown_as: str | None = None) -> LoadedModel:
+    """The model for ``spec``, loaded once per process (LRU of a few); concurrent callers wait.
+    ``shown_as`` names the file in a refusal (an upload's own name, not its staged path)."""
     key = (spec, _mtime(spec))
     with _cache_lock:
         if key in _cache:
@@ -103,7 +105,7 @@ def load_model(spec: str) -> LoadedModel:
         with _cache_lock:
             if key in _cache:
                 return _cache[key]
-        loaded = LoadedModel(_build(spec), spec)
+        loaded = LoadedModel(_build(spec, shown_as), spec)
         with _cache_lock:
             _cache[key] = loaded
             while len(_cache) > _CACHE_SIZE:
@@ -162,13 +164,15 @@ def operator_safe_globals() -> list[str]:
     return DetectorSettings().safe_globals
 
 
-def _build(spec: str) -> Any:
+def _build(spec: str, shown_as: str | None = None) -> Any:
     from ultralytics import YOLO
 
     log.info("loading YOLO weights %s", spec)
-    enforce(operator_safe_globals())
+    extra = operator_safe_globals()  # from the environment: the active backend loads YOLO weights too
     if Path(spec).suffix == ".pt" and Path(spec).is_file():
-        check_weights_file(Path(spec), operator_safe_globals())  # the 422 names what a refused file needs
+        check_weights_file(Path(spec), extra, shown_as=shown_as)  # enforces; the 422 names what a refused file needs
+    else:
+        enforce(extra)
     try:
         model = YOLO(spec)
     except FileNotFoundError as exc:
