@@ -245,7 +245,7 @@ def part_transfer(work: Path, quick: bool, budgets: list[int] | None = None) -> 
     scratch = save_checkpoint(adapt_head(load_model("yolo11n.yaml").model.model, base_names), work / "scratch5.pt")
     base_trainer = fine_tune(scratch, base_data, work / "base", settings)
     base = Path(base_trainer.best)
-    base_map = evaluate(base, base_data, settings, base_names)["map50"]
+    base_map = evaluate(base, base_data, settings, base_names, workdir=work / "base")["map50"]
     print(f"base pretrained on classes 0-4: mAP50 {base_map:.3f} ({time.time() - started:.0f} s)")
     test = fmnist.canvases(xt, yt, new_classes, 40 if quick else 150, seed=99)
     test_data = yolo_set(work / "test-data", test, new_names, 0, val_ratio=0.999)
@@ -263,7 +263,8 @@ def part_transfer(work: Path, quick: bool, budgets: list[int] | None = None) -> 
         ):
             t0 = time.time()
             trainer = fine_tune(start, data, work / f"{label}-{n}", cfg)
-            row[f"{label}_map50"] = evaluate(Path(trainer.best), test_data, cfg, new_names)["map50"]
+            row[f"{label}_map50"] = evaluate(Path(trainer.best), test_data, cfg, new_names,
+                                               workdir=work / f"{label}-{n}")["map50"]
             row[f"{label}_seconds"] = round(time.time() - t0, 1)
             row[f"{label}_val_curve"] = val_curve(trainer)
         print(row)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .caches import keep_caches_under
 from .journal import Journal
 from .labelstudio import LabelStudioClient
 from .logs import register_secret
@@ -21,6 +22,7 @@ class Services:
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> "Services":
+        keep_caches_under(settings.data_dir)  # before any model library is imported
         api_key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
         register_secret(api_key)
         register_secret(settings.basic_auth_pass.get_secret_value() if settings.basic_auth_pass else None)

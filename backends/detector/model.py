@@ -24,6 +24,7 @@ from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel
 from .settings import DetectorSettings
+from .downloads import shown
 from .weights import check_allowed, configure_ultralytics, load_model, onnx_for
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class DetectorModel(LabelLoopModel):
 
     @property
     def base_version(self) -> str:
-        return f"detector-base-{Path(self.settings.base_weights).stem}"
+        return f"detector-base-{Path(shown(self.settings.base_weights)).stem}"
 
     @cached_property
     def controls(self) -> list[ControlModel]:

@@ -27,6 +27,7 @@ from backends.core.jobs import JobCancelled
 from backends.core.scratch import owned_tempdir, remove_orphans
 
 from .dataset import BuildReport, samples_from_tasks, split, write_dataset
+from .downloads import shown
 from .weights import load_model
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,11 @@ class FineTuner:
         with self._timed("train"):
             best = self._train(start, data_yaml, workdir)
         with self._timed("evaluate"):
-            metrics = evaluate(best, data_yaml, self.settings, names)
+            metrics = evaluate(best, data_yaml, self.settings, names, workdir=workdir)
             current_metrics = None
             if current is not None and current.metadata.get("names") == names:
-                current_metrics = evaluate(current.path / "weights.pt", data_yaml, self.settings, names)
+                current_metrics = evaluate(current.path / "weights.pt", data_yaml, self.settings, names,
+                                           workdir=workdir)
         make_current, decision = self._decide(metrics, current_metrics)
         metadata = {
             "names": names, "from_name": from_name, "metrics": metrics, "current_metrics": current_metrics,
@@ -144,7 +146,7 @@ class FineTuner:
             "hyperparameters": {k: getattr(self.settings, k) for k in
                                 ("epochs", "imgsz", "batch", "lr0", "freeze", "patience", "max_minutes",
                                  "val_ratio", "publish", "seed")},
-            "start_weights": current.name if current else self.settings.base_weights,
+            "start_weights": current.name if current else shown(self.settings.base_weights),
             "timings": {**self.timings, "total": round(time.time() - started, 2)}, "job": getattr(self.job, "id", None),
         }
         with self.registry.stage() as staged:
@@ -304,15 +306,19 @@ def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
     return model.trainer
 
 
-def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str]) -> dict[str, Any]:
-    """mAP50, mAP50-95, precision, recall, F1, overall and per class, on the dataset's val split."""
+def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str], *, workdir: Path) -> dict[str, Any]:
+    """mAP50, mAP50-95, precision, recall, F1, overall and per class, on the dataset's val split.
+
+    ``workdir`` holds ultralytics' val run folder: without ``project=`` it would write ``runs/``
+    into the working directory, which in the images is read-only (no version ever published)."""
     from ultralytics import YOLO
 
     from .model import resolve_device
 
     model = YOLO(str(weights))
     result = model.val(data=str(data_yaml), split="val", imgsz=settings.imgsz, batch=settings.batch,
-                       device=resolve_device(settings.device), plots=False, verbose=False, workers=0)
+                       device=resolve_device(settings.device), plots=False, verbose=False, workers=0,
+                       project=str(workdir / "runs"), name="val", exist_ok=True)
     box = result.box
     precision, recall = float(box.mp), float(box.mr)
     per_class = {}

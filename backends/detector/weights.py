@@ -1,7 +1,8 @@
 """Loading YOLO weights: lazily, once per file, safe offline.
 
 ``spec`` is what users write in ``DETECTOR_BASE_WEIGHTS`` or a control's ``model_path``:
-- an ultralytics release name (``yolo11n.pt``): ultralytics downloads it where a network exists;
+- an ultralytics release name (``yolo11n.pt``) or a URL of a ``.pt``: downloaded once, where a network
+  exists, into ``MODEL_DIR/downloads`` (downloads.py);
 - a local ``.pt`` file (a published version, or weights trained elsewhere);
 - a model ``.yaml`` (``yolo11n.yaml``): the architecture with random weights, no download. An
   80-class yaml gets the COCO class names, so it stands in for the pretrained model offline.
@@ -21,8 +22,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
+from backends.core.caches import keep_caches_under
 from backends.core.errors import LabelConfigError
 
+from .downloads import local_weights, needs_download
 from .safe_weights import check_weights_file, enforce
 
 log = logging.getLogger(__name__)
@@ -34,10 +37,9 @@ _CACHE_SIZE = 4  # models held in memory per process; each YOLO n/s model is 5-4
 def configure_ultralytics(data_dir: Path, safe_globals: Iterable[str] = ()) -> None:
     """Keep ultralytics quiet and self-contained: no pip installs, settings and fonts under DATA_DIR;
     and weights-only loads, with the operator's ``safe_globals`` allowed."""
-    config_dir = Path(os.environ.setdefault("YOLO_CONFIG_DIR", str(data_dir / "ultralytics")))
+    config_dir = Path(keep_caches_under(data_dir)["YOLO_CONFIG_DIR"])
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
     os.environ.setdefault("YOLO_VERBOSE", "false")
-    os.environ.setdefault("MPLCONFIGDIR", str(data_dir / "matplotlib"))
     enforce(safe_globals)  # every torch.load of this process is weights-only from here on
     fonts = config_dir / "Ultralytics"
     fonts.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,7 @@ _load_locks: dict[tuple[str, float], threading.Lock] = {}
 def load_model(spec: str, shown_as: str | None = None) -> LoadedModel:
     """The model for ``spec``, loaded once per process (LRU of a few); concurrent callers wait.
     ``shown_as`` names the file in a refusal (an upload's own name, not its staged path)."""
+    spec = resolve(spec)
     key = (spec, _mtime(spec))
     with _cache_lock:
         if key in _cache:
@@ -116,8 +119,8 @@ def load_model(spec: str, shown_as: str | None = None) -> LoadedModel:
 
 def onnx_for(weights: str, imgsz: int) -> str | None:
     """The ONNX export of a local ``.pt`` at ``imgsz``, made once and kept beside it; None if the
-    weights are not a local file (release names, yamls: those run on torch)."""
-    source = Path(weights)
+    weights are not a ``.pt`` (yamls: those run on torch)."""
+    source = Path(resolve(weights))
     if source.suffix != ".pt" or not source.is_file():
         return None
     target = source.with_name(f"{source.stem}.imgsz{imgsz}.onnx")
@@ -149,6 +152,16 @@ def _export_onnx(source: Path, target: Path, imgsz: int) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("exported %s to ONNX (imgsz %d) in %.1f s", source, imgsz, time.perf_counter() - started)
+
+
+def resolve(spec: str) -> str:
+    """The local file ``spec`` stands for: a URL or a release name becomes its download in the model
+    store (made on first use), anything else is itself."""
+    if not needs_download(spec):
+        return spec
+    from backends.core.settings import CoreSettings
+
+    return local_weights(spec, CoreSettings().model_dir / "downloads")
 
 
 def _mtime(spec: str) -> float:

@@ -51,13 +51,14 @@ class ManagedProcess:
     env: dict[str, str]
     log_path: Path
     health_url: str | None  # None: no HTTP (a worker); started = still alive after a moment
+    cwd: Path = ROOT  # the working directory (the images run from a read-only one)
     proc: subprocess.Popen | None = field(default=None, init=False)
 
     def start(self, timeout: float = 60) -> "ManagedProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+            self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True
         )
         if self.health_url:
             wait_http(self.health_url, timeout, self.proc, self.log_path)

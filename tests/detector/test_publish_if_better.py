@@ -33,10 +33,10 @@ def test_a_worse_fine_tune_is_kept_but_not_served(services, detector_env, monkey
     monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: annotated_tasks(6))
     real_evaluate = training.evaluate
 
-    def current_scores_higher(weights, data_yaml, settings, names):
+    def current_scores_higher(weights, data_yaml, settings, names, **where):
         """Both models are evaluated for real on the same val split; the serving one gets +0.5
         mAP50-95, since random-init models on a CPU budget tie at ~0 and a tie publishes."""
-        metrics = real_evaluate(weights, data_yaml, settings, names)
+        metrics = real_evaluate(weights, data_yaml, settings, names, **where)
         if serving.name in str(weights):
             metrics = metrics | {"map50_95": metrics["map50_95"] + 0.5}
         return metrics
