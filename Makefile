@@ -15,7 +15,7 @@ PY := .venv/bin/python
 LS_VENV := tools/label-studio/.venv
 PYTEST_ARGS ?=
 
-.PHONY: up down test install deps system-deps bench lint clean notebook
+.PHONY: up down test install deps system-deps bench lint clean notebook docker-check
 
 up: install
 	$(PY) -m backends.stack up
@@ -62,6 +62,14 @@ system-deps:
 # JupyterLab from the lock (the notebook group), opened on notebooks/ at http://127.0.0.1:8888
 notebook: install
 	.venv/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
+
+# Builds every image, runs the compose stack and checks what a Docker user does (docker/check.py);
+# needs a Docker daemon and Compose v2, ~20 GB of disk; not part of `make test`.
+# TORCH_VARIANT=cuda where PyTorch's CPU index is unreachable; DOCKER_CHECK_ARGS=--keep leaves it up.
+TORCH_VARIANT ?= cpu
+DOCKER_CHECK_ARGS ?=
+docker-check: install
+	$(PY) docker/check.py --torch-variant $(TORCH_VARIANT) $(DOCKER_CHECK_ARGS)
 
 bench: install
 	$(PY) bench/protocol.py

@@ -128,7 +128,7 @@ def test_the_gpu_override_reserves_a_gpu_for_every_torch_service():
         assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"], name
 
 
-@pytest.mark.parametrize("path", ["pyproject.toml", "uv.lock", "backends/core/app.py",
+@pytest.mark.parametrize("path", ["pyproject.toml", "uv.lock", "backends/core/app.py", "docker/torch_variant.py",
                                   "tools/label-studio/uv.lock"])
 def test_the_build_context_sends_what_the_images_copy(path):
     """.dockerignore allow-lists the context: a COPY of a path it excludes fails only at build time."""
@@ -140,3 +140,39 @@ def test_the_build_context_sends_what_the_images_copy(path):
             allowed = negate
     assert allowed, path
     assert (ROOT / path).exists()
+
+
+def test_label_studio_binds_with_internal_host_and_learns_its_public_url_from_the_environment():
+    """``--host`` is Label Studio's public URL (what media URLs start with), not its bind address."""
+    stage = _stages()["label-studio"]
+    assert '"--internal-host", "0.0.0.0"' in stage and '"--host"' not in stage
+    assert SERVICES["label-studio"]["environment"]["LABEL_STUDIO_HOST"].startswith("${LABEL_STUDIO_HOST:-")
+
+
+def test_the_worker_healthcheck_asks_for_a_live_worker_not_for_redis():
+    stage = _stages()["worker"]
+    assert 'CMD ["python", "-m", "backends.worker", "--health"]' in stage and "ping()" not in stage
+
+
+def test_base_images_come_from_build_args_so_a_mirror_or_stand_ins_can_replace_them():
+    assert re.search(r"^ARG PYTHON_IMAGE=", DOCKERFILE, re.M) and re.search(r"^ARG UV_IMAGE=", DOCKERFILE, re.M)
+    assert "FROM ${UV_IMAGE} AS uv" in DOCKERFILE and "FROM ${PYTHON_IMAGE} AS python-base" in DOCKERFILE
+    build_args = COMPOSE["x-build"]["args"]
+    assert {"TORCH_VARIANT", "PYTHON_IMAGE", "UV_IMAGE"} <= set(build_args)
+    assert SERVICES["redis"]["image"].startswith("${REDIS_IMAGE:-")
+
+
+def test_the_check_override_puts_every_service_on_loopback_host_networking():
+    """docker-compose.check.yml (make docker-check): no published ports, no bridge, nothing on 0.0.0.0."""
+    class ComposeLoader(yaml.SafeLoader):
+        """Compose's ``!reset`` (drop the base file's value) as a plain value."""
+
+    ComposeLoader.add_constructor("!reset", lambda loader, node: loader.construct_sequence(node))
+    check = yaml.load((DOCKER / "docker-compose.check.yml").read_text(), Loader=ComposeLoader)["services"]
+    assert set(check) == set(SERVICES)
+    for name, service in check.items():
+        assert service["network_mode"] == "host", name
+    text = (DOCKER / "docker-compose.check.yml").read_text()
+    assert "0.0.0.0" not in text and "!reset []" in text
+    for backend in BACKENDS:
+        assert check[backend]["environment"]["HOST"] == "127.0.0.1"
