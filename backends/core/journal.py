@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     progress TEXT,
     result TEXT,
     error TEXT,
-    outage TEXT
+    outage TEXT,
+    tries TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_pending ON jobs(backend, project, kind) WHERE state = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_running ON jobs(backend, project, kind) WHERE state = 'running';
@@ -75,6 +76,8 @@ CREATE TABLE IF NOT EXISTS projects (
 """
 
 _FORK_GUARD = threading.Lock()
+#: jobs columns newer than the first journals, added to an old one when it is opened
+ADDED_COLUMNS = {"outage": "TEXT", "tries": "TEXT"}
 
 PENDING, RUNNING, DONE, FAILED, CANCELLED = "pending", "running", "done", "failed", "cancelled"
 FINAL_STATES = (DONE, FAILED, CANCELLED)
@@ -112,11 +115,15 @@ class Job:
     error: str | None
     # while (and after) Label Studio was unreachable: {"since", "tries", "last_error"[, "ended_at"]}
     outage: dict[str, Any] | None = None
+    # every run of the job, oldest first: {"attempt", "worker", "started_at"[, "finished_at", "seconds",
+    # "outcome", "error"]}. started_at/finished_at above are the last run's; a retried job's whole
+    # story is here (including runs of jobs whose events it took over)
+    tries: list[dict[str, Any]] | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Job":
         data = dict(row)
-        for key in ("progress", "result", "outage"):
+        for key in ("progress", "result", "outage", "tries"):
             data[key] = json.loads(data[key]) if data[key] else None
         data["cancel_requested"] = bool(data["cancel_requested"])
         return cls(**data)
@@ -185,11 +192,12 @@ class Journal:
 
     def _migrate(self) -> None:
         """Columns added after a journal was created (a journal outlives upgrades)."""
-        if "outage" in self._job_columns(self._conn()):
+        if not set(ADDED_COLUMNS) - self._job_columns(self._conn()):
             return
-        with self._tx() as db:  # under the write lock: gunicorn workers starting together add it once
-            if "outage" not in self._job_columns(db):
-                db.execute("ALTER TABLE jobs ADD COLUMN outage TEXT")
+        with self._tx() as db:  # under the write lock: gunicorn workers starting together add them once
+            present = self._job_columns(db)
+            for column in [c for c in ADDED_COLUMNS if c not in present]:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {ADDED_COLUMNS[column]}")
 
     @staticmethod
     def _job_columns(db: sqlite3.Connection) -> set[str]:
@@ -368,9 +376,11 @@ class Journal:
             row = db.execute(sql + " ORDER BY j.not_before LIMIT 1", args).fetchone()
             if row is None:
                 return None
+            tries = _tries(row) + [{"attempt": row["attempts"] + 1, "worker": worker, "started_at": now}]
             db.execute(
-                "UPDATE jobs SET state=?, started_at=?, heartbeat_at=?, worker=?, attempts=attempts+1 WHERE id=?",
-                (RUNNING, now, now, worker, row["id"]),
+                "UPDATE jobs SET state=?, started_at=?, heartbeat_at=?, worker=?, attempts=attempts+1, tries=?"
+                " WHERE id=?",
+                (RUNNING, now, now, worker, json.dumps(tries), row["id"]),
             )
         return self.get_job(row["id"])
 
@@ -409,6 +419,8 @@ class Journal:
             job = db.execute(f"SELECT * FROM jobs WHERE {owned}", args).fetchone()
             if job is None:
                 return None
+            _end_try(db, job, now, "outage" if state == FAILED and outage else state, error)
+            job = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
             if state == FAILED and outage:
                 waited = self._wait_out_outage(db, job, now, error)
                 if waited is not None:
@@ -462,6 +474,8 @@ class Journal:
         keeps killing its worker stops after ``max_attempts`` even while new events keep arriving."""
         db.execute("UPDATE events SET job_id=? WHERE job_id=?", (pending["id"], job["id"]))
         db.execute("UPDATE jobs SET attempts=MAX(attempts, ?) WHERE id=?", (job["attempts"], pending["id"]))
+        taken = db.execute("SELECT tries FROM jobs WHERE id=?", (pending["id"],)).fetchone()
+        db.execute("UPDATE jobs SET tries=? WHERE id=?", (json.dumps(_tries(job) + _tries(taken)), pending["id"]))
         db.execute("UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?", (FAILED, now, error, job["id"]))
 
     def request_cancel(self, job_id: int) -> Job | None:
@@ -498,6 +512,9 @@ class Journal:
                 (backend, RUNNING, now - self.lease_s),
             ).fetchall()
             for job in stale:
+                # its run ended when its heartbeats did
+                _end_try(db, job, job["heartbeat_at"], "lost", f"no heartbeat for {self.lease_s:.0f} s: the worker died")
+                job = db.execute("SELECT * FROM jobs WHERE id=?", (job["id"],)).fetchone()
                 if job["cancel_requested"]:  # cancelled, then its worker died: nothing to run again
                     db.execute("UPDATE jobs SET state=?, finished_at=?, error=? WHERE id=?",
                                (CANCELLED, now, "cancelled; its worker died before stopping", job["id"]))
@@ -558,3 +575,16 @@ def _flock(fd: int, timeout_s: float = LOCK_TIMEOUT_S) -> None:
                 raise JournalBusy(f"journal file lock busy for {timeout_s:.0f} s") from None
             time.sleep(delay)
             delay = min(delay * 2, 0.002)
+
+
+def _tries(job: sqlite3.Row) -> list[dict[str, Any]]:
+    return json.loads(job["tries"]) if job["tries"] else []
+
+
+def _end_try(db: sqlite3.Connection, job: sqlite3.Row, at: float, outcome: str, error: str | None) -> None:
+    """Close the job's open run (the last of ``tries``) as ``outcome`` at ``at``."""
+    tries = _tries(job)
+    if not tries or "finished_at" in tries[-1]:
+        return
+    tries[-1].update(finished_at=at, seconds=round(at - tries[-1]["started_at"], 3), outcome=outcome, error=error)
+    db.execute("UPDATE jobs SET tries=? WHERE id=?", (json.dumps(tries), job["id"]))

@@ -204,3 +204,42 @@ def test_jobs_that_ended_long_ago_are_pruned_with_their_events_never_live_ones(t
     assert j.get_job(old.job_id) is None and j.events_for(old.job_id) == []
     assert j.get_job(running.job_id).state == RUNNING and j.get_job(pending.job_id).state == PENDING
     assert j.count_events("det") == 2
+
+
+def test_a_retried_job_keeps_every_run_with_its_times_and_error(tmp_path):
+    j = make(tmp_path, retry_s=0.0)
+    rec = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    first = j.claim("det", "w1")
+    assert j.finish(first.id, FAILED, attempt=first.attempts, error="timed out", retry=True) == PENDING
+    second = j.claim("det", "w2")
+    j.finish(second.id, DONE, attempt=second.attempts, result={"ok": 1})
+    tries = j.get_job(rec.job_id).tries
+    assert [(t["attempt"], t["worker"], t["outcome"], t["error"]) for t in tries] == [
+        (1, "w1", FAILED, "timed out"), (2, "w2", DONE, None)]
+    assert all(t["finished_at"] >= t["started_at"] and t["seconds"] >= 0 for t in tries)
+    assert j.get_job(rec.job_id).started_at == tries[-1]["started_at"]  # the last run's, as before
+
+
+def test_a_run_whose_worker_died_ends_at_its_last_heartbeat_and_follows_its_events(tmp_path):
+    j = make(tmp_path, lease_s=5.0)
+    rec = j.record("det", 4, "START_TRAINING", {}, kind="train")
+    job = j.claim("det", "w1")
+    newer = j.record("det", 4, "ANNOTATION_CREATED", {}, kind="train")  # waits behind the running one
+    assert j.requeue_stale("det", now=time.time() + 60) == [newer.job_id]
+    (lost,) = j.get_job(newer.job_id).tries  # the pending job that took the events took the story too
+    assert lost["outcome"] == "lost" and "worker died" in lost["error"]
+    assert lost["finished_at"] == job.heartbeat_at and j.get_job(rec.job_id).tries == [lost]
+
+
+def test_a_journal_from_before_tries_gets_the_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    Journal(path).record("det", 4, "START_TRAINING", {}, kind="train")
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE jobs DROP COLUMN tries")
+        db.execute("ALTER TABLE jobs DROP COLUMN outage")
+    reopened = Journal(path)
+    assert reopened.list_jobs("det")[0].tries is None
+    job = reopened.claim("det", "w", now=time.time() + 60)  # past the default debounce
+    assert reopened.get_job(job.id).tries[0]["attempt"] == 1
