@@ -160,10 +160,12 @@ class QueueWriter:
                 raise
             return 0
 
-    def delete_versions(self, versions: Iterable[str]) -> dict[str, int]:
+    def delete_versions(self, versions: Iterable[str], at_most: int = 0) -> dict[str, int]:
         """Delete every prediction of each of ``versions`` (this backend's older queues) in the
-        project, one request per version; never the current one. Returns the count per version."""
-        return {v: self.ls.delete_model_version(self.project, v) for v in versions if v and v != self.version}
+        project, one request per version; never the current one. Returns the count per version.
+        ``at_most``: predictions a version may hold (one per task), which sizes each request's wait."""
+        return {v: self.ls.delete_model_version(self.project, v, at_most=at_most)
+                for v in versions if v and v != self.version}
 
     def serve_by_score(self) -> None:
         """Uncertainty sampling over this version's predictions (the API accepts it; the OSS UI

@@ -233,7 +233,7 @@ class Scorer:
         deleted: dict[str, int] = {}
         if entries and counts["created"] + counts["updated"] + counts["unchanged"]:
             writer.serve_by_score()
-            deleted = writer.delete_versions(sorted(older))
+            deleted = writer.delete_versions(sorted(older), at_most=len(tasks))
             self.active.save_state(VERSIONS_STATE, {"versions": [version]})
         writer.ensure_tab(QUEUE_TAB, ordering=["tasks:predictions_score"], filters=unlabeled_filter())
         if report is not None:

@@ -73,3 +73,39 @@ def test_queue_generations():
     assert latest_generation(base, []) == 1 and latest_generation(base, [base]) == 1
     others = ["active-margin@active-v3~7x", "active-margin@active-v31~9", "active-hybrid@active-v3~5"]
     assert latest_generation(base, [base, base + "~2", base + "~10", *others]) == 10
+
+
+def test_a_big_delete_waits_for_label_studio_to_finish_it():
+    """Label Studio answers a model-version delete once every prediction is gone (34 s for 8,800):
+    the client's usual timeout must not cut it (the retry then found nothing and counted 0)."""
+    import http.server
+    import json
+    import threading
+    import time
+
+    from backends.core import labelstudio
+
+    class SlowDelete(http.server.BaseHTTPRequestHandler):
+        def do_DELETE(self):
+            time.sleep(1.5)  # longer than the client's timeout of 1 s
+            body = json.dumps({"deleted_predictions": 300}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowDelete)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ls = LabelStudioClient(f"http://127.0.0.1:{server.server_port}", "a-token", timeout=1)
+        with pytest.raises(Exception, match="(?i)timed out"):
+            ls.delete_model_version(1, "active-margin@active-v0")  # the usual timeout: cut short
+        assert 300 * labelstudio.DELETE_S_PER_PREDICTION >= 1
+        writer = QueueWriter(ls, 1, "active-margin@active-v1", "active-")
+        assert writer.delete_versions(["active-margin@active-v0"], at_most=300) == {"active-margin@active-v0": 300}
+    finally:
+        server.shutdown()
