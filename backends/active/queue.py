@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 QUEUE_TAB = "Active learning queue"
 DISAGREE_TAB = "Model disagrees"
 BULK = 200
-#: A queue rewritten under the same task model (after an import every rank-based score shifts) goes
-#: to a new version ``<version>~2``, ``~3``...: bulk-imported, then switched to, then the old one
-#: deleted, which is ``N / BULK`` requests where updating in place would be one PATCH per task, and
-#: labelers never see a half-updated order.
+#: A queue re-scored under the same task model is updated in place when few scores moved (scores
+#: are per task: an import adds some, moves none). When many moved, it goes to a new version
+#: ``<version>~2``, ``~3``...: bulk-imported, then switched to, then the old one deleted, which is
+#: ``N / BULK`` requests where updating in place would be one PATCH per task, and labelers never
+#: see a half-updated order.
 GENERATION_MARK = "~"
-#: Queue scores are rank-based, 1/n apart: 6 decimals would merge neighbours beyond a million tasks.
+#: Queue scores keep neighbours apart: 6 decimals would merge close values (and rank-based ones
+#: beyond a million tasks).
 SCORE_DECIMALS = 9
 
 

@@ -7,11 +7,13 @@ Runs after each new task-model version, when tasks are imported, and on request.
    the new tasks, and a job restarted after a crash or a failure resumes after its last finished
    chunk (chunks are shared with RQ helpers on a ``ChunkBoard``); older versions' outputs are
    deleted (one version's embeddings are kilobytes per task);
-3. rank with the project's strategy (``ranking.py``), turn ranks into scores in [0, 1];
+3. scores in [0, 1] from the project's strategy (``ranking.stable_scores``): a task's own value
+   wherever the strategy has one, so an import adds scores and moves none (set-based strategies
+   move their chosen head only);
 4. write one prediction per unlabeled task under the queue version, switch the project to
-   uncertainty sampling on that version, keep the "Active learning queue" tab; a re-run under the
-   same task model whose scores moved (an import shifts every rank) writes a new generation of the
-   version (``...~2``) in bulk instead of one PATCH per task;
+   uncertainty sampling on that version, keep the "Active learning queue" tab. A re-run under the
+   same task model writes only the scores that changed (an import: the new tasks); when more moved
+   than a rewrite would cost, it writes a new generation of the version (``...~2``) in bulk;
 5. the blind-spot report over the labeled tasks, and its "Model disagrees" tab.
 
 Tasks that fail to load (deleted, unreadable) are skipped with the reason logged; they never fail
@@ -35,9 +37,8 @@ from backends.core.shared_work import ChunkBoard
 
 from .queue import (DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, SCORE_DECIMALS, QueueEntry, QueueWriter, generation,
                     latest_generation, bulk_requests, own_predictions, task_ids_filter, unlabeled_filter)
-from .ranking import build_pool, rank
+from .ranking import build_pool, hashed_scores, stable_scores
 from .report import Truth, blind_spots, task_loss, truth_from_task
-from .strategies import queue_scores
 from .task_models import ImageOutputs, TaskModel
 
 log = logging.getLogger(__name__)
@@ -96,12 +97,11 @@ class Scorer:
         note, report = None, None
         if task_model is None:
             note = "no task model yet: tasks are ranked at random until the first version is published"
-            rng = np.random.default_rng([self.settings.seed, self.active.project_id])  # repeatable, per project
             ranked = [(t, []) for t in unlabeled]
-            order = rng.permutation(len(ranked))
+            scores = self._random_scores(unlabeled)
         else:
-            ranked, order, note, report = self._rank(task_model, strategy, unlabeled, tasks, truths)
-        scores = queue_scores(order, len(ranked)) if len(ranked) else np.zeros(0)
+            ranked, scores, note, report = self._rank(task_model, strategy, unlabeled, tasks, truths)
+        order = np.argsort(scores, kind="stable")  # what Label Studio serves: lowest score first
         entries = [QueueEntry(int(task["id"]), round(float(score), SCORE_DECIMALS), regions)
                    for (task, regions), score in zip(ranked, scores)]
         recorded = self._written_versions(tasks, version)
@@ -134,12 +134,21 @@ class Scorer:
         outputs = [unlabeled_out[int(t["id"])] for t in ranked_tasks]
         pool, note = build_pool(outputs, [out for _, out in pairs], strategy, labeled_losses=losses,
                                 aggregate=self.settings.aggregate, seed=self.settings.seed)
-        order = rank(pool, strategy, self.settings.queue_size) if outputs else np.empty(0, dtype=int)
+        if not outputs:
+            scores = np.zeros(0)
+        elif strategy == "random":
+            scores = self._random_scores(ranked_tasks)
+        else:
+            scores = stable_scores(pool, strategy, self.settings.queue_size)
         report = None
         if pairs:
             report = blind_spots([out for _, out in pairs], [truth for truth, _ in pairs], names,
                                  task_model.version, self.settings.disagreements)
-        return [(t, o.regions) for t, o in zip(ranked_tasks, outputs)], order, note, report
+        return [(t, o.regions) for t, o in zip(ranked_tasks, outputs)], scores, note, report
+
+    def _random_scores(self, tasks: list[dict[str, Any]]) -> np.ndarray:
+        """Repeatable per project and task: an import adds scores, it moves none."""
+        return hashed_scores([int(t["id"]) for t in tasks], self.settings.seed, self.active.project_id)
 
     def _outputs(self, task_model: TaskModel, tasks: list[dict[str, Any]], cache: OutputCache,
                  what: str) -> dict[int, ImageOutputs]:
@@ -246,7 +255,7 @@ class Scorer:
     def _target_version(self, base: str, entries: list[QueueEntry], tasks: dict[int, dict[str, Any]],
                         recorded: set[str]) -> str:
         """The latest generation of ``base`` when updating it in place is cheap (nothing or little
-        changed), else a new generation: after an import, rank-based scores shift for every task."""
+        changed), else a new generation (a set-based strategy whose head moved a lot)."""
         latest = latest_generation(base, recorded)
         current = generation(base, latest)
         in_place = QueueWriter(self.active.services.ls, self.active.project_id, current,

@@ -163,20 +163,23 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     (queue_tab,) = [v for v in views if v["data"]["title"] == "Active learning queue"]
     assert queue_tab["data"]["hiddenColumns"] == hidden and queue_tab["data"]["ordering"] == ["tasks:predictions_score"]
 
-    # The label /next served above trains v3. Then an import under v3: every rank-based score
-    # shifts, so the queue is written anew in bulk as v3's next generation, not patched task by task.
+    # The label /next served above trains v3. Then an import under v3: scores are each task's own
+    # (ranking.stable_scores), so the re-score writes the two new tasks and nothing else: no task
+    # whose score did not change is rewritten, no new generation, nothing deleted (issue 23).
     v3 = wait_until(lambda: scored(active, project, "active-margin@active-v3"), 180, "v3 and its scoring",
                     interval=0.5)
+    before_import = queue_scores(label_studio, v3["first"], v3["queue_version"])
     new_images = {f"new{i}.png": shape_png(100 + i) for i in range(2)}
     new = label_studio.upload_images(project, {name: png for name, (png, _) in new_images.items()})
-    requests.post(f"{active}/jobs", json={"project": project, "kind": "score"}, timeout=5).raise_for_status()
-    after_import = wait_until(lambda: scored(active, project, "active-margin@active-v3~2"), 60, "scoring the import")
-    assert after_import["scored"] == v3["scored"] + 2
+    job = requests.post(f"{active}/jobs", json={"project": project, "kind": "score"}, timeout=5).json()["job"]
+    after_import = wait_until(lambda: (j := requests.get(f"{active}/jobs/{job}", timeout=5).json())["state"] == "done"
+                              and j["result"], 60, "scoring the import")
+    assert after_import["queue_version"] == "active-margin@active-v3" and after_import["scored"] == v3["scored"] + 2
     assert len(queue_scores(label_studio, new, after_import["queue_version"])) == 2, "the new tasks are queued"
-    assert after_import["predictions"]["created"] == after_import["scored"]
-    assert after_import["predictions"]["updated"] == 0
-    assert after_import["older_versions_deleted"] == {"active-margin@active-v3": v3["scored"]}
-    assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3~2"
+    assert after_import["predictions"]["created"] == 2 and after_import["predictions"]["updated"] == 0
+    assert after_import["predictions"]["unchanged"] == v3["scored"] and after_import["older_versions_deleted"] == {}
+    assert queue_scores(label_studio, v3["first"], v3["queue_version"]) == before_import
+    assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3"
 
     # The CLI on the project, with the server's store and environment: the project's strategy
     # (margin, from its extra_params, not ACTIVE_STRATEGY), the same ranking, to a CSV.
@@ -186,10 +189,10 @@ def test_scoring_job_orders_the_queue_and_follows_new_versions(label_studio, act
     assert cli_main(["--project", str(project), "--out", str(csv_path)]) == 0
     rows = list(csv.DictReader(open(csv_path)))
     assert [int(row["task"]) for row in rows[:3]] == after_import["first"][:3] and len(rows) == after_import["scored"]
-    assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3~2"
+    assert label_studio.api("GET", f"/api/projects/{project}")["model_version"] == "active-margin@active-v3"
     # it ran as a job of the server's journal (so never beside the server's own scoring), listed by /jobs
     newest = requests.get(f"{active}/jobs?project={project}", timeout=5).json()["jobs"][0]
-    assert (newest["kind"], newest["state"], newest["result"]["queue_version"]) == ("score", "done", "active-margin@active-v3~2")
+    assert (newest["kind"], newest["state"], newest["result"]["queue_version"]) == ("score", "done", "active-margin@active-v3")
     new_labels = dict(zip(new, (label for _, label in new_images.values())))
     assert served_order(label_studio, project, 1, labels | new_labels) == after_import["first"][:1]
 
