@@ -176,3 +176,10 @@ def test_the_check_override_puts_every_service_on_loopback_host_networking():
     assert "0.0.0.0" not in text and "!reset []" in text
     for backend in BACKENDS:
         assert check[backend]["environment"]["HOST"] == "127.0.0.1"
+
+
+def test_label_studio_gets_the_feature_flags_the_local_stack_sets():
+    from backends.stack.processes import LABEL_STUDIO_FLAGS
+
+    env = SERVICES["label-studio"]["environment"]
+    assert {k: env.get(k) for k in LABEL_STUDIO_FLAGS} == LABEL_STUDIO_FLAGS
