@@ -34,6 +34,7 @@ import numpy as np
 from backends.core.errors import LabelLoopError
 from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.shared_work import ChunkBoard
+from backends.core.timings import Timings
 
 from .queue import (DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, SCORE_DECIMALS, QueueEntry, QueueWriter, generation,
                     latest_generation, bulk_requests, own_predictions, task_ids_filter, unlabeled_filter)
@@ -84,13 +85,15 @@ class Scorer:
         self.failed: dict[int, str] = {}
         self.chunks: dict[str, dict[str, Any]] = {}  # per "unlabeled"/"labeled": chunks, helpers, who did what
         self.ranking: list[tuple[int, float]] = []  # (task id, score), first served first
+        self.timings = Timings()  # listing (Label Studio reads), outputs (the model), ranking, writing
 
     def run(self) -> dict[str, Any]:
         started = time.time()
         task_model = self.active.task_model()
         strategy = self.settings.strategy if task_model else "random"
         version = queue_version(strategy, task_model)
-        tasks = {int(t["id"]): t for t in self.active.services.ls.iter_tasks(self.active.project_id)}
+        with self.timings("listing"):
+            tasks = {int(t["id"]): t for t in self.active.services.ls.iter_tasks(self.active.project_id)}
         unlabeled = [t for t in tasks.values() if not is_labeled(t)]
         truths = [tr for t in tasks.values() if (tr := truth_from_task(t, self.active.control.name, self.active.kind))]
         self._progress(stage="listing", tasks=len(tasks), unlabeled=len(unlabeled))
@@ -104,14 +107,15 @@ class Scorer:
         order = np.argsort(scores, kind="stable")  # what Label Studio serves: lowest score first
         entries = [QueueEntry(int(task["id"]), round(float(score), SCORE_DECIMALS), regions)
                    for (task, regions), score in zip(ranked, scores)]
-        recorded = self._written_versions(tasks, version)
-        version = self._target_version(version, entries, tasks, recorded)
-        written = self._write(version, entries, tasks, report, recorded)
+        with self.timings("writing"):
+            recorded = self._written_versions(tasks, version)
+            version = self._target_version(version, entries, tasks, recorded)
+            written = self._write(version, entries, tasks, report, recorded)
         self.ranking = [(entries[i].task_id, entries[i].score) for i in order]
         first = [task_id for task_id, _ in self.ranking[:10]]
         summary = {"queue_version": version, "strategy": strategy, "note": note, "scored": len(entries),
                    "skipped": {str(k): v for k, v in self.failed.items()}, "first": first, **written,
-                   "chunks": self.chunks,
+                   "chunks": self.chunks, "timings": self.timings,
                    "seconds": round(time.time() - started, 2)}
         self.active.save_state("last_scoring.json", {**summary, "task_model": task_model.version if task_model else None,
                                                       "finished_at": time.time()})
@@ -124,22 +128,23 @@ class Scorer:
               tasks: dict[int, dict[str, Any]], truths: list[Truth]) -> tuple[list, np.ndarray, str | None, Any]:
         prune_outputs(self.active.state_dir / "outputs", task_model.version)
         cache = OutputCache(self.active.state_dir / "outputs" / f"{task_model.version}.jsonl")
-        unlabeled_out = self._outputs(task_model, unlabeled, cache, "unlabeled")
-        labeled_tasks = [tasks[t.task_id] for t in truths]
-        labeled_out = self._outputs(task_model, labeled_tasks, cache, "labeled")
+        with self.timings("outputs"):
+            unlabeled_out = self._outputs(task_model, unlabeled, cache, "unlabeled")
+            labeled_out = self._outputs(task_model, [tasks[t.task_id] for t in truths], cache, "labeled")
         names = task_model.class_names or list(self.active.control.labels)
         pairs = [(truth, labeled_out[truth.task_id]) for truth in truths if truth.task_id in labeled_out]
         losses = [task_loss(out, truth, names) for truth, out in pairs]
         ranked_tasks = [t for t in unlabeled if int(t["id"]) in unlabeled_out]
         outputs = [unlabeled_out[int(t["id"])] for t in ranked_tasks]
-        pool, note = build_pool(outputs, [out for _, out in pairs], strategy, labeled_losses=losses,
-                                aggregate=self.settings.aggregate, seed=self.settings.seed)
-        if not outputs:
-            scores = np.zeros(0)
-        elif strategy == "random":
-            scores = self._random_scores(ranked_tasks)
-        else:
-            scores = stable_scores(pool, strategy, self.settings.queue_size)
+        with self.timings("ranking"):
+            pool, note = build_pool(outputs, [out for _, out in pairs], strategy, labeled_losses=losses,
+                                    aggregate=self.settings.aggregate, seed=self.settings.seed)
+            if not outputs:
+                scores = np.zeros(0)
+            elif strategy == "random":
+                scores = self._random_scores(ranked_tasks)
+            else:
+                scores = stable_scores(pool, strategy, self.settings.queue_size)
         report = None
         if pairs:
             report = blind_spots([out for _, out in pairs], [truth for truth, _ in pairs], names,

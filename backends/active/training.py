@@ -24,6 +24,7 @@ import torch
 
 from backends.core.datasplit import split
 from backends.core.errors import BadRequest, LabelLoopError
+from backends.core.timings import Timings
 
 from . import classifier
 from .report import truth_from_task
@@ -36,30 +37,28 @@ class ClassifierTrainer:
     def __init__(self, active: Any, job: Any) -> None:
         self.active, self.job = active, job
         self.settings = active.settings
-        self.timings: dict[str, float] = {}
+        self.timings = Timings()
 
     def run(self) -> dict[str, Any]:
         started = time.time()
         names = list(self.active.control.labels)
-        tick = time.perf_counter()
-        samples = self._samples(names)
+        with self.timings("data"):
+            samples = self._samples(names)
         if len(samples) < self.settings.min_annotations:
             reason = f"{len(samples)} labeled images, fewer than min_annotations={self.settings.min_annotations}"
             log.info("active project %s: not training: %s", self.active.project_id, reason)
             return {"skipped": reason}
         ids = [task_id for task_id, _, _ in samples]
         train_ids, val_ids = split(ids, self.settings.val_ratio, self.settings.seed) if self.settings.val_ratio else (set(ids), set())
-        self.timings["data"] = round(time.perf_counter() - tick, 2)
         x = classifier.to_tensor([img for _, img, _ in samples], self.settings.imgsz)
         y = torch.tensor([label for _, _, label in samples])
         is_train = torch.tensor([t in train_ids for t in ids])
         model, start = self._start_model(names)
-        tick = time.perf_counter()
         config = classifier.TrainConfig(epochs=self.settings.epochs, batch=self.settings.batch, lr=self.settings.lr,
                                         loss_weight=self.settings.loss_weight, detach_after=self.settings.detach_after,
                                         seed=self.settings.seed, device=self.active.device)
-        classifier.train(model, x[is_train], y[is_train], config, on_epoch=self._on_epoch)
-        self.timings["train"] = round(time.perf_counter() - tick, 2)
+        with self.timings("train"):
+            classifier.train(model, x[is_train], y[is_train], config, on_epoch=self._on_epoch)
         evaluated = x[~is_train] if val_ids else x[is_train]
         truth = y[~is_train] if val_ids else y[is_train]
         metrics = evaluate(model, evaluated, truth.numpy(), names, self.active.device)

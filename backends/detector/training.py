@@ -25,6 +25,7 @@ from typing import Any
 from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.jobs import JobCancelled
 from backends.core.scratch import owned_tempdir, remove_orphans
+from backends.core.timings import Timings
 
 from .dataset import BuildReport, samples_from_tasks, split, write_dataset
 from .downloads import shown
@@ -93,7 +94,7 @@ class FineTuner:
         self.settings = detector.settings
         self.services = detector.services
         self.registry = detector.registry
-        self.timings: dict[str, float] = {}
+        self.timings = Timings()
 
     # -- orchestration --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -101,7 +102,7 @@ class FineTuner:
         names = list(control.control.labels)
         image_key = self._image_key(control.to_name)
         started = time.time()
-        with self._timed("fetch"):
+        with self.timings("fetch"):
             tasks = self._fetch_tasks()
         report = BuildReport()
         samples = samples_from_tasks(tasks, control.from_name, control.to_name, image_key,
@@ -118,7 +119,7 @@ class FineTuner:
 
     def _train_and_publish(self, workdir: Path, samples: list[Any], names: list[str], from_name: str,
                            report: BuildReport, started: float) -> dict[str, Any]:
-        with self._timed("dataset"):
+        with self.timings("dataset"):
             images = self._load_images(samples, report)
             usable = [s for s in samples if s.task_id in images]
             if not usable:
@@ -127,11 +128,11 @@ class FineTuner:
             data_yaml = write_dataset(workdir / "data", usable, images, names, train_ids, val_ids)
         self._progress(stage="training", n_train=len(train_ids), n_val=len(val_ids))
         current = self.registry.current()
-        with self._timed("prepare"):
+        with self.timings("prepare"):
             start = self._start_checkpoint(current, names, workdir)
-        with self._timed("train"):
+        with self.timings("train"):
             best = self._train(start, data_yaml, workdir)
-        with self._timed("evaluate"):
+        with self.timings("evaluate"):
             metrics = evaluate(best, data_yaml, self.settings, names, workdir=workdir)
             current_metrics = None
             if current is not None and current.metadata.get("names") == names:
@@ -151,7 +152,7 @@ class FineTuner:
         }
         with self.registry.stage() as staged:
             shutil.copy(best, staged.path / "weights.pt")
-            with self._timed("export"):  # the serving runtime's file, in the version before it serves
+            with self.timings("export"):  # the serving runtime's file, in the version before it serves
                 self.detector.serving_weights(str(staged.path / "weights.pt"))
             metadata["timings"]["export"] = self.timings["export"]
             version = staged.publish(metadata, make_current=make_current)
@@ -266,19 +267,6 @@ class FineTuner:
     def _progress(self, **values: Any) -> None:
         if self.job is not None:
             self.job.progress(**values)
-
-    class _Timer:
-        def __init__(self, timings: dict[str, float], name: str) -> None:
-            self.timings, self.name = timings, name
-
-        def __enter__(self) -> None:
-            self.start = time.perf_counter()
-
-        def __exit__(self, *_: object) -> None:
-            self.timings[self.name] = round(time.perf_counter() - self.start, 2)
-
-    def _timed(self, name: str) -> "FineTuner._Timer":
-        return FineTuner._Timer(self.timings, name)
 
 
 def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
