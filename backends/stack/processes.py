@@ -92,8 +92,8 @@ class ManagedProcess:
 
 #: Label Studio feature flags the stacks we ship set (make up, the tests, docker-compose.yml).
 #: 4620: a bulk prediction import recounts only the tasks it touched instead of every task of the
-#: project after each call, which made writing a queue quadratic: 114.6 s of writes at 8,000 tasks
-#: fell to 9.0 s (bench/queue_scale.py). That path skips Label Studio's own check of each
+#: project after each call, which made writing a queue quadratic: 122 s of writes at 8,000 tasks
+#: fell to 10 s (bench/queue_scale.py). That path skips Label Studio's own check of each
 #: prediction against the label config; ours are built from the label config by the backends.
 LABEL_STUDIO_FLAGS = {"fflag_fix_back_4620_memory_efficient_predictions_import_08012025_short": "true"}
 
