@@ -23,8 +23,8 @@ from backends.core.media import LoadedImage, decode_image
 from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel
-from .settings import DetectorSettings
 from .downloads import shown
+from .settings import DetectorSettings
 from .weights import check_allowed, configure_ultralytics, load_model, onnx_for
 
 log = logging.getLogger(__name__)
