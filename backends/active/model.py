@@ -29,10 +29,10 @@ from backends.core.files import write_json_atomic
 from backends.core.media import LoadedImage
 from backends.core.model import TRAINING_ACTIONS, LabelLoopModel
 
-from .ranking import build_pool
+from .queue import SCORE_DECIMALS
+from .ranking import build_pool, hashed_scores, task_scores
 from .scoring import Scorer, queue_version
 from .settings import ActiveSettings
-from .strategies import STRATEGIES
 from .task_models import ClassifierTaskModel, DetectorTaskModel, TaskModel
 
 log = logging.getLogger(__name__)
@@ -135,16 +135,21 @@ class ActiveModel(LabelLoopModel):
         images = self.per_task(tasks, self.load_task_image)
         ok = [(i, img) for i, img in enumerate(images) if isinstance(img, LoadedImage)]
         outputs = task_model.outputs([img for _, img in ok]) if ok else []
-        strategy = self.settings.strategy if self.settings.strategy in ("least_confidence", "margin", "entropy",
-                                                                         "learning_loss") else "entropy"
         results: list[dict[str, Any]] = [{"result": [], "model_version": version} for _ in tasks]
         if outputs:
-            pool, _ = build_pool(outputs, [], strategy, aggregate=self.settings.aggregate)
-            informative = STRATEGIES[strategy]().scores(pool)
-            for (i, _), out, value in zip(ok, outputs, informative):
-                results[i] = {"result": out.regions, "score": round(1.0 - _squash(value, strategy, out), 6),
-                              "model_version": version}
+            scores = self._task_scores([tasks[i] for i, _ in ok], outputs)
+            for (i, _), out, score in zip(ok, outputs, scores):
+                results[i] = {"result": out.regions, "score": round(float(score), SCORE_DECIMALS), "model_version": version}
         return results
+
+    def _task_scores(self, tasks: list[dict[str, Any]], outputs: list[Any]) -> np.ndarray:
+        """The score the scoring job gives each task by its own value (``ranking.task_scores``), so a
+        task pre-labeled here sorts where the queue would put it, and the next scoring finds it unchanged."""
+        strategy = self.settings.strategy
+        if strategy == "random":
+            return hashed_scores([int(t["id"]) for t in tasks], self.settings.seed, self.project_id or 0)
+        pool, _ = build_pool(outputs, [], strategy, aggregate=self.settings.aggregate, seed=self.settings.seed)
+        return task_scores(pool, strategy)
 
     # -- jobs -----------------------------------------------------------------------------------
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
@@ -195,16 +200,6 @@ class ActiveModel(LabelLoopModel):
                 log.info("active project %s: detector published %s; scoring", project, detector)
                 model.request_scoring("DETECTOR_PUBLISHED", {"version": detector})
                 model.save_state("last_scoring.json", {**last, "requested_for": detector})
-
-
-def _squash(value: float, strategy: str, out: Any) -> float:
-    """A strategy's per-task informativeness mapped to [0, 1] (1 = most informative)."""
-    if strategy == "learning_loss":
-        return float(1.0 / (1.0 + np.exp(-value)))
-    # detection scores each box as the two-class distribution [c, 1 - c]: its ceiling is the 2-class one
-    c = len(out.probs) if out.probs is not None else 2
-    top = {"entropy": np.log(c), "least_confidence": 1 - 1 / c, "margin": 1.0}[strategy]
-    return float(min(1.0, max(0.0, value / top))) if top > 0 else 0.0
 
 
 def _one_of_at_least_two_choices(control: Any, attr: dict[str, str]) -> Any:

@@ -121,14 +121,22 @@ def stable_scores(pool: Pool, strategy: str, queue_size: int) -> np.ndarray:
     n = len(pool)
     if n == 0:
         return np.zeros(0)
-    chosen = get_strategy(strategy)
-    if strategy not in SET_BASED:
-        return _bounded(chosen.scores(pool))  # type: ignore[arg-type] - every per-sample strategy has scores
-    head = chosen.select(pool, min(queue_size, n))
-    fallback = chosen.scores(pool)
-    scores = HEAD_SPAN + (1 - HEAD_SPAN) * _bounded(uncertainty_or_margin(pool, strategy) if fallback is None else fallback)
-    scores[head] = HEAD_SPAN * np.arange(len(head)) / max(len(head), 1)
+    scores = task_scores(pool, strategy)
+    if strategy in SET_BASED:
+        head = get_strategy(strategy).select(pool, min(queue_size, n))
+        scores[head] = HEAD_SPAN * np.arange(len(head)) / max(len(head), 1)
     return scores
+
+
+def task_scores(pool: Pool, strategy: str) -> np.ndarray:
+    """Each sample's score from its own value alone: all of a per-sample strategy's scores, the
+    tail of a set-based one's (``stable_scores``), and ``/predict``'s, which sees a few tasks at a
+    time: a task pre-labeled there sorts among the queue's tasks as the scoring job would put it."""
+    chosen = get_strategy(strategy)
+    values = chosen.scores(pool)
+    if strategy not in SET_BASED:
+        return _bounded(values)  # type: ignore[arg-type] - every per-sample strategy has scores
+    return HEAD_SPAN + (1 - HEAD_SPAN) * _bounded(uncertainty_or_margin(pool, strategy) if values is None else values)
 
 
 def hashed_scores(keys: Sequence[int], seed: int, salt: int = 0) -> np.ndarray:
