@@ -37,7 +37,7 @@ from PIL import Image  # noqa: E402
 
 from backends.stack.processes import LABEL_STUDIO_FLAGS, backend_process, free_port, label_studio_process  # noqa: E402
 from bench import fmnist  # noqa: E402
-from bench.queue_e2e import CONFIG, LS  # noqa: E402
+from bench.queue_e2e import CONFIG, LS, wait_idle  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "queue_scale.json"
 SEED_LABELS = 20
@@ -90,16 +90,6 @@ def jobs(backend: str, project: int) -> list[dict[str, Any]]:
     return requests.get(f"{backend}/jobs?project={project}", timeout=30).json()["jobs"]
 
 
-def wait_idle(backend: str, project: int, timeout: float = 7200) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        listed = jobs(backend, project)
-        if listed and all(j["state"] not in ("pending", "running") for j in listed):
-            return
-        time.sleep(1)
-    raise TimeoutError("the active backend's jobs did not finish")
-
-
 def job_figures(job: dict[str, Any]) -> dict[str, Any]:
     tries = job.get("tries") or []
     result = job.get("result") or {}
@@ -130,15 +120,13 @@ def run_size(ls: LS, backend: str, n: int, x: np.ndarray, y: np.ndarray) -> dict
     ls.api("POST", "/api/ml", json={"project": project, "url": backend, "title": "active", "auto_update": True})
     # one version, then the scoring it starts: every unlabeled task's prediction written from scratch
     requests.post(f"{backend}/jobs", json={"project": project, "kind": "train"}, timeout=30).raise_for_status()
-    time.sleep(2)
-    wait_idle(backend, project)
+    wait_idle(backend, project, timeout=7200)
     full = job_figures(newest_score_job(backend, project, 0))
     served = ls.api("GET", f"/api/projects/{project}/next")["id"]
     last = max(j["id"] for j in jobs(backend, project))
     extra = n // 10
     import_tasks(ls, project, x[n:n + extra], y[n:n + extra], n)  # TASKS_CREATED starts the re-score
-    time.sleep(2)
-    wait_idle(backend, project)
+    wait_idle(backend, project, timeout=7200)
     rescore = job_figures(newest_score_job(backend, project, last))
     row = {"tasks": n, "import_s": round(imported_s, 1), "full": full, "rescore_after_10pct_import": rescore,
            "next_serves_top": served == full["first"],
