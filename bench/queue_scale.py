@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -90,23 +90,26 @@ def jobs(backend: str, project: int) -> list[dict[str, Any]]:
     return requests.get(f"{backend}/jobs?project={project}", timeout=30).json()["jobs"]
 
 
-def job_figures(job: dict[str, Any]) -> dict[str, Any]:
-    tries = job.get("tries") or []
-    result = job.get("result") or {}
-    return {"seconds": round(sum(t.get("seconds", 0) for t in tries), 1), "attempts": len(tries),
-            "errors": [t["error"] for t in tries if t.get("error")], "state": job["state"],
-            "scored": result.get("scored"), "predictions": result.get("predictions"),
+def job_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The scoring jobs' figures, summed over every job and attempt (an import of several chunks may
+    start more than one job); the listing, outputs and predictions of the newest."""
+    tries = [t for job in runs for t in job.get("tries") or []]
+    result = runs[0].get("result") or {}
+    return {"seconds": round(sum(t.get("seconds", 0) for t in tries), 1), "jobs": len(runs), "attempts": len(tries),
+            "errors": [t["error"] for t in tries if t.get("error")], "state": runs[0]["state"],
+            "scored": sum((job.get("result") or {}).get("scored") or 0 for job in runs),
+            "listed": result.get("listed"), "predictions": result.get("predictions"),
             "older_versions_deleted": result.get("older_versions_deleted"), "queue_version": result.get("queue_version"),
             "timings": result.get("timings"),
             "first": (result.get("first") or [None])[0]}
 
 
-def newest_score_job(backend: str, project: int, after: int) -> dict[str, Any]:
-    """The newest scoring job with an id above ``after``."""
+def score_jobs_after(backend: str, project: int, after: int) -> list[dict[str, Any]]:
+    """The scoring jobs with an id above ``after``, newest first."""
     scored = [j for j in jobs(backend, project) if j["kind"] == "score" and j["id"] > after]
     if not scored:
         raise RuntimeError("no scoring job ran")
-    return scored[0]
+    return scored
 
 
 def run_size(ls: LS, backend: str, n: int, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -121,21 +124,23 @@ def run_size(ls: LS, backend: str, n: int, x: np.ndarray, y: np.ndarray) -> dict
     # one version, then the scoring it starts: every unlabeled task's prediction written from scratch
     requests.post(f"{backend}/jobs", json={"project": project, "kind": "train"}, timeout=30).raise_for_status()
     wait_idle(backend, project, timeout=7200)
-    full = job_figures(newest_score_job(backend, project, 0))
+    full = job_figures(score_jobs_after(backend, project, 0))
     served = ls.api("GET", f"/api/projects/{project}/next")["id"]
     last = max(j["id"] for j in jobs(backend, project))
     extra = n // 10
     import_tasks(ls, project, x[n:n + extra], y[n:n + extra], n)  # TASKS_CREATED starts the re-score
     wait_idle(backend, project, timeout=7200)
-    rescore = job_figures(newest_score_job(backend, project, last))
+    rescore = job_figures(score_jobs_after(backend, project, last))
+    served_after = ls.api("GET", f"/api/projects/{project}/next")["id"]
     row = {"tasks": n, "import_s": round(imported_s, 1), "full": full, "rescore_after_10pct_import": rescore,
-           "next_serves_top": served == full["first"],
+           "next_serves_top": served == full["first"], "next_serves_top_after_rescore": served_after == rescore["first"],
            "rescore_over_full": round(rescore["seconds"] / full["seconds"], 3) if full["seconds"] else None}
     print(json.dumps(row), flush=True)
     return row
 
 
-def run_flag(flag: bool, sizes: list[int], x: np.ndarray, y: np.ndarray, work: Path) -> dict[str, Any]:
+def run_flag(flag: bool, sizes: list[int], x: np.ndarray, y: np.ndarray, work: Path,
+             save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     port, token = free_port(), secrets.token_hex(20)
     ls_proc = label_studio_process(work / f"ls-{flag}", port, "bench@example.com", secrets.token_urlsafe(12), token)
     for name in LABEL_STUDIO_FLAGS:
@@ -149,12 +154,16 @@ def run_flag(flag: bool, sizes: list[int], x: np.ndarray, y: np.ndarray, work: P
     active = backend_process("backends.active", backend_port, env, work / f"active-{flag}.log").start(timeout=180)
     rss = PeakRSS({"label_studio": ls_proc.pid, "active": active.pid})
     try:
-        rows = [run_size(LS(ls_url, token), f"http://127.0.0.1:{backend_port}", n, x, y) for n in sizes]
+        rows = []
+        for n in sizes:  # each size saved as it ends: the largest take an hour without the flag
+            rows.append(run_size(LS(ls_url, token), f"http://127.0.0.1:{backend_port}", n, x, y))
+            save({"flag": flag, "sizes": [row["tasks"] for row in rows], "rows": rows, "ratios": ratios(rows)})
     finally:
         peak = rss.stop()
         active.stop()
         ls_proc.stop()
-    return {"flag": flag, "rows": rows, "peak_rss_mib": peak, "ratios": ratios(rows)}
+    return {"flag": flag, "sizes": [row["tasks"] for row in rows], "rows": rows, "peak_rss_mib": peak,
+            "ratios": ratios(rows)}
 
 
 def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -166,6 +175,16 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def kept_runs(flags: list[str]) -> dict[str, Any]:
+    """The results file with the runs of the flags not measured now (one flag's run takes long)."""
+    try:
+        runs = json.loads(RESULTS.read_text()).get("runs", [])
+    except (FileNotFoundError, json.JSONDecodeError):
+        runs = []
+    measured = {flag == "on" for flag in flags}
+    return {"runs": [r for r in runs if r.get("flag") not in measured and "when" in r]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="2000,8000,32000")
@@ -175,11 +194,16 @@ def main() -> None:
     x, y = fmnist.load("train")
     need = max(sizes) + max(sizes) // 10
     x, y = x[:need], y[:need]
-    results = {"when": time.strftime("%Y-%m-%d %H:%M"), "sizes": sizes, "runs": []}
+    results = kept_runs(args.flag.split(","))
     with tempfile.TemporaryDirectory(prefix="queue-scale-") as tmp:
         for flag in args.flag.split(","):
-            results["runs"].append(run_flag(flag == "on", sizes, x, y, Path(tmp)))
-            RESULTS.write_text(json.dumps(results, indent=2) + "\n")  # partial results survive a later failure
+            kept = list(results["runs"])
+
+            def save(run: dict[str, Any]) -> None:  # partial results survive a later failure
+                results["runs"] = sorted([*kept, {"when": time.strftime("%Y-%m-%d %H:%M"), **run}],
+                                         key=lambda r: not r["flag"])
+                RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+            save(run_flag(flag == "on", sizes, x, y, Path(tmp), save))
     print(json.dumps([{k: r[k] for k in ("flag", "ratios", "peak_rss_mib")} for r in results["runs"]], indent=2))
 
 

@@ -28,8 +28,8 @@ from backends.core.errors import LabelConfigError, LabelLoopError, NotFound
 from backends.core.files import write_json_atomic
 from backends.core.media import LoadedImage
 from backends.core.model import TRAINING_ACTIONS, LabelLoopModel
+from backends.core.predictions import SCORE_DECIMALS
 
-from .queue import SCORE_DECIMALS
 from .ranking import build_pool, hashed_scores, task_scores
 from .scoring import Scorer, queue_version
 from .settings import ActiveSettings
@@ -162,7 +162,7 @@ class ActiveModel(LabelLoopModel):
 
     def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
         if kind == "score":
-            return Scorer(self, job).run()
+            return Scorer(self, job, events).run()
         return super().run_job(kind, events, job)
 
     def help_with(self, board: Any) -> int:

@@ -65,21 +65,22 @@ class LabelStudioClient:
             with tokens._token_refresh_lock:
                 tokens._access_token = None
 
-    def iter_tasks(self, project: int, *, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        """Every task of a project with its annotations, in id order, page by page. Callers pick the
-        labeled ones from the annotations themselves: Label Studio 1.23 ignores the API's
-        ``only_annotated``, and its ``total_annotations`` filter reads a counter kept by signals.
+    def iter_tasks(self, project: int, *, page_size: int = 100, after: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every task of a project (with an id above ``after``, if given) with its annotations and
+        predictions, in id order, page by page. Callers pick the labeled ones from the annotations
+        themselves: Label Studio 1.23 ignores the API's ``only_annotated``, and its
+        ``total_annotations`` filter reads a counter kept by signals.
 
         Pages are keyed by id (each asks for the tasks after the last id seen), not numbered: with
         page numbers, a task deleted from an earlier page while we read shifts every later task back
         by one, and one would be skipped without a word (a labeled task missing from a training set,
         an unlabeled one from the queue)."""
-        last_id: int | None = None
+        last_id = after
         while True:
             self._refresh_if_due()
-            after = [] if last_id is None else [
+            beyond = [] if last_id is None else [
                 {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last_id}]
-            query = {"filters": {"conjunction": "and", "items": after}, "ordering": ["tasks:id"]}
+            query = {"filters": {"conjunction": "and", "items": beyond}, "ordering": ["tasks:id"]}
             pager = self.sdk.tasks.list(project=project, fields="all", page=1, page_size=page_size,
                                         query=json.dumps(query))
             tasks = [t.model_dump(mode="json") if hasattr(t, "model_dump") else dict(t) for t in pager.items or []]
@@ -111,3 +112,10 @@ class LabelStudioClient:
     def get_project(self, project: int) -> dict[str, Any]:
         self._refresh_if_due()
         return self.sdk.projects.get(id=project).model_dump(mode="json")
+
+
+def is_labeled(task: dict[str, Any]) -> bool:
+    """Labeled = one annotation that was not skipped: a skipped task stays in the active queue and
+    gets pre-labels, as Label Studio's own ``total_annotations`` (which the queue tab filters on)
+    counts it."""
+    return any(isinstance(a, dict) and not a.get("was_cancelled") for a in task.get("annotations") or [])

@@ -108,3 +108,43 @@ def test_finished_chunks_are_cached_at_once_so_a_dead_job_resumes_even_if_tasks_
     # a new job sees other tasks (one labeled meanwhile names another board) yet skips the first 8
     reloaded = OutputCache(tmp_path / "outputs" / "active-v1.jsonl")
     assert sorted(task for task, _ in reloaded.rows) == list(range(8))
+
+
+def increment_case(strategy="margin", kind="classification", last_model="active-v3", versions=None):
+    """A Scorer over a project whose last scoring ranked with ``last_model`` (``active-v3`` now)."""
+    settings = SimpleNamespace(strategy=strategy, aggregate="max", seed=0)
+    version = f"active-{strategy}@active-v3"
+    state = {"queue_versions.json": {"versions": versions or [version]}}
+    active = SimpleNamespace(settings=settings, kind=kind, label_config="<View/>", load_state=state.get)
+    ranked_by = Scorer(active, None)._ranked_by(strategy)
+    state["last_scoring.json"] = {"task_model": last_model, "ranked_by": ranked_by, "queue_version": version,
+                                  "max_task_id": 240, "head": [[7, 0.1]]}
+    return active, SimpleNamespace(version="active-v3")
+
+
+@pytest.mark.parametrize("actions, case, increment", [
+    (["TASKS_CREATED", "TASKS_CREATED"], {}, True),
+    (["TASKS_CREATED", "API_REQUEST"], {}, False),  # POST /jobs asked for a scoring: a full one
+    ([], {}, False),
+    (["TASKS_CREATED"], {"last_model": "active-v2"}, False),  # a new task model moves every score
+    (["TASKS_CREATED"], {"strategy": "coreset"}, False),  # a set-based head is chosen from the whole pool
+    (["TASKS_CREATED"], {"strategy": "learning_loss", "kind": "detection"}, False),  # regressor on the labeled
+    (["TASKS_CREATED"], {"strategy": "learning_loss"}, True),  # classification: the model's own loss head
+    (["TASKS_CREATED"], {"versions": ["active-margin@active-v2", "active-margin@active-v3"]}, False),  # old to delete
+])
+def test_only_an_import_under_the_same_ranking_scores_just_the_new_tasks(actions, case, increment):
+    active, task_model = increment_case(**case)
+    events = [SimpleNamespace(action=action) for action in actions]
+    last = Scorer(active, None, events)._increment_of(task_model, active.settings.strategy)
+    assert (last is not None) == increment
+    if increment:
+        assert last["max_task_id"] == 240
+
+
+def test_changed_settings_or_label_config_score_the_whole_project():
+    active, task_model = increment_case()
+    events = [SimpleNamespace(action="TASKS_CREATED")]
+    active.settings.aggregate = "mean"
+    assert Scorer(active, None, events)._increment_of(task_model, "margin") is None
+    active.settings.aggregate, active.label_config = "max", "<View><Image/></View>"
+    assert Scorer(active, None, events)._increment_of(task_model, "margin") is None

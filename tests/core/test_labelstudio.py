@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from backends.core.errors import LabelLoopError
-from backends.core.labelstudio import LabelStudioClient
+from backends.core.labelstudio import LabelStudioClient, is_labeled
 
 TASKS = [{"id": i, "data": {}, "annotations": []} for i in (3, 5, 8, 9, 12, 20, 21)]
 
@@ -40,3 +40,9 @@ def test_a_server_ignoring_the_id_filter_is_an_error_not_an_endless_loop():
     with pytest.raises(LabelLoopError, match="ignored the task list's id filter"):
         for _ in range(100):
             next(listed)
+
+
+def test_a_skipped_task_is_still_unlabeled():
+    assert not is_labeled({"annotations": [{"was_cancelled": True}]})
+    assert is_labeled({"annotations": [{"was_cancelled": True}, {"was_cancelled": False}]})
+    assert not is_labeled({"annotations": []}) and not is_labeled({})

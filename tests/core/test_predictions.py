@@ -1,0 +1,90 @@
+"""PredictionWriter: only a task deleted meanwhile is skipped; anything else fails the job (and the
+job queue retries it), instead of counting every task as skipped and reporting success."""
+
+import socket
+
+import pytest
+
+from backends.core.labelstudio import LabelStudioClient
+from backends.core.predictions import PredictionWriter, TaskPrediction, task_gone
+
+
+class ApiError(Exception):
+    def __init__(self, status_code):
+        self.status_code = status_code
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_label_studio_down_fails_the_write():
+    ls = LabelStudioClient(f"http://127.0.0.1:{closed_port()}", "a-token", timeout=2)
+    writer = PredictionWriter(ls, 1, "active-margin@active-v1", "active-")
+    with pytest.raises(Exception) as raised:
+        writer.write([TaskPrediction(1, 0.0, []), TaskPrediction(2, 1.0, [])], {})
+    assert not task_gone(raised.value)
+    with pytest.raises(Exception):
+        writer.delete_versions(["active-margin@active-v0"])
+
+
+def test_only_400_and_404_mean_the_task_is_gone():
+    assert task_gone(ApiError(404)) and task_gone(ApiError(400))
+    assert not any(task_gone(e) for e in (ApiError(401), ApiError(500), ConnectionError("refused")))
+
+
+def test_deleting_an_empty_version_is_refused_it_would_delete_every_prediction():
+    with pytest.raises(ValueError):
+        LabelStudioClient("http://127.0.0.1:1", "t").delete_model_version(1, "")
+    writer = PredictionWriter(LabelStudioClient("http://127.0.0.1:1", "t"), 1, "active-margin@active-v1", "active-")
+    assert writer.delete_versions(["", "active-margin@active-v1"]) == {}, "neither empty nor the current version"
+
+
+def test_requests_needed_counts_what_writing_in_place_would_send():
+    writer = PredictionWriter(LabelStudioClient("http://127.0.0.1:1", "t"), 1, "active-margin@v1", "active-")
+    mine = lambda pid, score: {"id": pid, "model_version": "active-margin@v1", "score": score}  # noqa: E731
+    tasks = {1: {"predictions": [mine(10, 0.0)]},                  # unchanged
+             2: {"predictions": [mine(11, 0.3), mine(12, 0.3)]},  # score moved, and a duplicate
+             3: {"predictions": [{"id": 13, "model_version": "other", "score": 0.9}]}}  # not ours: create
+    entries = [TaskPrediction(1, 0.0, []), TaskPrediction(2, 0.5, []), TaskPrediction(3, 1.0, []),
+               *(TaskPrediction(100 + i, 1.0, []) for i in range(250))]  # new tasks: two bulk imports
+    assert writer.requests_needed(entries, tasks) == 1 + 1 + 2  # one PATCH, one DELETE, two bulk imports
+    assert writer.requests_needed(entries[:1], tasks) == 0
+
+
+def test_a_big_delete_waits_for_label_studio_to_finish_it():
+    """Label Studio answers a model-version delete once every prediction is gone (34 s for 8,800):
+    the client's usual timeout must not cut it (the retry then found nothing and counted 0)."""
+    import http.server
+    import json
+    import threading
+    import time
+
+    from backends.core import labelstudio
+
+    class SlowDelete(http.server.BaseHTTPRequestHandler):
+        def do_DELETE(self):
+            time.sleep(1.5)  # longer than the client's timeout of 1 s
+            body = json.dumps({"deleted_predictions": 300}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowDelete)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ls = LabelStudioClient(f"http://127.0.0.1:{server.server_port}", "a-token", timeout=1)
+        with pytest.raises(Exception, match="(?i)timed out"):
+            ls.delete_model_version(1, "active-margin@active-v0")  # the usual timeout: cut short
+        assert 300 * labelstudio.DELETE_S_PER_PREDICTION >= 1
+        writer = PredictionWriter(ls, 1, "active-margin@active-v1", "active-")
+        assert writer.delete_versions(["active-margin@active-v0"], at_most=300) == {"active-margin@active-v0": 300}
+    finally:
+        server.shutdown()
