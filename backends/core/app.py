@@ -8,6 +8,7 @@ Routes: ``GET /health``, ``POST /setup``, ``POST /predict``, ``POST /webhook``, 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import math
 import threading
@@ -359,13 +360,20 @@ def create_app(
 
     @app.post("/jobs")
     def request_job() -> tuple[Response, int]:
-        """Queue a job of one of the backend's kinds by hand, e.g. ``{"project": 3, "kind": "score"}``."""
+        """Queue a job of one of the backend's kinds by hand, e.g. ``{"project": 3, "kind": "score"}``;
+        ``tasks`` (a list of task ids) narrows a job that takes it (the detector's ``prelabel``)."""
         body = _body()
         project = parse_project(body.get("project"))
-        kinds = sorted(set(model_class.job_kinds.values()))
+        kinds = sorted(set(model_class.job_kinds.values()) | set(model_class.requested_kinds))
         if project is None or body.get("kind") not in kinds:
             raise BadRequest(f"POST /jobs needs 'project' and 'kind', one of {', '.join(kinds)}")
-        recorded = services.journal.record(backend, project, "API_REQUEST", {"project": project}, kind=body["kind"])
+        payload: dict[str, Any] = {"project": project}
+        if "tasks" in body:
+            tasks = body["tasks"]
+            if not isinstance(tasks, list) or not tasks or not all(isinstance(t, int) and not isinstance(t, bool) for t in tasks):
+                raise BadRequest(f"'tasks' must be a non-empty list of task ids (integers); got {json.dumps(tasks)[:200]}")
+            payload["tasks"] = tasks
+        recorded = services.journal.record(backend, project, "API_REQUEST", payload, kind=body["kind"])
         if recorded.new_job:
             notify(recorded.job_id, project)
         return jsonify({"status": "queued", "job": recorded.job_id, "kind": body["kind"]}), 202

@@ -44,6 +44,8 @@ class LabelLoopModel:
     backend: ClassVar[str] = "base"
     #: Webhook action -> background job kind. Actions not listed are acknowledged and ignored.
     job_kinds: ClassVar[dict[str, str]] = {action: "train" for action in TRAINING_ACTIONS}
+    #: Job kinds no webhook starts, only ``POST /jobs`` (or the backend itself, e.g. after a publish).
+    requested_kinds: ClassVar[tuple[str, ...]] = ()
     #: Seconds between calls of :meth:`watch` in the server (None: the backend watches nothing).
     watch_interval_s: ClassVar[float | None] = None
 

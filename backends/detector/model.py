@@ -1,5 +1,6 @@
 """The detector backend: YOLO pre-labels for every control tag a YOLO model serves, and fine-tuning
-on submitted annotations (see ``training.py``).
+on submitted annotations (see ``training.py``); after each published version, the whole project's
+pre-labels written into Label Studio by a background job (see ``prelabel.py``).
 
 Task score (``prediction.score``): the mean confidence of the task's predicted regions, 0 when
 there are none. Low means "the model is unsure or sees nothing here", which is what Label Studio's
@@ -14,7 +15,7 @@ import shutil
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from PIL import Image
 
@@ -24,6 +25,7 @@ from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel
 from .downloads import shown
+from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
 from .weights import check_allowed, configure_ultralytics, load_model, onnx_for
 
@@ -65,6 +67,7 @@ def resolve_device(device: str) -> str:
 
 class DetectorModel(LabelLoopModel):
     backend = "detector"
+    requested_kinds = ("prelabel",)
 
     @cached_property
     def settings(self) -> DetectorSettings:
@@ -128,17 +131,29 @@ class DetectorModel(LabelLoopModel):
         """Pre-labels for ``tasks``, a chunk at a time: a chunk's images are decoded, run through
         every control's weights and turned into regions before the next chunk is decoded, so a
         /predict of 1,000 tasks holds no more images and ultralytics results than one of 10."""
+        version, regions = self.task_regions(tasks)
+        return [self._prediction(r, version) for r in regions]
+
+    def task_regions(self, tasks: list[dict[str, Any]], *, alone: bool | None = None
+                     ) -> tuple[str, list[list[dict[str, Any]] | None]]:
+        """The version serving, and each task's regions (None: its image did not load). ``alone``
+        as in ``per_task``: by default a single task's load error is raised, for ``/predict``'s 4xx."""
         configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         plans = self.plans()
-        version = next((p.version for p in plans if p.version), None) or self.base_version
+        version = self.serving_version(plans)
         grouped = _group(plans)
         to_names = list(dict.fromkeys(to_name for _, to_name in grouped))
         regions: list[list[dict[str, Any]] | None] = []
-        for chunk in self._decoded_chunks(tasks, to_names):
+        for chunk in self._decoded_chunks(tasks, to_names, alone=len(tasks) == 1 if alone is None else alone):
             regions.extend(self._predict_chunk(chunk, grouped))
-        return [self._prediction(r, version) for r in regions]
+        return version, regions
 
-    def _decoded_chunks(self, tasks: list[dict[str, Any]], to_names: list[str]) -> Iterator[list[dict[str, Any]]]:
+    def serving_version(self, plans: list[Plan] | None = None) -> str:
+        """The ``model_version`` this project's predictions carry: the trained version serving a
+        control, else the base weights' name."""
+        return next((p.version for p in plans or self.plans() if p.version), None) or self.base_version
+
+    def _decoded_chunks(self, tasks: list[dict[str, Any]], to_names: list[str], alone: bool) -> Iterator[list[dict[str, Any]]]:
         """Per task, its image for each ``<Image>`` (or the error loading it), a chunk at a time:
         at most one inference group of tasks, and no more once ``predict_pixels_held`` decoded
         pixels are held (so at most that plus one image, itself capped by MEDIA_MAX_PIXELS)."""
@@ -146,7 +161,7 @@ class DetectorModel(LabelLoopModel):
         chunk: list[dict[str, Any]] = []
         pixels = 0
         for task in tasks:
-            images = {name: self.per_task([task], lambda t, n=name: self.load_task_image(t, n), alone=len(tasks) == 1)[0]
+            images = {name: self.per_task([task], lambda t, n=name: self.load_task_image(t, n), alone=alone)[0]
                       for name in to_names}
             chunk.append(images)
             pixels += sum(img.width * img.height for img in images.values() if isinstance(img, LoadedImage))
@@ -217,11 +232,7 @@ class DetectorModel(LabelLoopModel):
 
     @staticmethod
     def _prediction(regions: list[dict[str, Any]] | None, version: str) -> dict[str, Any]:
-        if not regions:
-            return {"result": [], "score": 0.0, "model_version": version}
-        scores = [r["score"] for r in regions if "score" in r]
-        return {"result": regions, "score": round(sum(scores) / len(scores), 4) if scores else 0.0,
-                "model_version": version}
+        return {"result": regions or [], "score": score_of(regions or []), "model_version": version}
 
     @classmethod
     def warmup(cls, services: Any) -> None:
@@ -264,6 +275,18 @@ class DetectorModel(LabelLoopModel):
                                    "decision": "registered through POST /versions"})
 
     # -- fit ------------------------------------------------------------------------------------
+    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+        if kind == "prelabel":
+            return Prelabeler(self, job, events).run()
+        return super().run_job(kind, events, job)
+
+    def request_prelabel(self, version: str) -> None:
+        """Queue a prelabel job for the whole project after ``version`` was published, where the
+        project's ``prelabel`` setting asks for it (``publish``)."""
+        if self.settings.prelabel == "publish" and self.project_id is not None:
+            self.services.journal.record(self.backend, self.project_id, "VERSION_PUBLISHED", {"version": version},
+                                         kind="prelabel")
+
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         from .training import FineTuner
 

@@ -16,7 +16,8 @@ from backends.core.settings import ProjectSettings
 
 #: Hyper-parameters a project may override through extra_params.
 PROJECT_OVERRIDABLE = ("epochs", "imgsz", "batch", "lr0", "freeze", "patience", "min_annotations",
-                       "max_minutes", "val_ratio", "publish", "score_threshold", "seed")
+                       "max_minutes", "val_ratio", "publish", "score_threshold", "seed", "prelabel",
+                       "prelabel_max_tasks")
 
 
 class DetectorSettings(ProjectSettings):
@@ -60,6 +61,11 @@ class DetectorSettings(ProjectSettings):
     val_ratio: float = Field(0.2, gt=0, lt=1)
     publish: Literal["always", "if_better"] = "if_better"
     seed: int = 0
+    # the prelabel job (prelabel.py): after each published version ("publish") or only on
+    # POST /jobs ("request"); tasks one run pre-labels at most (a 50,000-task project on a CPU
+    # would hold the project's worker for an hour where a labeler needs the next fine-tune)
+    prelabel: Literal["publish", "request"] = "publish"
+    prelabel_max_tasks: int = Field(5000, gt=0)
 
     @field_validator("safe_globals", mode="before")
     @classmethod

@@ -156,6 +156,8 @@ class FineTuner:
                 self.detector.serving_weights(str(staged.path / "weights.pt"))
             metadata["timings"]["export"] = self.timings["export"]
             version = staged.publish(metadata, make_current=make_current)
+        if make_current:
+            self.detector.request_prelabel(version.name)
         log.info("detector project %s: %s %s (mAP50 %.3f, mAP50-95 %.3f): %s", self.detector.project_id,
                  "published" if make_current else "kept (not serving)", version.name,
                  metrics["map50"], metrics["map50_95"], decision)

@@ -1,0 +1,143 @@
+"""The prelabel job: the serving version's pre-labels for a project's tasks, written into Label
+Studio in bulk, so tasks show them without being opened.
+
+Label Studio's own "Retrieve predictions" sends the selection to ``/predict`` in one request and
+times out on large ones (label-studio #6330, #6422, #9098); this job is the background path:
+1. list the project's tasks (``tasks`` given: those; else every unlabeled one), skipping those
+   that already carry the version, so a restarted job goes on where it stopped, and at most
+   ``prelabel_max_tasks`` of them (the lowest ids first: the order Label Studio lists them in);
+2. the same pre-labels as ``/predict`` (``DetectorModel.task_regions``), in batches of
+   ``PREDICT_BATCH``, written in bulk imports of ``BULK`` by the writer the active queue uses
+   (``core.predictions.PredictionWriter``);
+   progress (done, total, tasks/s, ETA) in ``GET /jobs/<id>`` and ``/metrics``, cancellable
+   between batches; a task whose image does not load, or deleted meanwhile, is skipped and counted;
+3. the project's ``model_version`` (which predictions the labeling stream shows) set to the
+   version, unless it names another backend's (the active queue's ``active-...``, a user's upload):
+   then it is left, and the result says so.
+
+Runs after each published version (``prelabel=publish``, the default) and on
+``POST /jobs {"project": N, "kind": "prelabel", "tasks": [ids]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Sequence
+
+from backends.core.labelstudio import is_labeled
+from backends.core.predictions import BULK, PredictionWriter, TaskPrediction
+
+if TYPE_CHECKING:
+    from .model import DetectorModel
+
+log = logging.getLogger(__name__)
+VERSION_PREFIX = "detector-"
+#: tasks per inference call of the job: progress and cancellation between them (the model itself
+#: runs them in its own inference groups, see ``DetectorModel.inference_group``)
+PREDICT_BATCH = 16
+
+
+class Prelabeler:
+    def __init__(self, detector: DetectorModel, job: Any, events: Sequence[Any] = ()) -> None:
+        self.detector, self.job, self.events = detector, job, list(events)
+        self.ls = detector.services.ls
+
+    def run(self) -> dict[str, Any]:
+        started = time.time()
+        version = self.detector.serving_version()
+        asked = asked_tasks(self.events)
+        listed = [t for t in self.ls.iter_tasks(self.detector.project_id)
+                  if (int(t["id"]) in asked if asked is not None else not is_labeled(t))]
+        todo = [t for t in listed if not carries(t, version)]
+        capped = todo[self.detector.settings.prelabel_max_tasks:]
+        todo = todo[:self.detector.settings.prelabel_max_tasks]
+        counts = self._write(version, todo, started)
+        already = len(listed) - len(todo) - len(capped)
+        carried = already + counts["created"] + counts["updated"] + counts["unchanged"]
+        missing = sorted(asked - {int(t["id"]) for t in listed}) if asked else []  # deleted, or never there
+        summary = {"version": version, "listed": len(listed), "already": already, "capped": len(capped), **counts,
+                   "missing": missing, "project_model_version": self._point_project(version, carried),
+                   "seconds": round(time.time() - started, 2)}
+        log.info("detector project %s: pre-labeled %d task(s) with %s (%d skipped, %d already had it)",
+                 self.detector.project_id, counts["created"] + counts["updated"], version,
+                 counts["skipped"] + counts["unloadable"], already)
+        return summary
+
+    def _write(self, version: str, todo: list[dict[str, Any]], started: float) -> dict[str, int]:
+        """Predict ``PREDICT_BATCH`` tasks at a time (progress and cancellation between them), write
+        in bulk imports of ``BULK``: a crash loses at most the predictions not yet written."""
+        writer = PredictionWriter(self.ls, self.detector.project_id, version, VERSION_PREFIX)
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0, "unloadable": 0}
+        pending: list[TaskPrediction] = []
+        by_id = {int(t["id"]): t for t in todo}
+        for start in range(0, len(todo), PREDICT_BATCH):
+            self._check_cancelled()
+            batch = todo[start:start + PREDICT_BATCH]
+            _, regions = self.detector.task_regions(batch, alone=False)
+            entries = [TaskPrediction(int(task["id"]), score_of(found), found)
+                       for task, found in zip(batch, regions) if found is not None]
+            counts["unloadable"] += len(batch) - len(entries)
+            pending.extend(entries)
+            if len(pending) >= BULK or start + PREDICT_BATCH >= len(todo):
+                for key, value in writer.write(pending, by_id).items():
+                    counts[key] += value
+                pending = []
+            self._progress(len(todo), start + len(batch), started)
+        return counts
+
+    def _point_project(self, version: str, carried: int) -> dict[str, Any]:
+        """Make the editor show ``version``'s predictions: Label Studio's labeling stream shows a
+        task's predictions of the project's ``model_version`` only. Another backend's choice there
+        (the active queue's version, whose predictions carry this detector's regions too, or a
+        user's uploaded predictions) is left as it is; so is a version no task ``carried`` (Label
+        Studio refuses one it has no prediction of)."""
+        current = self.ls.get_project(self.detector.project_id).get("model_version") or ""
+        if carried <= 0:
+            return {"value": current, "changed": False, "note": f"no task carries {version} yet: left as it is"}
+        if not self._ours(current):
+            return {"value": current, "changed": False,
+                    "note": f"the project shows predictions of {current!r} (another backend's): left as it is"}
+        if current != version:
+            self.ls.sdk.projects.update(self.detector.project_id, model_version=version)
+        return {"value": version, "changed": current != version}
+
+    def _ours(self, model_version: str) -> bool:
+        """Empty, a detector version, or the title of a connected ML backend that reports a detector
+        version: Label Studio puts a backend's title there when it is connected."""
+        if not model_version or model_version.startswith(VERSION_PREFIX):
+            return True
+        backends = self.ls.sdk.ml.list(project=self.detector.project_id)
+        return any(b.title == model_version and str(b.model_version or "").startswith(VERSION_PREFIX) for b in backends)
+
+    def _progress(self, total: int, done: int, started: float) -> None:
+        if self.job is None:
+            return
+        rate = done / max(time.time() - started, 1e-6)
+        self.job.progress(stage="pre-labeling", done=done, total=total, tasks_per_s=round(rate, 2),
+                          eta_s=round((total - done) / rate, 1) if rate else None)
+
+    def _check_cancelled(self) -> None:
+        if self.job is not None:
+            self.job.check_cancelled()
+
+
+def asked_tasks(events: Sequence[Any]) -> set[int] | None:
+    """The task ids the job's requests named; None when one of them (or a publish) asked for all."""
+    asked: set[int] = set()
+    for event in events:
+        tasks = event.payload.get("tasks")
+        if tasks is None:
+            return None
+        asked.update(int(t) for t in tasks)
+    return asked
+
+
+def carries(task: dict[str, Any], version: str) -> bool:
+    return any(isinstance(p, dict) and p.get("model_version") == version for p in task.get("predictions") or [])
+
+
+def score_of(regions: list[dict[str, Any]]) -> float:
+    """The prediction's score: its regions' mean (as ``/predict`` gives it), 0 with none."""
+    scores = [r["score"] for r in regions if "score" in r]
+    return round(sum(scores) / len(scores), 4) if scores else 0.0
