@@ -65,9 +65,10 @@ class LabelStudioClient:
             with tokens._token_refresh_lock:
                 tokens._access_token = None
 
-    def iter_tasks(self, project: int, *, page_size: int = 100, after: int | None = None) -> Iterator[dict[str, Any]]:
-        """Every task of a project (with an id above ``after``, if given) with its annotations and
-        predictions, in id order, page by page. Callers pick the labeled ones from the annotations
+    def iter_tasks(self, project: int, *, page_size: int = 100, after: int | None = None,
+                   until: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every task of a project (with an id above ``after`` and up to ``until``, if given) with
+        its annotations and predictions, in id order, page by page. Callers pick the labeled ones from the annotations
         themselves: Label Studio 1.23 ignores the API's ``only_annotated``, and its
         ``total_annotations`` filter reads a counter kept by signals.
 
@@ -80,6 +81,8 @@ class LabelStudioClient:
             self._refresh_if_due()
             beyond = [] if last_id is None else [
                 {"filter": "filter:tasks:id", "operator": "greater", "type": "Number", "value": last_id}]
+            if until is not None:
+                beyond.append({"filter": "filter:tasks:id", "operator": "less_or_equal", "type": "Number", "value": until})
             query = {"filters": {"conjunction": "and", "items": beyond}, "ordering": ["tasks:id"]}
             pager = self.sdk.tasks.list(project=project, fields="all", page=1, page_size=page_size,
                                         query=json.dumps(query))

@@ -39,6 +39,9 @@ PREDICT_BATCH = 16
 
 
 class Prelabeler:
+    """One prelabel run over a project; ``events`` are the job's (none: every unlabeled task).
+    Plain Python over a ``DetectorModel``: a notebook can run it with ``job=None``."""
+
     def __init__(self, detector: DetectorModel, job: Any, events: Sequence[Any] = ()) -> None:
         self.detector, self.job, self.events = detector, job, list(events)
         self.ls = detector.services.ls
@@ -53,7 +56,7 @@ class Prelabeler:
         capped = todo[self.detector.settings.prelabel_max_tasks:]
         todo = todo[:self.detector.settings.prelabel_max_tasks]
         counts = self._write(version, todo, started)
-        already = len(listed) - len(todo) - len(capped)
+        already = len(listed) - len(todo) - len(capped) + counts.pop("already")
         carried = already + counts["created"] + counts["updated"] + counts["unchanged"]
         missing = sorted(asked - {int(t["id"]) for t in listed}) if asked else []  # deleted, or never there
         summary = {"version": version, "listed": len(listed), "already": already, "capped": len(capped), **counts,
@@ -68,7 +71,8 @@ class Prelabeler:
         """Predict ``PREDICT_BATCH`` tasks at a time (progress and cancellation between them), write
         in bulk imports of ``BULK``: a crash loses at most the predictions not yet written."""
         writer = PredictionWriter(self.ls, self.detector.project_id, version, VERSION_PREFIX)
-        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0, "unloadable": 0}
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0, "unloadable": 0,
+                  "already": 0}
         pending: list[TaskPrediction] = []
         by_id = {int(t["id"]): t for t in todo}
         for start in range(0, len(todo), PREDICT_BATCH):
@@ -80,11 +84,26 @@ class Prelabeler:
             counts["unloadable"] += len(batch) - len(entries)
             pending.extend(entries)
             if len(pending) >= BULK or start + PREDICT_BATCH >= len(todo):
-                for key, value in writer.write(pending, by_id).items():
+                fresh, had_it = self._still_without(version, pending)
+                counts["already"] += had_it
+                counts["skipped"] += len(pending) - len(fresh) - had_it  # deleted meanwhile
+                for key, value in writer.write(fresh, {e.task_id: by_id[e.task_id] for e in fresh}).items():
                     counts[key] += value
                 pending = []
             self._progress(len(todo), start + len(batch), started)
         return counts
+
+    def _still_without(self, version: str, entries: list[TaskPrediction]) -> tuple[list[TaskPrediction], int]:
+        """``entries`` whose task still exists without a prediction of ``version``, read again just
+        before writing, and how many gained one meanwhile: a labeler who opened the task had Label
+        Studio ask ``/predict`` and store its answer, and a second copy would show in the editor as
+        a second, identical prediction."""
+        ids = [e.task_id for e in entries]
+        if not ids:
+            return [], 0
+        now = {int(t["id"]): t for t in self.ls.iter_tasks(self.detector.project_id, after=min(ids) - 1, until=max(ids))}
+        had_it = sum(1 for e in entries if e.task_id in now and carries(now[e.task_id], version))
+        return [e for e in entries if e.task_id in now and not carries(now[e.task_id], version)], had_it
 
     def _point_project(self, version: str, carried: int) -> dict[str, Any]:
         """Make the editor show ``version``'s predictions: Label Studio's labeling stream shows a
@@ -124,6 +143,8 @@ class Prelabeler:
 
 def asked_tasks(events: Sequence[Any]) -> set[int] | None:
     """The task ids the job's requests named; None when one of them (or a publish) asked for all."""
+    if not events:
+        return None
     asked: set[int] = set()
     for event in events:
         tasks = event.payload.get("tasks")
