@@ -36,7 +36,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from backends.core.errors import LabelLoopError
+from backends.core.errors import LabelLoopError, raise_if_outage
 from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
 from backends.core.labelstudio import is_labeled
 from backends.core.predictions import SCORE_DECIMALS, TaskPrediction, bulk_requests, own_predictions
@@ -103,7 +103,7 @@ class Scorer:
         version = queue_version(strategy, task_model)
         last = self._increment_of(task_model, strategy)
         with self.timings("listing"):
-            after = last["max_task_id"] if last else None
+            after = self._list_after(last)
             tasks = {int(t["id"]): t for t in self.active.services.ls.iter_tasks(self.active.project_id, after=after)}
         unlabeled = [t for t in tasks.values() if not is_labeled(t)]
         # an increment leaves the blind-spot report as it is: the import labeled nothing it scored
@@ -132,17 +132,40 @@ class Scorer:
                    "seconds": round(time.time() - started, 2)}
         self.active.save_state("last_scoring.json", {
             **summary, "task_model": task_model.version if task_model else None, "finished_at": time.time(),
-            "ranked_by": self._ranked_by(strategy), "head": head, "max_task_id": max([after or 0, *tasks], default=0)})
+            "ranked_by": self._ranked_by(strategy), "head": head,
+            "max_task_id": max([last["max_task_id"] if last else 0, *tasks], default=0),
+            "project_tasks": (last.get("project_tasks", 0) if last else 0) + len(tasks)})
         log.info("active project %s: queue %s over %d tasks%s (first %s)%s", self.active.project_id, version,
                  len(entries), f" imported after task {after}" if last else "", first[:3], f": {note}" if note else "")
         return summary
 
+    def _list_after(self, last: dict[str, Any] | None) -> int | None:
+        """The id after which an increment lists: the last scoring's highest, or lower when an
+        import's own tasks start below it (ids are drawn when rows are inserted, not when they
+        commit: an import that committed after a smaller, later one has lower ids)."""
+        if last is None:
+            return None
+        imported = [int(t["id"]) for e in self.events for t in e.payload.get("tasks") or []
+                    if isinstance(t, dict) and isinstance(t.get("id"), int)]
+        return min([last["max_task_id"], *(i - 1 for i in imported)])
+
     def _head(self, last: dict[str, Any] | None) -> list[tuple[int, float]]:
         """The queue's first ``HEAD_KEPT`` (task, score): this run's ranking, merged with the last
-        scoring's head when this run scored the imported tasks only (a task of that head labeled
-        since is not known here: it may lead the list while ``/next`` serves the one after it)."""
+        scoring's head, less its tasks labeled or deleted since, when this run scored the imported
+        tasks only."""
         earlier = [(int(task), float(score)) for task, score in last["head"]] if last else []
-        return sorted([*earlier, *self.ranking[:HEAD_KEPT]], key=lambda pair: pair[1])[:HEAD_KEPT]
+        queued = self._still_queued([task for task, _ in earlier])
+        return sorted([*(pair for pair in earlier if pair[0] in queued), *self.ranking[:HEAD_KEPT]],
+                      key=lambda pair: pair[1])[:HEAD_KEPT]
+
+    def _still_queued(self, task_ids: list[int]) -> set[int]:
+        """Those of ``task_ids`` that exist and are unlabeled (one request each: at most ``HEAD_KEPT``)."""
+        found = set()
+        for task_id in task_ids:
+            task = self.active.services.ls.get_task(task_id)
+            if task is not None and not is_labeled(task):
+                found.add(task_id)
+        return found
 
     def _ranked_by(self, strategy: str) -> dict[str, Any]:
         """What a task's score depends on besides its own model output: an increment needs all equal."""
@@ -293,7 +316,8 @@ class Scorer:
         deleted: dict[str, int] = {}
         if entries and counts["created"] + counts["updated"] + counts["unchanged"]:
             writer.serve_by_score()
-            deleted = writer.delete_versions(sorted(older), at_most=len(tasks))
+            # an increment lists a few tasks, but an older version may hold predictions on all of them
+            deleted = writer.delete_versions(sorted(older), at_most=len(tasks) + self._known_tasks())
             self.active.save_state(VERSIONS_STATE, {"versions": [version]})
         writer.ensure_tab(QUEUE_TAB, ordering=["tasks:predictions_score"], filters=unlabeled_filter())
         if report is not None:
@@ -303,11 +327,15 @@ class Scorer:
             writer.ensure_tab(DISAGREE_TAB, ordering=["tasks:id"], filters=task_ids_filter(worst))
         return {"predictions": counts, "older_versions_deleted": deleted}
 
+    def _known_tasks(self) -> int:
+        """Tasks the last scoring knew in the project (0 without one)."""
+        return int((self.active.load_state("last_scoring.json") or {}).get("project_tasks", 0))
+
     def _write_beside(self, writer: QueueWriter, entries: list[TaskPrediction], tasks: dict[int, dict[str, Any]],
                       older: set[str]) -> dict[str, int]:
-        """Write ``entries``. While another of our versions is the one served (``older``: a new
-        generation or a new task model's queue), a failed write removes what it put in before the
-        job fails: the labeling stream shows only the project's ``model_version``, but a task opened
+        """Write ``entries``. When another of our versions exists (``older``: a new generation or a
+        new task model's queue is being written beside the served one), a failed write removes what
+        it put in before the job fails: the labeling stream shows only the project's ``model_version``, but a task opened
         from the Data Manager shows its predictions of every version, so a half-written queue beside
         the served one would show labelers both until the retry. If that cleanup fails too (Label
         Studio down), the retry finds the half-written version recorded and completes it."""
@@ -316,15 +344,22 @@ class Scorer:
                                                                                   total=len(entries)))
         except Exception:
             if older:
-                try:
-                    gone = self.active.services.ls.delete_model_version(self.active.project_id, writer.version,
-                                                                        at_most=len(entries))
-                    log.warning("active project %s: writing queue %s failed; its %d prediction(s) written so far "
-                                "removed, %s still serves", self.active.project_id, writer.version, gone, sorted(older))
-                except Exception as cleanup:  # noqa: BLE001 - the write's own error is the one to report
-                    log.warning("active project %s: writing queue %s failed, and removing its partial predictions "
-                                "too (%s); the retry completes it", self.active.project_id, writer.version, cleanup)
+                self._take_back(writer, len(entries), older)
             raise
+
+    def _take_back(self, writer: QueueWriter, at_most: int, older: set[str]) -> None:
+        """Delete what a failed write of ``writer.version`` put in, unless that version is the one
+        the project serves (updated in place: what it holds is what labelers have)."""
+        ls = self.active.services.ls
+        try:
+            if ls.get_project(self.active.project_id).get("model_version") == writer.version:
+                return
+            gone = ls.delete_model_version(self.active.project_id, writer.version, at_most=at_most)
+            log.warning("active project %s: writing queue %s failed; its %d prediction(s) written so far removed, "
+                        "%s still serves", self.active.project_id, writer.version, gone, sorted(older))
+        except Exception as cleanup:  # noqa: BLE001 - the write's own error is the one to report
+            log.warning("active project %s: writing queue %s failed, and removing its partial predictions too (%s); "
+                        "the retry completes it", self.active.project_id, writer.version, cleanup)
 
     def _target_version(self, base: str, entries: list[TaskPrediction], tasks: dict[int, dict[str, Any]],
                         recorded: set[str]) -> str:
@@ -380,7 +415,7 @@ def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]],
                   batch: int = IMAGES_IN_MEMORY) -> dict[str, Any]:
     """One chunk's model outputs as JSON rows, and the tasks whose image could not be loaded.
     Images are decoded ``batch`` at a time: a chunk of 256 full-size photos would hold gigabytes."""
-    rows, failed, transient = [], {}, 0
+    rows, failed, errors = [], {}, []
     for start in range(0, len(items), batch):
         images = []
         for task_id, url in items[start:start + batch]:
@@ -388,16 +423,13 @@ def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]],
                 images.append((task_id, url, active.services.media.load_image(url)))
             except LabelLoopError as exc:  # deleted or unreadable since it was listed
                 failed[str(task_id)] = exc.message
-                transient += bool(getattr(exc, "transient", False))
+                errors.append(exc)
                 log.warning("active: task %s not scored: %s", task_id, exc.message)
         outputs = task_model.outputs([img for _, _, img in images]) if images else []
         rows.extend(_to_json(task_id, url, out) for (task_id, url, _), out in zip(images, outputs))
-    if items and not rows and transient == len(items):
-        # every image of the chunk failed for reasons that pass: an outage, not deleted tasks.
-        # Failing the job (retried: 503) keeps the queue's current predictions instead of writing a
-        # version that leaves these tasks unscored
-        raise LabelLoopError(f"no image of a chunk of {len(items)} could be loaded ({transient} transient "
-                             f"failures, e.g. {next(iter(failed.values()))}); retrying later", status=503)
+    # an outage fails the job (retried) and keeps the queue's current predictions, instead of
+    # writing a version that leaves these tasks unscored
+    raise_if_outage(errors, len(items), "a chunk")
     return {"rows": rows, "failed": failed, "worker": worker_id()}
 
 

@@ -7,6 +7,8 @@ Anything else that escapes a handler is a bug and becomes a 500 with a generic m
 
 from __future__ import annotations
 
+from typing import Sequence
+
 
 class LabelLoopError(Exception):
     """Base class: a problem with the input, described so a user can fix it."""
@@ -49,6 +51,15 @@ class MediaError(LabelLoopError):
     def __init__(self, message: str, *, status: int | None = None, transient: bool = False) -> None:
         super().__init__(message, status=status)
         self.transient = transient
+
+
+def raise_if_outage(errors: Sequence[LabelLoopError], total: int, what: str) -> None:
+    """Fail a background job's batch with a 503 (the job is retried) when every one of its
+    ``total`` images failed for reasons that pass (``MediaError.transient``): that is an outage, not
+    deleted tasks, and going on would write a result that leaves those tasks out."""
+    if total and len(errors) == total and all(getattr(e, "transient", False) for e in errors):
+        raise LabelLoopError(f"no image of {what} of {total} could be loaded (all transient failures, e.g. "
+                             f"{errors[0].message}); retrying later", status=503)
 
 
 class NotFound(LabelLoopError):

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import requests
 from label_studio_sdk import LabelStudio
 
-from .errors import BadRequest, LabelLoopError
+from .errors import BadRequest, LabelLoopError, http_status
 
 #: wait per prediction a model-version delete may remove, on top of the client's timeout (2.5x measured)
 DELETE_S_PER_PREDICTION = 0.01
@@ -90,6 +90,9 @@ class LabelStudioClient:
             if not tasks:  # not "a short page": Label Studio may cap page_size (TASK_API_PAGE_SIZE_MAX)
                 return
             ids = [int(t["id"]) for t in tasks]
+            if until is not None and max(ids) > until:  # the bound ignored: would read to the end unasked
+                raise LabelLoopError(f"Label Studio at {self.url} ignored the task list's id filter (asked for ids "
+                                     f"up to {until}, got {max(ids)}): cannot list project {project}'s tasks")
             if last_id is not None and min(ids) <= last_id:  # filter or ordering ignored: would loop forever
                 raise LabelLoopError(f"Label Studio at {self.url} ignored the task list's id filter (asked for ids "
                                      f"after {last_id}, got {min(ids)}): cannot list project {project}'s tasks")
@@ -111,6 +114,16 @@ class LabelStudioClient:
         reply.raise_for_status()
         data = reply.json()
         return int(data.get("deleted_predictions", 0)) if isinstance(data, dict) else 0
+
+    def get_task(self, task_id: int) -> dict[str, Any] | None:
+        """One task with its annotations; None when it is gone (404)."""
+        self._refresh_if_due()
+        try:
+            return self.sdk.tasks.get(str(task_id)).model_dump(mode="json")
+        except Exception as exc:
+            if http_status(exc) == 404:
+                return None
+            raise
 
     def get_project(self, project: int) -> dict[str, Any]:
         self._refresh_if_due()

@@ -132,18 +132,18 @@ class DetectorModel(LabelLoopModel):
         every control's weights and turned into regions before the next chunk is decoded, so a
         /predict of 1,000 tasks holds no more images and ultralytics results than one of 10."""
         version, regions = self.task_regions(tasks)
-        return [self._prediction(r, version) for r in regions]
+        return [self._prediction(r if isinstance(r, list) else None, version) for r in regions]
 
     def task_regions(self, tasks: list[dict[str, Any]], *, alone: bool | None = None
-                     ) -> tuple[str, list[list[dict[str, Any]] | None]]:
-        """The version serving, and each task's regions (None: its image did not load). ``alone``
+                     ) -> tuple[str, list[list[dict[str, Any]] | LabelLoopError]]:
+        """The version serving, and each task's regions (or why its image did not load). ``alone``
         as in ``per_task``: by default a single task's load error is raised, for ``/predict``'s 4xx."""
         configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         plans = self.plans()
         version = self.serving_version(plans)
         grouped = _group(plans)
         to_names = list(dict.fromkeys(to_name for _, to_name in grouped))
-        regions: list[list[dict[str, Any]] | None] = []
+        regions: list[list[dict[str, Any]] | LabelLoopError] = []
         for chunk in self._decoded_chunks(tasks, to_names, alone=len(tasks) == 1 if alone is None else alone):
             regions.extend(self._predict_chunk(chunk, grouped))
         return version, regions
@@ -171,12 +171,14 @@ class DetectorModel(LabelLoopModel):
         if chunk:
             yield chunk
 
-    def _predict_chunk(self, chunk: list[dict[str, Any]], grouped: dict[tuple[str, str], list[Plan]]) -> list[list[dict[str, Any]] | None]:
-        """Regions for each task of ``chunk``; None for a task whose image could not be loaded."""
-        regions: list[list[dict[str, Any]] | None] = [
-            [] if all(isinstance(img, LoadedImage) for img in images.values()) else None for images in chunk]
+    def _predict_chunk(self, chunk: list[dict[str, Any]], grouped: dict[tuple[str, str], list[Plan]]
+                       ) -> list[list[dict[str, Any]] | LabelLoopError]:
+        """Regions for each task of ``chunk``; for a task whose image could not be loaded, why."""
+        regions: list[list[dict[str, Any]] | LabelLoopError] = [
+            next((img for img in images.values() if not isinstance(img, LoadedImage)), [])  # type: ignore[misc]
+            for images in chunk]
         for (weights, to_name), group in grouped.items():
-            ok = [(i, images[to_name]) for i, images in enumerate(chunk) if regions[i] is not None]
+            ok = [(i, images[to_name]) for i, images in enumerate(chunk) if isinstance(regions[i], list)]
             if not ok:
                 continue
             inputs = [self._inference_copy(img.image) for _, img in ok]
@@ -271,8 +273,10 @@ class DetectorModel(LabelLoopModel):
             if loaded.task != "detect":
                 raise LabelLoopError(f"{source} is a {loaded.task} model; versions serve RectangleLabels (detect)", status=422)
             names = [str(n) for n in loaded.names.values()]
-            return staged.publish({"names": names, "imported_from": str(source), "metrics": None,
-                                   "decision": "registered through POST /versions"})
+            version = staged.publish({"names": names, "imported_from": str(source), "metrics": None,
+                                      "decision": "registered through POST /versions"})
+        self.request_prelabel(version.name)
+        return version
 
     # -- fit ------------------------------------------------------------------------------------
     def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:

@@ -25,6 +25,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Sequence
 
+from backends.core.errors import LabelLoopError, http_status, raise_if_outage
+from backends.core.jobs import JobCancelled
 from backends.core.labelstudio import is_labeled
 from backends.core.predictions import BULK, PredictionWriter, TaskPrediction
 
@@ -50,60 +52,78 @@ class Prelabeler:
         started = time.time()
         version = self.detector.serving_version()
         asked = asked_tasks(self.events)
-        listed = [t for t in self.ls.iter_tasks(self.detector.project_id)
-                  if (int(t["id"]) in asked if asked is not None else not is_labeled(t))]
+        listed = self._listed(asked)
         todo = [t for t in listed if not carries(t, version)]
         capped = todo[self.detector.settings.prelabel_max_tasks:]
         todo = todo[:self.detector.settings.prelabel_max_tasks]
-        counts = self._write(version, todo, started)
-        already = len(listed) - len(todo) - len(capped) + counts.pop("already")
+        counts, superseded = self._write(version, todo, started)
+        already = len(listed) - len(todo) - len(capped)
         carried = already + counts["created"] + counts["updated"] + counts["unchanged"]
         missing = sorted(asked - {int(t["id"]) for t in listed}) if asked else []  # deleted, or never there
         summary = {"version": version, "listed": len(listed), "already": already, "capped": len(capped), **counts,
-                   "missing": missing, "project_model_version": self._point_project(version, carried),
+                   "missing": missing, "superseded_by": superseded,
+                   "project_model_version": self._point_project(version, carried) if not superseded else None,
                    "seconds": round(time.time() - started, 2)}
-        log.info("detector project %s: pre-labeled %d task(s) with %s (%d skipped, %d already had it)",
+        if superseded:  # a rollback or an upload mid-run: the rest is the new version's, in a job of its own
+            self.detector.services.journal.record(self.detector.backend, self.detector.project_id, "VERSION_CHANGED",
+                                                  {"version": superseded}, kind="prelabel")
+        log.info("detector project %s: pre-labeled %d task(s) with %s (%d skipped, %d already had it)%s",
                  self.detector.project_id, counts["created"] + counts["updated"], version,
-                 counts["skipped"] + counts["unloadable"], already)
+                 counts["skipped"] + counts["unloadable"], already,
+                 f"; stopped: {superseded} serves now" if superseded else "")
         return summary
 
-    def _write(self, version: str, todo: list[dict[str, Any]], started: float) -> dict[str, int]:
-        """Predict ``PREDICT_BATCH`` tasks at a time (progress and cancellation between them), write
-        in bulk imports of ``BULK``: a crash loses at most the predictions not yet written."""
-        writer = PredictionWriter(self.ls, self.detector.project_id, version, VERSION_PREFIX)
-        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0, "unloadable": 0,
-                  "already": 0}
-        pending: list[TaskPrediction] = []
-        by_id = {int(t["id"]): t for t in todo}
-        for start in range(0, len(todo), PREDICT_BATCH):
-            self._check_cancelled()
-            batch = todo[start:start + PREDICT_BATCH]
-            _, regions = self.detector.task_regions(batch, alone=False)
-            entries = [TaskPrediction(int(task["id"]), score_of(found), found)
-                       for task, found in zip(batch, regions) if found is not None]
-            counts["unloadable"] += len(batch) - len(entries)
-            pending.extend(entries)
-            if len(pending) >= BULK or start + PREDICT_BATCH >= len(todo):
-                fresh, had_it = self._still_without(version, pending)
-                counts["already"] += had_it
-                counts["skipped"] += len(pending) - len(fresh) - had_it  # deleted meanwhile
-                for key, value in writer.write(fresh, {e.task_id: by_id[e.task_id] for e in fresh}).items():
-                    counts[key] += value
-                pending = []
-            self._progress(len(todo), start + len(batch), started)
-        return counts
+    def _listed(self, asked: set[int] | None) -> list[dict[str, Any]]:
+        """The tasks asked for (read over their id range only), else every unlabeled task."""
+        if asked is None:
+            return [t for t in self.ls.iter_tasks(self.detector.project_id) if not is_labeled(t)]
+        if not asked:
+            return []
+        return [t for t in self.ls.iter_tasks(self.detector.project_id, after=min(asked) - 1, until=max(asked))
+                if int(t["id"]) in asked]
 
-    def _still_without(self, version: str, entries: list[TaskPrediction]) -> tuple[list[TaskPrediction], int]:
-        """``entries`` whose task still exists without a prediction of ``version``, read again just
-        before writing, and how many gained one meanwhile: a labeler who opened the task had Label
-        Studio ask ``/predict`` and store its answer, and a second copy would show in the editor as
-        a second, identical prediction."""
-        ids = [e.task_id for e in entries]
-        if not ids:
-            return [], 0
-        now = {int(t["id"]): t for t in self.ls.iter_tasks(self.detector.project_id, after=min(ids) - 1, until=max(ids))}
-        had_it = sum(1 for e in entries if e.task_id in now and carries(now[e.task_id], version))
-        return [e for e in entries if e.task_id in now and not carries(now[e.task_id], version)], had_it
+    def _write(self, version: str, todo: list[dict[str, Any]], started: float) -> tuple[dict[str, int], str | None]:
+        """Predict ``PREDICT_BATCH`` tasks at a time (progress and cancellation between them), write
+        in bulk imports of ``BULK``: a crash loses at most the predictions not yet written, a
+        cancel none. Returns the counts, and the version that took over if the serving one changed
+        mid-run (its predictions are not written under the old name)."""
+        writer = PredictionWriter(self.ls, self.detector.project_id, version, VERSION_PREFIX)
+        counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0, "unloadable": 0}
+        pending: list[TaskPrediction] = []
+        try:
+            for start in range(0, len(todo), PREDICT_BATCH):
+                self._check_cancelled()
+                batch = todo[start:start + PREDICT_BATCH]
+                serving, regions = self.detector.task_regions(batch, alone=False)
+                if serving != version:
+                    self._flush(writer, pending, counts)
+                    return counts, serving
+                errors = [r for r in regions if isinstance(r, LabelLoopError)]
+                raise_if_outage(errors, len(batch), "a batch")
+                pending.extend(TaskPrediction(int(task["id"]), score_of(found), found)
+                               for task, found in zip(batch, regions) if isinstance(found, list))
+                counts["unloadable"] += len(errors)
+                if len(pending) >= BULK:
+                    pending = self._flush(writer, pending, counts)
+                self._progress(len(todo), start + len(batch), started)
+        except JobCancelled:
+            self._flush(writer, pending, counts)  # what was predicted is kept
+            raise
+        self._flush(writer, pending, counts)
+        return counts, None
+
+    def _flush(self, writer: PredictionWriter, entries: list[TaskPrediction], counts: dict[str, int]) -> list[TaskPrediction]:
+        """Write ``entries`` against their tasks read again just now: a labeler who opened one
+        meanwhile had Label Studio ask ``/predict`` and store its answer (the writer then counts it
+        ``unchanged`` instead of writing a second, identical prediction), and a task deleted
+        meanwhile is ``skipped``. Returns the entries still to write (none)."""
+        if entries:
+            ids = [e.task_id for e in entries]
+            now = {int(t["id"]): t for t in self.ls.iter_tasks(self.detector.project_id, after=min(ids) - 1,
+                                                                until=max(ids))}
+            for key, value in writer.write(entries, now).items():
+                counts[key] += value
+        return []
 
     def _point_project(self, version: str, carried: int) -> dict[str, Any]:
         """Make the editor show ``version``'s predictions: Label Studio's labeling stream shows a
@@ -118,7 +138,13 @@ class Prelabeler:
             return {"value": current, "changed": False,
                     "note": f"the project shows predictions of {current!r} (another backend's): left as it is"}
         if current != version:
-            self.ls.sdk.projects.update(self.detector.project_id, model_version=version)
+            try:
+                self.ls.sdk.projects.update(self.detector.project_id, model_version=version)
+            except Exception as exc:
+                if http_status(exc) != 400:
+                    raise
+                # every task carrying it was deleted (or its predictions) since it was written
+                return {"value": current, "changed": False, "note": f"Label Studio refused {version}: {exc}"[:300]}
         return {"value": version, "changed": current != version}
 
     def _ours(self, model_version: str) -> bool:

@@ -148,3 +148,15 @@ def test_changed_settings_or_label_config_score_the_whole_project():
     assert Scorer(active, None, events)._increment_of(task_model, "margin") is None
     active.settings.aggregate, active.label_config = "max", "<View><Image/></View>"
     assert Scorer(active, None, events)._increment_of(task_model, "margin") is None
+
+
+def test_an_import_whose_ids_start_below_the_last_scorings_highest_is_listed_from_its_first():
+    """Ids are drawn at insert, not at commit: a big import that commits after a later small one
+    has the lower ids, and listing after the small one's would skip it for good."""
+    active, _ = increment_case()
+    last = active.load_state("last_scoring.json")  # max_task_id 240
+    created = lambda *ids: SimpleNamespace(action="TASKS_CREATED", payload={"tasks": [{"id": i} for i in ids]})  # noqa: E731
+    assert Scorer(active, None, [created(241, 242)])._list_after(last) == 240
+    assert Scorer(active, None, [created(250), created(101, 102)])._list_after(last) == 100
+    assert Scorer(active, None, [SimpleNamespace(action="TASKS_CREATED", payload={})])._list_after(last) == 240
+    assert Scorer(active, None, [created(5)])._list_after(None) is None

@@ -79,7 +79,7 @@ def visible_versions(label_studio, task_id):
 def test_a_write_that_fails_midway_leaves_labelers_one_generation(label_studio, start_backend, tmp_path):
     proxy = FaultyProxy(label_studio.url)
     try:
-        env = {**active_env(label_studio, tmp_path), "LABEL_STUDIO_URL": proxy.url, "JOB_RETRY_S": 10}
+        env = {**active_env(label_studio, tmp_path), "LABEL_STUDIO_URL": proxy.url, "JOB_RETRY_S": 15}
         active = start_backend("backends.active", env)[1]
         project = label_studio.create_project(CONFIG, title="write fails midway")
         truths = import_shapes(label_studio, project, range(TASKS))

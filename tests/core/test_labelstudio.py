@@ -1,6 +1,7 @@
 """LabelStudioClient.iter_tasks' keyset paging against a stand-in for the SDK's task list, for what a
 real Label Studio 1.23 does not do by default (the listing itself is tested against one in
-test_labelstudio_e2e.py): a server-side page-size cap, and a server that ignores the id filter."""
+test_labelstudio_e2e.py): a server-side page-size cap, a server that ignores the id filter; and id
+ranges (``after`` / ``until``)."""
 
 import json
 from types import SimpleNamespace
@@ -40,6 +41,33 @@ def test_a_server_ignoring_the_id_filter_is_an_error_not_an_endless_loop():
     with pytest.raises(LabelLoopError, match="ignored the task list's id filter"):
         for _ in range(100):
             next(listed)
+
+
+def id_bounds(query: str) -> tuple[int, int]:
+    low, high = -1, 10**9
+    for item in json.loads(query)["filters"]["items"]:
+        if item["operator"] == "greater":
+            low = item["value"]
+        elif item["operator"] == "less_or_equal":
+            high = item["value"]
+    return low, high
+
+
+def test_a_range_of_ids_is_listed_between_its_bounds():
+    def bounded(*, page_size, query, **_):
+        low, high = id_bounds(query)
+        return SimpleNamespace(items=[t for t in TASKS if low < t["id"] <= high][:page_size])
+
+    assert [t["id"] for t in client_over(bounded).iter_tasks(1, page_size=2, after=5, until=20)] == [8, 9, 12, 20]
+
+
+def test_a_server_ignoring_the_upper_bound_is_an_error_not_a_read_of_the_whole_project():
+    def lower_bound_only(*, page_size, query, **_):
+        low, _ = id_bounds(query)
+        return SimpleNamespace(items=[t for t in TASKS if t["id"] > low][:page_size])
+
+    with pytest.raises(LabelLoopError, match="asked for ids up to 9"):
+        list(client_over(lower_bound_only).iter_tasks(1, page_size=3, after=5, until=9))
 
 
 def test_a_skipped_task_is_still_unlabeled():
