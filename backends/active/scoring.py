@@ -37,7 +37,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from backends.core.errors import LabelLoopError, raise_if_outage
-from backends.core.jobs import JobCancelled, ask_for_helpers, worker_id
+from backends.core.jobs import JobCancelled, NoJob, ask_for_helpers, worker_id
 from backends.core.labelstudio import is_labeled
 from backends.core.predictions import SCORE_DECIMALS, TaskPrediction, bulk_requests, own_predictions
 from backends.core.shared_work import ChunkBoard
@@ -88,7 +88,7 @@ class OutputCache:
 
 class Scorer:
     def __init__(self, active: Any, job: Any, events: Sequence[Any] = ()) -> None:
-        self.active, self.job = active, job
+        self.active, self.job = active, job if job is not None else NoJob()
         self.events = list(events)  # what started the job: an import alone allows an increment
         self.settings = active.settings
         self.failed: dict[int, str] = {}
@@ -109,7 +109,7 @@ class Scorer:
         # an increment leaves the blind-spot report as it is: the import labeled nothing it scored
         truths = [] if last else [tr for t in tasks.values()
                                   if (tr := truth_from_task(t, self.active.control.name, self.active.kind))]
-        self._progress(stage="listing", tasks=len(tasks), unlabeled=len(unlabeled))
+        self.job.progress(stage="listing", tasks=len(tasks), unlabeled=len(unlabeled))
         note, report = None, None
         if task_model is None:
             note = "no task model yet: tasks are ranked at random until the first version is published"
@@ -262,18 +262,18 @@ class Scorer:
         computed_here: dict[int, list[tuple[int, str, ImageOutputs]]] = {}
 
         def compute(k: int) -> dict[str, Any]:
-            self._check_cancelled()
+            self.job.check_cancelled()
             result = compute_chunk(self.active, task_model, chunks[k])
             # into the cache at once: a job that dies resumes from here even if tasks changed meanwhile
             # (which names its board anew). Helpers' chunks are cached below, by this process only.
             computed_here[k] = _rows(result)
             cache.add(computed_here[k])
-            self._progress(stage=f"model outputs ({what})", done=board.count_finished() + 1, chunks=len(chunks),
+            self.job.progress(stage=f"model outputs ({what})", done=board.count_finished() + 1, chunks=len(chunks),
                            tasks=len(todo), cached=cached, helpers_asked=helpers)
             return result
 
         try:
-            results = board.work(compute, on_wait=self._check_cancelled)
+            results = board.work(compute, on_wait=self.job.check_cancelled)
         except JobCancelled:
             board.remove()  # helpers stop at their next step
             raise
@@ -340,7 +340,7 @@ class Scorer:
         the served one would show labelers both until the retry. If that cleanup fails too (Label
         Studio down), the retry finds the half-written version recorded and completes it."""
         try:
-            return writer.write(entries, tasks, progress=lambda n: self._progress(stage="writing", written=n,
+            return writer.write(entries, tasks, progress=lambda n: self.job.progress(stage="writing", written=n,
                                                                                   total=len(entries)))
         except Exception:
             if older:
@@ -388,14 +388,6 @@ class Scorer:
         recorded = set(record.get("versions", []))
         bases = {v.partition(GENERATION_MARK)[0] for v in recorded | {base}}
         return recorded | {v for v in on_tasks if v.partition(GENERATION_MARK)[0] in bases}
-
-    def _progress(self, **values: Any) -> None:
-        if self.job is not None:
-            self.job.progress(**values)
-
-    def _check_cancelled(self) -> None:
-        if self.job is not None:
-            self.job.check_cancelled()
 
 
 def prune_outputs(outputs_dir: Path, version: str) -> None:

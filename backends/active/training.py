@@ -24,6 +24,7 @@ import torch
 
 from backends.core.datasplit import split
 from backends.core.errors import BadRequest, LabelLoopError
+from backends.core.jobs import NoJob
 from backends.core.timings import Timings
 
 from . import classifier
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 class ClassifierTrainer:
     def __init__(self, active: Any, job: Any) -> None:
-        self.active, self.job = active, job
+        self.active, self.job = active, job if job is not None else NoJob()
         self.settings = active.settings
         self.timings = Timings()
 
@@ -68,7 +69,7 @@ class ClassifierTrainer:
     def _samples(self, names: list[str]) -> list[tuple[int, Any, int]]:
         samples = []
         for task in self.active.services.ls.iter_tasks(self.active.project_id):
-            self._check_cancelled()
+            self.job.check_cancelled()
             truth = truth_from_task(task, self.active.control.name, "classification")
             if truth is None or truth.label not in names:
                 continue
@@ -100,24 +101,19 @@ class ClassifierTrainer:
                 "names": names, "metrics": metrics, "n_annotations": n_train + n_val, "n_train": n_train,
                 "n_val": n_val, "start_weights": start, "hyperparameters": hyper,
                 "timings": {**self.timings, "total": round(time.time() - started, 2)},
-                "job": getattr(self.job, "id", None)})
+                "job": self.job.id})
         log.info("active project %s: published %s (accuracy %.3f on %s)", self.active.project_id, version.name,
                  metrics["accuracy"], metrics["evaluated_on"])
         self.active.request_scoring("VERSION_PUBLISHED", {"version": version.name})
         return {"version": version.name, "metrics": metrics}
 
     def _on_epoch(self, epoch: int, loss: float) -> None:
-        self._check_cancelled()
+        self.job.check_cancelled()
         if not math.isfinite(loss):  # a diverged model would rank the queue by NaN; retrying diverges again
             raise BadRequest(f"training diverged (loss {loss} at epoch {epoch + 1}); the current version stays. "
                              f"Lower 'lr' (now {self.settings.lr}) in the project's extra_params")
-        if self.job is not None:
-            self.job.progress(stage="training", epoch=epoch + 1, epochs=self.settings.epochs, loss=round(loss, 4))
+        self.job.progress(stage="training", epoch=epoch + 1, epochs=self.settings.epochs, loss=round(loss, 4))
         log.info("active project %s: epoch %d/%d loss %.4f", self.active.project_id, epoch + 1, self.settings.epochs, loss)
-
-    def _check_cancelled(self) -> None:
-        if self.job is not None:
-            self.job.check_cancelled()
 
 
 def evaluate(model: classifier.TaskClassifier, x: torch.Tensor, y: np.ndarray, names: list[str],

@@ -29,6 +29,23 @@ class JobCancelled(Exception):
     """Raised inside a job by :meth:`JobContext.check_cancelled` once cancellation was requested."""
 
 
+class NoJob:
+    """What a job's work reports to when plain Python runs it outside the journal (a notebook, a
+    test, the CLI's folder mode): progress goes nowhere and nothing cancels it. Saves every job
+    class its own ``if self.job is not None`` around each report."""
+
+    id = None
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()  # never set
+
+    def progress(self, **values: Any) -> None:
+        pass
+
+    def check_cancelled(self) -> None:
+        pass
+
+
 class JobContext:
     """Given to a running job: progress reporting, cancellation, and the lease heartbeat."""
 

@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, Sequence
 
 from backends.core.errors import LabelLoopError, http_status, raise_if_outage
-from backends.core.jobs import JobCancelled
+from backends.core.jobs import JobCancelled, NoJob
 from backends.core.labelstudio import is_labeled
 from backends.core.predictions import BULK, PredictionWriter, TaskPrediction
 
@@ -45,7 +45,7 @@ class Prelabeler:
     Plain Python over a ``DetectorModel``: a notebook can run it with ``job=None``."""
 
     def __init__(self, detector: DetectorModel, job: Any, events: Sequence[Any] = ()) -> None:
-        self.detector, self.job, self.events = detector, job, list(events)
+        self.detector, self.job, self.events = detector, job if job is not None else NoJob(), list(events)
         self.ls = detector.services.ls
 
     def run(self) -> dict[str, Any]:
@@ -92,7 +92,7 @@ class Prelabeler:
         pending: list[TaskPrediction] = []
         try:
             for start in range(0, len(todo), PREDICT_BATCH):
-                self._check_cancelled()
+                self.job.check_cancelled()
                 batch = todo[start:start + PREDICT_BATCH]
                 serving, regions = self.detector.task_regions(batch, alone=False)
                 if serving != version:
@@ -156,15 +156,9 @@ class Prelabeler:
         return any(b.title == model_version and str(b.model_version or "").startswith(VERSION_PREFIX) for b in backends)
 
     def _progress(self, total: int, done: int, started: float) -> None:
-        if self.job is None:
-            return
         rate = done / max(time.time() - started, 1e-6)
         self.job.progress(stage="pre-labeling", done=done, total=total, tasks_per_s=round(rate, 2),
                           eta_s=round((total - done) / rate, 1) if rate else None)
-
-    def _check_cancelled(self) -> None:
-        if self.job is not None:
-            self.job.check_cancelled()
 
 
 def asked_tasks(events: Sequence[Any]) -> set[int] | None:

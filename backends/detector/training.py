@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from backends.core.errors import LabelConfigError, LabelLoopError
-from backends.core.jobs import JobCancelled
+from backends.core.jobs import JobCancelled, NoJob
 from backends.core.scratch import owned_tempdir, remove_orphans
 from backends.core.timings import Timings
 
@@ -90,7 +90,7 @@ def adapt_head(model: Any, names: list[str]) -> Any:
 class FineTuner:
     def __init__(self, detector: Any, job: Any) -> None:
         self.detector = detector
-        self.job = job
+        self.job = job if job is not None else NoJob()
         self.settings = detector.settings
         self.services = detector.services
         self.registry = detector.registry
@@ -126,7 +126,7 @@ class FineTuner:
                 raise LabelLoopError("no annotated image could be loaded; see the job's report")
             train_ids, val_ids = split([s.task_id for s in usable], self.settings.val_ratio, self.settings.seed)
             data_yaml = write_dataset(workdir / "data", usable, images, names, train_ids, val_ids)
-        self._progress(stage="training", n_train=len(train_ids), n_val=len(val_ids))
+        self.job.progress(stage="training", n_train=len(train_ids), n_val=len(val_ids))
         current = self.registry.current()
         with self.timings("prepare"):
             start = self._start_checkpoint(current, names, workdir)
@@ -148,7 +148,7 @@ class FineTuner:
                                 ("epochs", "imgsz", "batch", "lr0", "freeze", "patience", "max_minutes",
                                  "val_ratio", "publish", "seed")},
             "start_weights": current.name if current else shown(self.settings.base_weights),
-            "timings": {**self.timings, "total": round(time.time() - started, 2)}, "job": getattr(self.job, "id", None),
+            "timings": {**self.timings, "total": round(time.time() - started, 2)}, "job": self.job.id,
         }
         with self.registry.stage() as staged:
             shutil.copy(best, staged.path / "weights.pt")
@@ -182,20 +182,20 @@ class FineTuner:
         for project in projects + [p for p in extra if p != self.detector.project_id]:
             for task in self.services.ls.iter_tasks(project):
                 tasks.append(task)
-                self._check_cancelled()
+                self.job.check_cancelled()
         return tasks
 
     def _load_images(self, samples: list[Any], report: BuildReport) -> dict[int, Any]:
         images = {}
         for i, sample in enumerate(samples):
-            self._check_cancelled()
+            self.job.check_cancelled()
             try:
                 images[sample.task_id] = self.services.media.load_image(sample.image_url).image
             except LabelLoopError as exc:  # e.g. the task was deleted since: skip it, say why
                 report.skipped_tasks[sample.task_id] = exc.message
                 log.warning("detector: task %s left out of training: %s", sample.task_id, exc.message)
             if i % 20 == 0:
-                self._progress(stage="loading images", loaded=i + 1, total=len(samples))
+                self.job.progress(stage="loading images", loaded=i + 1, total=len(samples))
         return images
 
     def _start_checkpoint(self, current: Any, names: list[str], workdir: Path) -> Path:
@@ -214,7 +214,7 @@ class FineTuner:
             # ultralytics checks trainer.stop right after this callback: a graceful stop between
             # batches that still writes last.pt.
             nonlocal cancelled
-            if self.job is not None and self.job.cancelled.is_set():
+            if self.job.cancelled.is_set():
                 cancelled = trainer.stop = True
             elif time.monotonic() > deadline:
                 log.warning("detector: max_minutes=%s reached; stopping at epoch %d", self.settings.max_minutes, trainer.epoch + 1)
@@ -222,7 +222,7 @@ class FineTuner:
 
         def on_epoch_end(trainer: Any) -> None:
             loss = _total_loss(getattr(trainer, "tloss", None))
-            self._progress(stage="training", epoch=trainer.epoch + 1, epochs=epochs, loss=loss)
+            self.job.progress(stage="training", epoch=trainer.epoch + 1, epochs=epochs, loss=loss)
             log.info("detector project %s: epoch %d/%d loss %s", self.detector.project_id, trainer.epoch + 1,
                      epochs, f"{loss:.4f}" if loss is not None else "-")
 
@@ -248,7 +248,7 @@ class FineTuner:
     # -- plumbing -------------------------------------------------------------------------------
     def _keep_checkpoint(self, last: Path) -> None:
         if last.exists():
-            keep = self.registry.dir / "checkpoints" / f"job-{getattr(self.job, 'id', 'x')}-last.pt"
+            keep = self.registry.dir / "checkpoints" / f"job-{self.job.id or 'x'}-last.pt"
             keep.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(last, keep)
             log.info("detector: cancelled job's last checkpoint kept at %s (not published)", keep)
@@ -261,14 +261,6 @@ class FineTuner:
         for orphan in remove_orphans(root, WORKDIR_PREFIX):
             log.info("detector: removed %s, left by a training run that was killed", orphan.name)
         return root
-
-    def _check_cancelled(self) -> None:
-        if self.job is not None:
-            self.job.check_cancelled()
-
-    def _progress(self, **values: Any) -> None:
-        if self.job is not None:
-            self.job.progress(**values)
 
 
 def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
