@@ -140,7 +140,7 @@ def test_detector_killed_inside_ultralytics_training_resumes_and_loses_no_submit
     env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
            "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 0.5, "JOB_LEASE_S": 2,
            "DETECTOR_EPOCHS": 30, "DETECTOR_IMGSZ": 160, "DETECTOR_BATCH": 2, "DETECTOR_PATIENCE": 0,
-           "DETECTOR_PUBLISH": "always"}
+           "DETECTOR_PUBLISH": "always", "DETECTOR_PRELABEL": "request"}  # the training jobs alone
     proc, url = start_backend("backends.detector", env)
     project = label_studio.create_project(CONFIG, title="kill -9 in training")
     tasks = label_studio.upload_images(project, {f"k{i}.png": scene(i)[0] for i in range(4)})
