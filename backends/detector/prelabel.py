@@ -104,7 +104,8 @@ class Prelabeler:
                                for task, found in zip(batch, regions) if isinstance(found, list))
                 counts["unloadable"] += len(errors)
                 if len(pending) >= BULK:
-                    pending = self._flush(writer, pending, counts)
+                    self._flush(writer, pending, counts)
+                    pending = []
                 self._progress(len(todo), start + len(batch), started)
         except JobCancelled:
             self._flush(writer, pending, counts)  # what was predicted is kept
@@ -112,18 +113,17 @@ class Prelabeler:
         self._flush(writer, pending, counts)
         return counts, None
 
-    def _flush(self, writer: PredictionWriter, entries: list[TaskPrediction], counts: dict[str, int]) -> list[TaskPrediction]:
+    def _flush(self, writer: PredictionWriter, entries: list[TaskPrediction], counts: dict[str, int]) -> None:
         """Write ``entries`` against their tasks read again just now: a labeler who opened one
         meanwhile had Label Studio ask ``/predict`` and store its answer (the writer then counts it
         ``unchanged`` instead of writing a second, identical prediction), and a task deleted
-        meanwhile is ``skipped``. Returns the entries still to write (none)."""
+        meanwhile is ``skipped``."""
         if entries:
             ids = [e.task_id for e in entries]
             now = {int(t["id"]): t for t in self.ls.iter_tasks(self.detector.project_id, after=min(ids) - 1,
                                                                 until=max(ids))}
             for key, value in writer.write(entries, now).items():
                 counts[key] += value
-        return []
 
     def _point_project(self, version: str, carried: int) -> dict[str, Any]:
         """Make the editor show ``version``'s predictions: Label Studio's labeling stream shows a
