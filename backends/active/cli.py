@@ -95,12 +95,10 @@ def score_project(project: int, strategy: str | None) -> list[tuple[str, float, 
     from .model import ActiveModel
 
     services = Services.from_settings(CoreSettings())
-    label_config = services.ls.get_project(project)["label_config"]
     # the project's settings as the server has them (its /setup's extra_params): otherwise this run
     # would rank with other settings and replace the server's queue with its own
-    setup = services.journal.get_setup(ActiveModel.backend, project)
-    extra = {**(setup.extra_params if setup else {}), **({"strategy": strategy} if strategy else {})}
-    active = ActiveModel(project_id=project, label_config=label_config, services=services, extra_params=extra or None)
+    active = ActiveModel.for_project(project, services, label_config=services.ls.get_project(project)["label_config"],
+                                     overrides={"strategy": strategy} if strategy else None)
     runner = _KeepScorer(active)
     try:
         job = run_now(services.journal, ActiveModel.backend, project, "score", "CLI_SCORE", lambda _: runner)

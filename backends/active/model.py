@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from backends.core.devices import resolve_device
 from backends.core.errors import LabelConfigError, LabelLoopError, NotFound
 from backends.core.files import write_json_atomic
 from backends.core.media import LoadedImage
@@ -55,11 +56,8 @@ class ActiveModel(LabelLoopModel):
 
     @cached_property
     def device(self) -> str:
-        if self.settings.device != "auto":
-            return self.settings.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        """Where the classifier and the detector's versions run: the rule every backend shares."""
+        return resolve_device(self.settings.device)
 
     # -- what the project is ----------------------------------------------------------------------
     @cached_property
@@ -95,13 +93,16 @@ class ActiveModel(LabelLoopModel):
         if self.kind == "classification":
             current = self.registry.current()
             return ClassifierTaskModel(current.name, current.path, self.control, self.device) if current else None
+        # here, not at the top: a classification project never loads the detector's modules
+        from backends.detector.weights import weights_of
+
         current = self.services.registry("detector", self.project_id).current()
-        if current is None or not (current.path / "weights.pt").is_file():
+        if current is None or not weights_of(current.path).is_file():
             return None
         from backends.detector.model import env_settings as detector_settings
 
         threshold = detector_settings().score_threshold
-        return DetectorTaskModel(current.name, current.path / "weights.pt", self.control, threshold, self.device)
+        return DetectorTaskModel(current.name, weights_of(current.path), self.control, threshold, self.device)
 
     @property
     def model_version(self) -> str:
@@ -187,8 +188,7 @@ class ActiveModel(LabelLoopModel):
             setup = services.journal.get_setup(cls.backend, project)
             if setup is None or not setup.label_config:
                 continue
-            model = cls(project_id=project, label_config=setup.label_config, services=services,
-                        extra_params=setup.extra_params)
+            model = cls.for_project(project, services)
             try:
                 if model.kind != "detection":
                     continue

@@ -37,7 +37,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from backends.core.errors import LabelLoopError, raise_if_outage
-from backends.core.jobs import JobCancelled, NoJob, ask_for_helpers, worker_id
+from backends.core.jobs import JobCancelled, NoJob, worker_id
+from backends.core.rq_jobs import ask_for_helpers
 from backends.core.labelstudio import is_labeled
 from backends.core.predictions import SCORE_DECIMALS, TaskPrediction, bulk_requests, own_predictions
 from backends.core.shared_work import ChunkBoard

@@ -23,12 +23,12 @@ from werkzeug.exceptions import HTTPException
 from .errors import BadRequest, LabelLoopError, NotFound, Unauthorized
 from .extra_params import parse_extra_params
 from .heap import HeapTrimmer
-from .jobs import EmbeddedDispatcher, RQDispatcher
-from .journal import Job
+from .jobs import EmbeddedDispatcher
 from .limits import MAX_JSON_DEPTH, body_limit, nesting_depth
 from .logs import redact, setup_logging
 from .metrics import LATENCY, PREDICTIONS, REQUESTS, StateCollector, render
 from .model import LabelLoopModel
+from .rq_jobs import RQDispatcher
 from .services import Services
 from .settings import CoreSettings
 
@@ -88,27 +88,6 @@ def parse_project(value: Any) -> int | None:
     raise BadRequest(f"project {str(value)[:40]!r} is not a Label Studio project id")
 
 
-def model_factory(model_class: type[LabelLoopModel], services: Services) -> Callable[[Job], LabelLoopModel]:
-    """How background jobs get a model: label config from the newest event, else from /setup."""
-
-    def make(job: Job) -> LabelLoopModel:
-        setup = services.journal.get_setup(model_class.backend, job.project)
-        label_config = setup.label_config if setup else None
-        for event in reversed(services.journal.events_for(job.id)):
-            project = event.payload.get("project")
-            if isinstance(project, dict) and isinstance(project.get("label_config"), str):
-                label_config = project["label_config"]
-                break
-        return model_class(
-            project_id=job.project,
-            label_config=label_config,
-            services=services,
-            extra_params=setup.extra_params if setup else None,
-        )
-
-    return make
-
-
 def _body() -> dict[str, Any]:
     too_deep = BadRequest(f"request body nests deeper than {MAX_JSON_DEPTH} levels of objects and lists")
     limit = g.body_limit
@@ -143,12 +122,11 @@ def create_app(
     setup_logging(settings.log_level)
     services = Services.from_settings(settings)
     backend = model_class.backend
-    make_model = model_factory(model_class, services)
     model_path = f"{model_class.__module__}:{model_class.__qualname__}"
     if settings.redis_url:
         dispatcher: Any = RQDispatcher(services.journal, backend, model_path, settings.redis_url, settings.rq_queue)
     else:
-        dispatcher = EmbeddedDispatcher(services.journal, backend, make_model)
+        dispatcher = EmbeddedDispatcher(services.journal, backend, lambda job: model_class.for_job(job, services))
     background = start_worker if start_worker is not None else bool(settings.embedded_worker or settings.redis_url)
     # Jobs and /predict start once the warm-up is over: the warm-up imports and exports (torch.onnx,
     # dynamo) what a training job imports too, and two threads importing that package graph at once
@@ -173,13 +151,7 @@ def create_app(
                                    "heap": heap}
 
     def new_model(project: int | None, label_config: str | None) -> LabelLoopModel:
-        setup = services.journal.get_setup(backend, project) if project is not None else None
-        return model_class(
-            project_id=project,
-            label_config=label_config or (setup.label_config if setup else None),
-            services=services,
-            extra_params=setup.extra_params if setup else None,
-        )
+        return model_class.for_project(project, services, label_config=label_config)
 
     # -- cross-cutting --------------------------------------------------------------------------
     @app.before_request

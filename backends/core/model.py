@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from functools import cached_property, lru_cache
-from typing import Any, Callable, ClassVar, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
 
 from label_studio_sdk.label_interface import LabelInterface
 
@@ -21,6 +21,11 @@ from .extra_params import parse_extra_params
 from .media import LoadedImage, storage_url
 from .registry import ModelRegistry
 from .services import Services
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from .journal import Job, Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +42,15 @@ def parse_label_config(config: str) -> LabelInterface:
         return LabelInterface(config)
     except Exception as exc:  # the SDK raises assorted XML and key errors
         raise LabelConfigError(f"the label config cannot be parsed: {exc}") from None
+
+
+def newest_label_config(journal: Journal, job: Job) -> str | None:
+    """The label config of the newest of a job's events that carries its project (None: none does)."""
+    for event in reversed(journal.events_for(job.id)):
+        project = event.payload.get("project")
+        if isinstance(project, dict) and isinstance(project.get("label_config"), str):
+            return project["label_config"]
+    return None
 
 
 class LabelLoopModel:
@@ -62,6 +76,25 @@ class LabelLoopModel:
         self.services = services
         # any shape Label Studio stores (its Connect Model form saves a string): see extra_params.py
         self.extra_params = parse_extra_params(extra_params)
+
+    # -- construction -----------------------------------------------------------------------------
+    @classmethod
+    def for_project(cls, project: int | None, services: Services, *, label_config: str | None = None,
+                    overrides: dict[str, Any] | None = None) -> Self:
+        """The one way to build a model for a project outside a plain notebook call: as the project's
+        last ``/setup`` left it (its label config unless ``label_config`` is given, its extra params
+        with ``overrides`` on top). The server, the job workers, the watcher and the CLI all build
+        through here, so none of them can rank or train with other settings than the others."""
+        setup = services.journal.get_setup(cls.backend, project) if project is not None else None
+        stored = setup.extra_params if setup else {}
+        return cls(project_id=project, label_config=label_config or (setup.label_config if setup else None),
+                   services=services, extra_params={**stored, **(overrides or {})} or None)
+
+    @classmethod
+    def for_job(cls, job: Job, services: Services) -> Self:
+        """The model a background job runs with: the newest label config its events carry (a
+        PROJECT_UPDATED or annotation webhook sent after the last ``/setup``), else the stored one."""
+        return cls.for_project(job.project, services, label_config=newest_label_config(services.journal, job))
 
     # -- label config ---------------------------------------------------------------------------
     @cached_property

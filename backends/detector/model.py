@@ -19,6 +19,7 @@ from typing import Any, Iterator, Sequence
 
 from PIL import Image
 
+from backends.core.devices import resolve_device
 from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.media import LoadedImage, decode_image
 from backends.core.model import LabelLoopModel
@@ -27,10 +28,10 @@ from .controls import CONTROL_MODELS, ControlModel
 from .downloads import shown
 from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
-from .weights import check_allowed, configure_ultralytics, load_model, onnx_for
+from .training import FineTuner  # one way only: training.py gets what it needs from the model it is handed
+from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, weights_of
 
 log = logging.getLogger(__name__)
-WEIGHTS_FILE = "weights.pt"
 
 
 @lru_cache(maxsize=1)
@@ -55,14 +56,6 @@ def _encoded_blank(fmt: str) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (114, 114, 114)).save(buf, format=fmt)  # ultralytics' letterbox grey
     return buf.getvalue()
-
-
-def resolve_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 class DetectorModel(LabelLoopModel):
@@ -109,7 +102,7 @@ class DetectorModel(LabelLoopModel):
             if control.model_path:
                 plans.append(Plan(control, check_allowed(control.model_path, self.allowed_weight_dirs), None))
             elif control.from_name == trained_for:
-                plans.append(Plan(control, str(current.path / WEIGHTS_FILE), current.name))
+                plans.append(Plan(control, str(weights_of(current.path)), current.name))
             else:
                 plans.append(Plan(control, base_by_task[control.yolo_task], None))
         return plans
@@ -260,7 +253,7 @@ class DetectorModel(LabelLoopModel):
         if self.registry is None:
             raise LabelLoopError("registering weights needs a project")
         with self.registry.stage() as staged:
-            target = staged.path / WEIGHTS_FILE
+            target = weights_of(staged.path)
             if upload is not None:
                 upload.save(target)
                 source = getattr(upload, "filename", None) or "upload"
@@ -292,8 +285,6 @@ class DetectorModel(LabelLoopModel):
                                          kind="prelabel")
 
     def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
-        from .training import FineTuner
-
         configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         return FineTuner(self, kwargs.get("job")).run()
 

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from backends.core.devices import resolve_device
 from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.jobs import JobCancelled, NoJob
 from backends.core.scratch import owned_tempdir, remove_orphans
@@ -29,7 +30,7 @@ from backends.core.timings import Timings
 
 from .dataset import BuildReport, samples_from_tasks, split, write_dataset
 from .downloads import shown
-from .weights import load_model
+from .weights import load_model, weights_of
 
 log = logging.getLogger(__name__)
 #: training scratch directories: ``DATA_DIR/work/detector-<host>-<pid>-*``
@@ -136,7 +137,7 @@ class FineTuner:
             metrics = evaluate(best, data_yaml, self.settings, names, workdir=workdir)
             current_metrics = None
             if current is not None and current.metadata.get("names") == names:
-                current_metrics = evaluate(current.path / "weights.pt", data_yaml, self.settings, names,
+                current_metrics = evaluate(weights_of(current.path), data_yaml, self.settings, names,
                                            workdir=workdir)
         make_current, decision = self._decide(metrics, current_metrics)
         metadata = {
@@ -151,9 +152,9 @@ class FineTuner:
             "timings": {**self.timings, "total": round(time.time() - started, 2)}, "job": self.job.id,
         }
         with self.registry.stage() as staged:
-            shutil.copy(best, staged.path / "weights.pt")
+            shutil.copy(best, weights_of(staged.path))
             with self.timings("export"):  # the serving runtime's file, in the version before it serves
-                self.detector.serving_weights(str(staged.path / "weights.pt"))
+                self.detector.serving_weights(str(weights_of(staged.path)))
             metadata["timings"]["export"] = self.timings["export"]
             version = staged.publish(metadata, make_current=make_current)
         if make_current:
@@ -199,7 +200,7 @@ class FineTuner:
         return images
 
     def _start_checkpoint(self, current: Any, names: list[str], workdir: Path) -> Path:
-        source = str(current.path / "weights.pt") if current is not None else self.settings.base_weights
+        source = str(weights_of(current.path)) if current is not None else self.settings.base_weights
         base = load_model(source).model
         if getattr(base, "task", "detect") != "detect":
             raise LabelConfigError(f"start weights {source!r} are a {base.task} model; RectangleLabels training needs a detect model")
@@ -273,8 +274,6 @@ def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
     """
     from ultralytics import YOLO
 
-    from .model import resolve_device
-
     model = YOLO(str(start))
     for event, callback in (callbacks or {}).items():
         model.add_callback(event, callback)
@@ -294,8 +293,6 @@ def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str], *,
     ``workdir`` holds ultralytics' val run folder: without ``project=`` it would write ``runs/``
     into the working directory, which in the images is read-only (no version ever published)."""
     from ultralytics import YOLO
-
-    from .model import resolve_device
 
     model = YOLO(str(weights))
     result = model.val(data=str(data_yaml), split="val", imgsz=settings.imgsz, batch=settings.batch,

@@ -1,4 +1,8 @@
-"""Loading YOLO weights: lazily, once per file, safe offline.
+"""Loading YOLO weights: lazily, once per file, safe offline; and where a version keeps them.
+
+A published version of a project is a folder (``registry.py``) whose weights are one file,
+``weights_of(version_dir)``: the detector serves and trains from it, the active backend scores
+with it, so its name is written here only.
 
 ``spec`` is what users write in ``DETECTOR_BASE_WEIGHTS`` or a control's ``model_path``:
 - an ultralytics release name (``yolo11n.pt``) or a URL of a ``.pt``: downloaded once, where a network
@@ -32,6 +36,13 @@ log = logging.getLogger(__name__)
 
 _RELEASE_NAME = re.compile(r"^yolo[\w.-]*\.(pt|yaml|yml)$", re.IGNORECASE)
 _CACHE_SIZE = 4  # models held in memory per process; each YOLO n/s model is 5-40 MB
+WEIGHTS_FILE = "weights.pt"  # a version's weights, inside its folder
+
+
+def weights_of(version_dir: Path) -> Path:
+    """The weights file of the version in ``version_dir`` (it may not exist yet: a staged version
+    is written through this path too)."""
+    return Path(version_dir) / WEIGHTS_FILE
 
 
 def configure_ultralytics(data_dir: Path, safe_globals: Iterable[str] = ()) -> None:
@@ -142,10 +153,11 @@ def _export_onnx(source: Path, target: Path, imgsz: int) -> None:
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=".onnx-", dir=source.parent))
     try:
-        shutil.copy(source, work / "weights.pt")
+        copied = weights_of(work)  # ultralytics exports beside what it loaded: into work/, not the version
+        shutil.copy(source, copied)
         # dynamic: the same rectangle letterbox as torch (a static square input costs ~2x more pixels)
-        exported = YOLO(str(work / "weights.pt")).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False,
-                                                          verbose=False)
+        exported = YOLO(str(copied)).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=False,
+                                            verbose=False)
         os.replace(exported, target)  # atomic: readers see no half-written file
     except Exception as exc:
         raise LabelConfigError(f"ONNX export of {source.name} failed: {type(exc).__name__}: {exc}") from None

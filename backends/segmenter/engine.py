@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from backends.core.devices import resolve_device
 from backends.core.errors import LabelLoopError
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class SamEngine:
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise LabelLoopError(f"SAM_CHECKPOINT={checkpoint} is not a file: download the official checkpoint for "
                                  f"SAM_MODEL_TYPE={model_type} there (in Docker: into WEIGHTS_DIR)", status=503)
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = resolve_device(device)
         # Random weights (tests, benchmarks) are the same on every start: a test's masks do not
         # change from run to run; the global RNG is left as it was.
         with torch.random.fork_rng(devices=[]):
