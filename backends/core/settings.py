@@ -1,7 +1,7 @@
 """Configuration shared by every backend, read from the environment (pydantic-settings).
 
 Each backend adds its own prefixed settings (``DETECTOR_*``, ``SAM_*``, ``ACTIVE_*``) in its own module;
-these are the ones the plumbing needs. The README's configuration table lists them all.
+these are the ones the plumbing needs. docs/configuration.md lists them all.
 """
 
 from __future__ import annotations

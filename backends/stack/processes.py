@@ -100,7 +100,7 @@ LABEL_STUDIO_FLAGS = {"fflag_fix_back_4620_memory_efficient_predictions_import_0
 
 def label_studio_process(data_dir: Path, port: int, username: str, password: str, token: str,
                          host: str = "127.0.0.1") -> ManagedProcess:
-    """Label Studio 1.23 with the settings a loopback/compose backend needs (see README)."""
+    """Label Studio 1.23 with the settings a loopback/compose backend needs (see docs/connecting.md, step 2)."""
     env = {
         **os.environ,
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),

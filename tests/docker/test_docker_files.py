@@ -3,7 +3,7 @@
 No Docker daemon runs in CI, so the images are not built here; what can be checked without one is:
 lint, that every compose service builds a target the Dockerfile defines, that ports, healthchecks and
 volumes line up, and that Label Studio gets the flags without which it refuses backends on a private
-network (see README "Connecting to an existing Label Studio").
+network (see docs/connecting.md).
 """
 
 from __future__ import annotations
