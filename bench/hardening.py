@@ -37,7 +37,6 @@ against none, under the development server and gunicorn (goal: p99 < 200 ms).
 from __future__ import annotations
 
 import argparse
-import http.server
 import io
 import json
 import os
@@ -57,6 +56,7 @@ import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from backends.stack.processes import backend_process, free_port  # noqa: E402
+from bench.image_server import serve  # noqa: E402
 from bench.machine import device_name  # noqa: E402
 from bench.stub_encoder.sitecustomize import STUB_MARKER  # noqa: E402
 
@@ -98,30 +98,18 @@ def image_server() -> str:
                 big.append(buf.getvalue())
             return big[0]
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            seed = int(self.path.rsplit("/", 1)[1].split(".")[0])
-            if self.path.startswith("/big/"):
-                body = big_png()
-            elif self.path.startswith("/photo/"):
-                body = photo_jpeg(seed)
-            else:
-                pixels = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-                buf = io.BytesIO()
-                Image.fromarray(pixels).save(buf, format="PNG")
-                body = buf.getvalue()
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def body_for(path: str) -> bytes:
+        seed = int(path.rsplit("/", 1)[1].split(".")[0])
+        if path.startswith("/big/"):
+            return big_png()
+        if path.startswith("/photo/"):
+            return photo_jpeg(seed)
+        pixels = np.random.default_rng(seed).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        return buf.getvalue()
 
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}"
+    return serve(body_for, "image/png")[0]
 
 
 def status_mib(pid: int, field: str = "VmRSS") -> float:

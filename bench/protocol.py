@@ -21,7 +21,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from backends.core.model import LabelLoopModel  # noqa: E402
 from backends.core.services import Services  # noqa: E402
 from backends.core.settings import CoreSettings  # noqa: E402
 from backends.stack.processes import ManagedProcess, free_port  # noqa: E402
+from bench.image_server import serve  # noqa: E402
 
 CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
           '<Label value="Cat"/></RectangleLabels></View>')
@@ -60,19 +60,8 @@ def serve_image() -> tuple[str, http.server.ThreadingHTTPServer]:
     Image.fromarray(data.chelsea()).save(buf, format="JPEG", quality=90)
     payload = buf.getvalue()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}/chelsea.jpg", server
+    base, server = serve(lambda _path: payload, "image/jpeg")
+    return f"{base}/chelsea.jpg", server
 
 
 def direct(model_class: type[LabelLoopModel], env: dict[str, str], body: dict[str, Any], n: int) -> list[float]:

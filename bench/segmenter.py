@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from backends.segmenter.engine import Prompt, get_engine  # noqa: E402
 from backends.stack.processes import backend_process, free_port  # noqa: E402
+from bench.image_server import serve  # noqa: E402
 
 OUTPUTS = {
     "brush": '<BrushLabels name="out" toName="image"><Label value="Cat"/></BrushLabels>',
@@ -69,23 +70,7 @@ def photo(seed: int) -> str:
 
 
 def serve_photos() -> str:
-    import http.server
-    import threading
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = PHOTOS.get(self.path, b"")
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_port}"
+    return serve(PHOTOS.get, "image/png")[0]
 
 
 BASE_URL = ""

@@ -1,7 +1,12 @@
-"""Errors that mean "the caller sent something we cannot use".
+"""Errors a user can act on, each with the HTTP status that says whose move it is.
 
-Every one of them becomes an HTTP 4xx with a JSON body ``{"error": <kind>, "message": <text>}``
+Most mean "the caller sent something we cannot use" (4xx). A few say the problem is on this side
+or upstream and may pass: 503 (Label Studio or its images unreachable for now, retried), 507
+(``ModelStoreError``: the model store cannot take a new version, e.g. a full disk); a 424 says a
+dependency failed (a download, a token Label Studio refuses) and a 422 a file we will not load
+(weights that would run code). Every one becomes a JSON body ``{"error": <kind>, "message": <text>}``
 in the protocol server, and a logged, empty prediction when it happens to one task of a batch.
+A background job retries those of 5xx (``jobs.may_pass``) and fails at once on a 4xx.
 Anything else that escapes a handler is a bug and becomes a 500 with a generic message.
 """
 

@@ -139,7 +139,7 @@ class FineTuner:
             if current is not None and current.metadata.get("names") == names:
                 current_metrics = evaluate(weights_of(current.path), data_yaml, self.settings, names,
                                            workdir=workdir)
-        make_current, decision = self._decide(metrics, current_metrics)
+        make_current, decision = publish_decision(self.settings.publish, metrics, current_metrics)
         metadata = {
             "names": names, "from_name": from_name, "metrics": metrics, "current_metrics": current_metrics,
             "decision": decision,
@@ -237,15 +237,6 @@ class FineTuner:
             raise LabelLoopError("training produced no weights")
         return best
 
-    def _decide(self, metrics: dict[str, Any], current: dict[str, Any] | None) -> tuple[bool, str]:
-        if self.settings.publish == "always":
-            return True, "publish=always"
-        if current is None:
-            return True, "first version for these classes"
-        if metrics["map50_95"] >= current["map50_95"]:
-            return True, f"mAP50-95 {metrics['map50_95']:.4f} >= current {current['map50_95']:.4f}"
-        return False, f"mAP50-95 {metrics['map50_95']:.4f} < current {current['map50_95']:.4f} on the same val split"
-
     # -- plumbing -------------------------------------------------------------------------------
     def _keep_checkpoint(self, last: Path) -> None:
         if last.exists():
@@ -262,6 +253,20 @@ class FineTuner:
         for orphan in remove_orphans(root, WORKDIR_PREFIX):
             log.info("detector: removed %s, left by a training run that was killed", orphan.name)
         return root
+
+
+def publish_decision(rule: str, metrics: dict[str, Any], current: dict[str, Any] | None) -> tuple[bool, str]:
+    """Whether a trained version becomes current, and why (recorded in its metadata). Under
+    ``if_better`` a version that scores lower mAP50-95 than the current one on the same val split
+    is kept but not served, so a bad batch of labels cannot make pre-labels worse; a tie publishes
+    (the newer labels win). ``current`` is None when no version for these classes exists."""
+    if rule == "always":
+        return True, "publish=always"
+    if current is None:
+        return True, "first version for these classes"
+    if metrics["map50_95"] >= current["map50_95"]:
+        return True, f"mAP50-95 {metrics['map50_95']:.4f} >= current {current['map50_95']:.4f}"
+    return False, f"mAP50-95 {metrics['map50_95']:.4f} < current {current['map50_95']:.4f} on the same val split"
 
 
 def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
