@@ -26,10 +26,16 @@ cores it measures the CPU as much as the server, so the storm stays on the toy b
 within 1.3x; distinct 1920x1080 JPEGs), and of 12 tasks of 9000x9000 PNG: Label Studio sends every task selected for
 Retrieve Predictions in one request.
 
+``jobs``: where the jobs run, ``JOB_RUNNER=thread`` (a thread of the server, before issue 25) against
+``process`` (the job process), same run, the detector under its development server: webhook
+acknowledgement p50/p99/max from 8 senders (an ANNOTATION_UPDATED every 0.25 s each, for another project) and ``/predict``
+p99 from one client, idle, in the 10 s after a training job is started, and while its fine-tune runs
+(goals: ack p99 < 50 ms in both; ``/predict`` p99 during the fine-tune / idle reported).
+
 ``slow``: ``/health`` p50/p99 with 64 connections trickling their headers (a byte every 5 s),
 against none, under the development server and gunicorn (goal: p99 < 200 ms).
 
-    .venv/bin/python bench/hardening.py [--parts memory,load,batch,slow] [--backends detector,active,segmenter]
+    .venv/bin/python bench/hardening.py [--parts memory,load,batch,slow,jobs] [--backends detector,active,segmenter]
                                         [--segmenter one-image|distinct|stub-encoder] [--calls 1000] [--seconds 60] [--clients 20]
                                         [--load-backend toy|detector]
 """
@@ -253,7 +259,7 @@ def part_batch(cases: list[tuple[str, int, str]] | None = None) -> dict[str, Any
             proc.stop()
         print(case, json.dumps(out[case]), flush=True)
     first = (cases or BATCH_CASES)[0][0]
-    for case, n, _ in (cases or BATCH_CASES)[1:]:
+    for case, _n, _ in (cases or BATCH_CASES)[1:]:
         out[f"ratio_{case}_vs_{first}"] = round(out[case]["peak_rss_mib"] / out[first]["peak_rss_mib"], 3)
     if "photo_1000" in out:
         out["within_1_3x"] = out["ratio_photo_1000_vs_photo_10"] <= 1.3
@@ -303,7 +309,8 @@ def part_slow(connections: int = 64, calls: int = 200, every_s: float = 5.0) -> 
                     latencies.append(time.perf_counter() - started)
                 stop.set()
                 ms = sorted(x * 1000 for x in latencies)
-                out[server][f"slow_{slow}"] = {"p50_ms": round(ms[len(ms) // 2], 2), "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 2),
+                out[server][f"slow_{slow}"] = {"p50_ms": round(ms[len(ms) // 2], 2),
+                                               "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 2),
                                                "failed": failed, "calls": calls}
             out[server]["p99_within_200_ms"] = out[server][f"slow_{connections}"]["p99_ms"] < 200
             out[server]["p99_ratio_vs_no_slow_clients"] = round(
@@ -435,6 +442,141 @@ def part_load(seconds: float, clients: int, backend_name: str = "toy") -> dict[s
         ls_proc.stop()
 
 
+def _senders(url: str, project: int, stop: threading.Event, senders: int = 8,
+             every_s: float = 0.25) -> list[list[tuple[float, float, int]]]:
+    """``senders`` threads each sending an ANNOTATION_UPDATED webhook every ``every_s`` until ``stop``:
+    (sent at, seconds to the acknowledgement, status), one list per sender, filled as they go."""
+    out: list[list[tuple[float, float, int]]] = [[] for _ in range(senders)]
+
+    def send(i: int) -> None:
+        session, n = requests.Session(), 0
+        while not stop.is_set():
+            n += 1
+            body = {"action": "ANNOTATION_UPDATED", "project": {"id": project},
+                    "annotation": {"id": 10_000 * (i + 1) + n, "updated_at": f"{time.time()}"}}
+            t0 = time.perf_counter()
+            try:
+                status = session.post(f"{url}/webhook", json=body, timeout=5).status_code
+            except requests.RequestException:
+                status = 0
+            out[i].append((time.time(), time.perf_counter() - t0, status))
+            stop.wait(max(0.0, every_s - (time.perf_counter() - t0)))
+
+    for i in range(senders):
+        threading.Thread(target=send, args=(i,), daemon=True).start()
+    return out
+
+
+def _predicts(url: str, body: dict[str, Any], stop: threading.Event) -> list[tuple[float, float, int]]:
+    out: list[tuple[float, float, int]] = []
+
+    def call() -> None:
+        session = requests.Session()
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                status = session.post(f"{url}/predict", json=body, timeout=60).status_code
+            except requests.RequestException:  # the server stopped under the last call
+                status = 0
+            out.append((time.time(), time.perf_counter() - t0, status))
+            stop.wait(0.2)
+
+    threading.Thread(target=call, daemon=True).start()
+    return out
+
+
+def _latency(samples: list[tuple[float, float, int]], start: float, end: float) -> dict[str, Any]:
+    chosen = sorted(1000 * s[1] for s in samples if start <= s[0] < end)
+    if not chosen:
+        return {"n": 0}
+    return {"n": len(chosen), "failed": sum(1 for s in samples if start <= s[0] < end and s[2] != 200),
+            "p50_ms": round(chosen[len(chosen) // 2], 1), "p99_ms": round(chosen[int(0.99 * (len(chosen) - 1))], 1),
+            "max_ms": round(chosen[-1], 1)}
+
+
+def _jobs_phases(url: str, project: int, body: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """Idle, the ``seconds`` after START_TRAINING, and ``seconds`` once ultralytics runs an epoch."""
+    stop = threading.Event()
+    # the senders' events go to a project of their own: on the trained one they would keep its job
+    # waiting out the debounce (up to 30 s) instead of starting it at START_TRAINING
+    acks, predicts = _senders(url, project + 1000, stop), _predicts(url, body, stop)
+    marks = {"idle": time.time()}
+    time.sleep(seconds)
+    marks["job_start"] = time.time()
+    job = requests.post(f"{url}/webhook", json={"action": "START_TRAINING", "project": {"id": project}}, timeout=5)
+    job_id = job.json()["job"]
+    time.sleep(seconds)
+    marks["job_start_end"] = time.time()
+    deadline = time.time() + 300
+    def epoch_done() -> bool:
+        return bool((requests.get(f"{url}/jobs/{job_id}", timeout=5).json().get("progress") or {}).get("epoch"))
+
+    while time.time() < deadline and not epoch_done():
+        time.sleep(0.5)
+    marks["fine_tune"] = time.time()
+    time.sleep(seconds)
+    marks["fine_tune_end"] = time.time()
+    stop.set()
+    flat = [s for sender in acks for s in sender]
+    phases = {"idle": (marks["idle"], marks["job_start"]), "job_start": (marks["job_start"], marks["job_start_end"]),
+              "fine_tune": (marks["fine_tune"], marks["fine_tune_end"])}
+    out = {name: {"webhook_ack": _latency(flat, *span), "predict": _latency(predicts, *span)}
+           for name, span in phases.items()}
+    idle_p99 = out["idle"]["predict"].get("p99_ms")
+    out["predict_p99_fine_tune_over_idle"] = round(out["fine_tune"]["predict"]["p99_ms"] / idle_p99, 2) if idle_p99 else None
+    out["job"] = requests.get(f"{url}/jobs/{job_id}", timeout=5).json().get("state")
+    return out
+
+
+def part_jobs(seconds: float = 10.0) -> dict[str, Any]:
+    import secrets
+
+    from backends.stack.processes import label_studio_process
+
+    work = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
+    token, ls_port = secrets.token_hex(20), free_port()
+    ls_proc = label_studio_process(work / "ls", ls_port, "bench@example.com", secrets.token_urlsafe(12), token)
+    ls_proc.start(timeout=300)
+    ls_url = f"http://127.0.0.1:{ls_port}"
+    ls = requests.Session()
+    ls.headers["Authorization"] = f"Token {token}"
+    module, extra, what = load_backend("detector", work)
+    extra = {**extra, "DETECTOR_EPOCHS": "50", "DETECTOR_PATIENCE": "0", "DETECTOR_PRELABEL": "request"}
+    results: dict[str, Any] = {"backend": what + "; 50 epochs, so the fine-tune runs throughout", "senders": 8,
+                               "webhook_every_s": 0.25, "seconds_per_phase": seconds}
+    try:
+        for runner in ("thread", "process"):
+            project = ls.post(f"{ls_url}/api/projects", json={"title": runner, "label_config": DETECT_CONFIG}).json()["id"]
+            files = []
+            for i in range(4):
+                buf = io.BytesIO()
+                Image.fromarray(np.random.default_rng(i).integers(0, 256, (120, 160, 3), dtype=np.uint8)).save(buf, "PNG")
+                files.append((f"{i}.png", (f"{i}.png", buf.getvalue(), "image/png")))
+            ls.post(f"{ls_url}/api/projects/{project}/import?commit_to_project=true", files=files).raise_for_status()
+            tasks = ls.get(f"{ls_url}/api/tasks?project={project}").json()["tasks"]
+            box = [{"from_name": "label", "to_name": "image", "type": "rectanglelabels", "original_width": 160,
+                    "original_height": 120, "value": {"x": 10, "y": 10, "width": 30, "height": 30,
+                                                      "rectanglelabels": ["person"]}}]
+            for task in tasks:
+                ls.post(f"{ls_url}/api/tasks/{task['id']}/annotations/", json={"result": box}).raise_for_status()
+            port = free_port()
+            env = {"DATA_DIR": str(work / runner), "LABEL_STUDIO_URL": ls_url, "LABEL_STUDIO_API_KEY": token,
+                   "TRAIN_DEBOUNCE_S": "0.5", "LOG_LEVEL": "WARNING", "JOB_RUNNER": runner, **extra}
+            backend = backend_process(module, port, env, work / f"{runner}.log").start(timeout=300)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                ls.post(f"{ls_url}/api/ml", json={"project": project, "url": url, "title": runner}).raise_for_status()
+                body = {"tasks": [tasks[0]], "label_config": DETECT_CONFIG, "project": f"{project}.1"}
+                requests.post(f"{url}/predict", json=body, timeout=300).raise_for_status()  # warm
+                results[runner] = _jobs_phases(url, project, body, seconds)
+                print(runner, json.dumps(results[runner]), flush=True)
+            finally:
+                backend.stop()
+    finally:
+        ls_proc.stop()
+    return results
+
+
 def _storm(url: str, project: int, journal: Path, sqlite3: Any, events: int = 2000, seconds: float = 10,
            clients: int = 20) -> dict[str, Any]:
     """``events`` ANNOTATION_CREATED webhooks spread evenly over ``seconds`` by ``clients`` threads."""
@@ -508,6 +650,8 @@ def main() -> None:
         results["predict_batch_memory"] = part_batch(cases)
     if "load" in args.parts.split(","):
         results.update(part_load(args.seconds, args.clients, args.load_backend))
+    if "jobs" in args.parts.split(","):
+        results["jobs_apart"] = part_jobs()
     results["machine"] = {"cpus": os.cpu_count()}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -21,6 +21,18 @@ from backends.core.model import LabelLoopModel
 
 class ToyModel(LabelLoopModel):
     backend = "toy"
+    #: TOY_PROBE webhooks start a ``probe`` job: it reports the process it ran in, after ``seconds``
+    #: (its payload) of waiting that a cancellation or a kill -9 can interrupt; it needs no Label Studio.
+    job_kinds = {**LabelLoopModel.job_kinds, "TOY_PROBE": "probe"}
+
+    def run_job(self, kind: str, events: Any, job: Any) -> dict[str, Any] | None:
+        if kind != "probe":
+            return super().run_job(kind, events, job)
+        deadline = time.time() + float(events[-1].payload.get("seconds", 0))
+        while time.time() < deadline:
+            time.sleep(0.05)
+            job.check_cancelled()
+        return {"pid": os.getpid()}
 
     def setup(self) -> None:
         super().setup()
@@ -48,8 +60,7 @@ class ToyModel(LabelLoopModel):
             out.append({"result": [region], "score": 0.5, "model_version": version})
         return out
 
-    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        job = kwargs.get("job")
+    def fit(self, event: str, data: dict[str, Any], *, job: Any = None, events: Any = (), **kwargs: Any) -> dict[str, Any]:
         n_annotations = sum(len(t.get("annotations") or []) for t in self.services.ls.iter_tasks(self.project_id))
         deadline = time.time() + float(os.environ.get("TOY_FIT_SECONDS", "0"))
         while time.time() < deadline:
@@ -59,7 +70,7 @@ class ToyModel(LabelLoopModel):
         with self.registry.stage() as staged:
             (staged.path / "weights.txt").write_text(str(n_annotations))
             (staged.path / "weights.bin").write_bytes(b"\0" * int(os.environ.get("TOY_WEIGHTS_BYTES", "0")))
-            version = staged.publish({"n_annotations": n_annotations, "events": len(kwargs.get("events", []))})
+            version = staged.publish({"n_annotations": n_annotations, "events": len(events)})
         return {"version": version.name, "n_annotations": n_annotations}
 
 

@@ -16,10 +16,12 @@ import argparse
 import csv
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+
 from backends.core.errors import MediaError
 from backends.core.media import LoadedImage, decode_image
 
@@ -27,6 +29,13 @@ from .ranking import build_pool, rank
 from .settings import ActiveSettings
 from .strategies import STRATEGIES, queue_scores
 from .task_models import CLASSIFIER_FILE, ClassifierTaskModel, DetectorTaskModel, TaskModel
+
+if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+    from backends.core.journal import Event
+    from backends.core.model import LabelLoopModel
+
+    from .scoring import Scorer
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -101,7 +110,9 @@ def score_project(project: int, strategy: str | None) -> list[tuple[str, float, 
                                      overrides={"strategy": strategy} if strategy else None)
     runner = _KeepScorer(active)
     try:
-        job = run_now(services.journal, ActiveModel.backend, project, "score", "CLI_SCORE", lambda _: runner)
+        # run_now calls nothing of its model but run_job, which _KeepScorer has (ModelFactory names the base class)
+        job = run_now(services.journal, ActiveModel.backend, project, "score", "CLI_SCORE",
+                      lambda _: cast("LabelLoopModel", runner))
     except Conflict as exc:
         raise SystemExit(exc.message) from None
     if job.state != "done" or runner.scorer is None:
@@ -118,9 +129,10 @@ class _KeepScorer:
     full ranking the CSV needs (the job's recorded result holds only a summary)."""
 
     def __init__(self, active: Any) -> None:
-        self.active, self.scorer = active, None
+        self.active = active
+        self.scorer: Scorer | None = None
 
-    def run_job(self, kind: str, events: Any, job: Any) -> dict[str, Any]:
+    def run_job(self, kind: str, events: Sequence[Event], job: JobReporter) -> dict[str, Any]:
         from .scoring import Scorer
 
         self.scorer = Scorer(self.active, job)

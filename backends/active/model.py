@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +36,10 @@ from .ranking import build_pool, hashed_scores, task_scores
 from .scoring import Scorer, queue_version
 from .settings import ActiveSettings
 from .task_models import ClassifierTaskModel, DetectorTaskModel, TaskModel
+
+if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+    from backends.core.journal import Event
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +93,16 @@ class ActiveModel(LabelLoopModel):
     # -- versions -------------------------------------------------------------------------------
     def task_model(self) -> TaskModel | None:
         """The model scores come from: this backend's classifier, or the detector's current version."""
-        if self.project_id is None:
+        registry = self.registry
+        if registry is None:  # a model without a project has no version to score with
             return None
         if self.kind == "classification":
-            current = self.registry.current()
+            current = registry.current()
             return ClassifierTaskModel(current.name, current.path, self.control, self.device) if current else None
         # here, not at the top: a classification project never loads the detector's modules
         from backends.detector.weights import weights_of
 
-        current = self.services.registry("detector", self.project_id).current()
+        current = self.services.registry("detector", registry.project).current()
         if current is None or not weights_of(current.path).is_file():
             return None
         from backends.detector.model import env_settings as detector_settings
@@ -114,7 +120,8 @@ class ActiveModel(LabelLoopModel):
 
     @property
     def state_dir(self) -> Path:
-        return self.registry.dir
+        """The project's folder in the model store: only a model for a project keeps state."""
+        return self.services.registry(self.backend, self.project).dir
 
     def save_state(self, name: str, data: dict[str, Any]) -> None:
         """Write a JSON state file atomically (readers see the old or the new one)."""
@@ -153,15 +160,16 @@ class ActiveModel(LabelLoopModel):
         return task_scores(pool, strategy)
 
     # -- jobs -----------------------------------------------------------------------------------
-    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+    def fit(self, event: str, data: dict[str, Any], *, job: JobReporter | None = None,
+            events: Sequence[Event] = (), **kwargs: Any) -> dict[str, Any] | None:
         if self.kind == "detection":
             return {"skipped": "detection projects are ranked with the detector's versions; a scoring job "
                                "follows each detector publish"}
         from .training import ClassifierTrainer
 
-        return ClassifierTrainer(self, kwargs.get("job")).run()
+        return ClassifierTrainer(self, job).run()
 
-    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+    def run_job(self, kind: str, events: Sequence[Event], job: JobReporter) -> dict[str, Any] | None:
         if kind == "score":
             return Scorer(self, job, events).run()
         return super().run_job(kind, events, job)
@@ -171,7 +179,7 @@ class ActiveModel(LabelLoopModel):
         return Scorer(self, None).help(board)
 
     def request_scoring(self, action: str, payload: dict[str, Any]) -> None:
-        self.services.journal.record(self.backend, self.project_id, action, {**payload, "project": self.project_id},
+        self.services.journal.record(self.backend, self.project, action, {**payload, "project": self.project},
                                      kind="score")
 
     def report(self) -> dict[str, Any]:

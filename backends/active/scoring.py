@@ -31,24 +31,39 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from backends.core.errors import LabelLoopError, raise_if_outage
 from backends.core.jobs import JobCancelled, NoJob, worker_id
-from backends.core.rq_jobs import ask_for_helpers
 from backends.core.labelstudio import is_labeled
 from backends.core.predictions import SCORE_DECIMALS, TaskPrediction, bulk_requests, own_predictions
+from backends.core.rq_jobs import ask_for_helpers
 from backends.core.shared_work import ChunkBoard
 from backends.core.timings import Timings
 
-from .queue import (DISAGREE_TAB, GENERATION_MARK, QUEUE_TAB, QueueWriter, generation, latest_generation,
-                    task_ids_filter, unlabeled_filter)
+from .queue import (
+    DISAGREE_TAB,
+    GENERATION_MARK,
+    QUEUE_TAB,
+    QueueWriter,
+    generation,
+    latest_generation,
+    task_ids_filter,
+    unlabeled_filter,
+)
 from .ranking import SET_BASED, build_pool, hashed_scores, stable_scores
 from .report import Truth, blind_spots, task_loss, truth_from_task
 from .task_models import ImageOutputs, TaskModel
+
+if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+    from backends.core.journal import Event
+
+    from .model import ActiveModel
 
 log = logging.getLogger(__name__)
 VERSION_PREFIX = "active-"
@@ -88,7 +103,7 @@ class OutputCache:
 
 
 class Scorer:
-    def __init__(self, active: Any, job: Any, events: Sequence[Any] = ()) -> None:
+    def __init__(self, active: ActiveModel, job: JobReporter | None, events: Sequence[Event] = ()) -> None:
         self.active, self.job = active, job if job is not None else NoJob()
         self.events = list(events)  # what started the job: an import alone allows an increment
         self.settings = active.settings
@@ -105,13 +120,14 @@ class Scorer:
         last = self._increment_of(task_model, strategy)
         with self.timings("listing"):
             after = self._list_after(last)
-            tasks = {int(t["id"]): t for t in self.active.services.ls.iter_tasks(self.active.project_id, after=after)}
+            tasks = {int(t["id"]): t for t in self.active.services.ls.iter_tasks(self.active.project, after=after)}
         unlabeled = [t for t in tasks.values() if not is_labeled(t)]
         # an increment leaves the blind-spot report as it is: the import labeled nothing it scored
         truths = [] if last else [tr for t in tasks.values()
                                   if (tr := truth_from_task(t, self.active.control.name, self.active.kind))]
         self.job.progress(stage="listing", tasks=len(tasks), unlabeled=len(unlabeled))
         note, report = None, None
+        ranked: list[tuple[dict[str, Any], list[dict[str, Any]]]]  # (task, its regions), queue order
         if task_model is None:
             note = "no task model yet: tasks are ranked at random until the first version is published"
             ranked = [(t, []) for t in unlabeled]
@@ -224,7 +240,7 @@ class Scorer:
 
     def _random_scores(self, tasks: list[dict[str, Any]]) -> np.ndarray:
         """Repeatable per project and task: an import adds scores, it moves none."""
-        return hashed_scores([int(t["id"]) for t in tasks], self.settings.seed, self.active.project_id)
+        return hashed_scores([int(t["id"]) for t in tasks], self.settings.seed, self.active.project)
 
     def _outputs(self, task_model: TaskModel, tasks: list[dict[str, Any]], cache: OutputCache,
                  what: str) -> dict[int, ImageOutputs]:
@@ -309,7 +325,7 @@ class Scorer:
     # -- writing ----------------------------------------------------------------------------------
     def _write(self, version: str, entries: list[TaskPrediction], tasks: dict[int, dict[str, Any]],
                report: dict[str, Any] | None, recorded: set[str]) -> dict[str, Any]:
-        writer = QueueWriter(self.active.services.ls, self.active.project_id, version, VERSION_PREFIX)
+        writer = QueueWriter(self.active.services.ls, self.active.project, version, VERSION_PREFIX)
         older = recorded - {version}
         # recorded before writing: a job that dies mid-write still has its version cleaned up later
         self.active.save_state(VERSIONS_STATE, {"versions": sorted(older | {version})})
@@ -353,9 +369,9 @@ class Scorer:
         the project serves (updated in place: what it holds is what labelers have)."""
         ls = self.active.services.ls
         try:
-            if ls.get_project(self.active.project_id).get("model_version") == writer.version:
+            if ls.get_project(self.active.project).get("model_version") == writer.version:
                 return
-            gone = ls.delete_model_version(self.active.project_id, writer.version, at_most=at_most)
+            gone = ls.delete_model_version(self.active.project, writer.version, at_most=at_most)
             log.warning("active project %s: writing queue %s failed; its %d prediction(s) written so far removed, "
                         "%s still serves", self.active.project_id, writer.version, gone, sorted(older))
         except Exception as cleanup:  # noqa: BLE001 - the write's own error is the one to report
@@ -368,7 +384,7 @@ class Scorer:
         changed), else a new generation (a set-based strategy whose head moved a lot)."""
         latest = latest_generation(base, recorded)
         current = generation(base, latest)
-        in_place = QueueWriter(self.active.services.ls, self.active.project_id, current,
+        in_place = QueueWriter(self.active.services.ls, self.active.project, current,
                                VERSION_PREFIX).requests_needed(entries, tasks)
         fresh = bulk_requests(len(entries)) + 1  # bulk imports, then one delete of the old generation
         if in_place <= fresh:
@@ -408,7 +424,9 @@ def compute_chunk(active: Any, task_model: TaskModel, items: list[list[Any]],
                   batch: int = IMAGES_IN_MEMORY) -> dict[str, Any]:
     """One chunk's model outputs as JSON rows, and the tasks whose image could not be loaded.
     Images are decoded ``batch`` at a time: a chunk of 256 full-size photos would hold gigabytes."""
-    rows, failed, errors = [], {}, []
+    rows: list[dict[str, Any]] = []
+    failed: dict[str, str] = {}
+    errors: list[LabelLoopError] = []
     for start in range(0, len(items), batch):
         images = []
         for task_id, url in items[start:start + batch]:

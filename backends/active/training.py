@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -31,12 +31,17 @@ from . import classifier
 from .report import truth_from_task
 from .task_models import CLASSIFIER_FILE
 
+if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+
+    from .model import ActiveModel
+
 log = logging.getLogger(__name__)
 
 
 class ClassifierTrainer:
-    def __init__(self, active: Any, job: Any) -> None:
-        self.active, self.job = active, job if job is not None else NoJob()
+    def __init__(self, active: ActiveModel, job: JobReporter | None = None) -> None:
+        self.active, self.job = active, job or NoJob()  # None: plain Python, which nothing cancels
         self.settings = active.settings
         self.timings = Timings()
 
@@ -50,7 +55,8 @@ class ClassifierTrainer:
             log.info("active project %s: not training: %s", self.active.project_id, reason)
             return {"skipped": reason}
         ids = [task_id for task_id, _, _ in samples]
-        train_ids, val_ids = split(ids, self.settings.val_ratio, self.settings.seed) if self.settings.val_ratio else (set(ids), set())
+        ratio = self.settings.val_ratio
+        train_ids, val_ids = split(ids, ratio, self.settings.seed) if ratio else (set(ids), set())
         x = classifier.to_tensor([img for _, img, _ in samples], self.settings.imgsz)
         y = torch.tensor([label for _, _, label in samples])
         is_train = torch.tensor([t in train_ids for t in ids])
@@ -68,7 +74,7 @@ class ClassifierTrainer:
 
     def _samples(self, names: list[str]) -> list[tuple[int, Any, int]]:
         samples = []
-        for task in self.active.services.ls.iter_tasks(self.active.project_id):
+        for task in self.active.services.ls.iter_tasks(self.active.project):
             self.job.check_cancelled()
             truth = truth_from_task(task, self.active.control.name, "classification")
             if truth is None or truth.label not in names:
@@ -84,7 +90,7 @@ class ClassifierTrainer:
         return samples
 
     def _start_model(self, names: list[str]) -> tuple[classifier.TaskClassifier, str]:
-        current = self.active.registry.current()
+        current = self.active.project_registry.current()
         if current is not None and (current.path / CLASSIFIER_FILE).is_file():
             model, old_names, _ = classifier.load(current.path / CLASSIFIER_FILE)
             return model.with_classes(old_names, names), current.name
@@ -95,7 +101,7 @@ class ClassifierTrainer:
                  n_train: int, n_val: int, started: float) -> dict[str, Any]:
         hyper = {k: getattr(self.settings, k) for k in ("backbone", "imgsz", "epochs", "batch", "lr", "loss_weight",
                                                        "detach_after", "val_ratio", "seed")}
-        with self.active.registry.stage() as staged:
+        with self.active.project_registry.stage() as staged:
             classifier.save(model, staged.path / CLASSIFIER_FILE, names, self.settings.imgsz)
             version = staged.publish({
                 "names": names, "metrics": metrics, "n_annotations": n_train + n_val, "n_train": n_train,

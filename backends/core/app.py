@@ -14,7 +14,8 @@ import math
 import threading
 import time
 from base64 import b64decode
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
@@ -23,11 +24,12 @@ from werkzeug.exceptions import HTTPException
 from .errors import BadRequest, LabelLoopError, NotFound, Unauthorized
 from .extra_params import parse_extra_params
 from .heap import HeapTrimmer
+from .job_process import ProcessDispatcher
 from .jobs import EmbeddedDispatcher
 from .limits import MAX_JSON_DEPTH, body_limit, nesting_depth
 from .logs import redact, setup_logging
 from .metrics import LATENCY, PREDICTIONS, REQUESTS, StateCollector, render
-from .model import LabelLoopModel
+from .model import LabelLoopModel, importable
 from .rq_jobs import RQDispatcher
 from .services import Services
 from .settings import CoreSettings
@@ -122,11 +124,7 @@ def create_app(
     setup_logging(settings.log_level)
     services = Services.from_settings(settings)
     backend = model_class.backend
-    model_path = f"{model_class.__module__}:{model_class.__qualname__}"
-    if settings.redis_url:
-        dispatcher: Any = RQDispatcher(services.journal, backend, model_path, settings.redis_url, settings.rq_queue)
-    else:
-        dispatcher = EmbeddedDispatcher(services.journal, backend, lambda job: model_class.for_job(job, services))
+    dispatcher = _dispatcher(model_class, services)
     background = start_worker if start_worker is not None else bool(settings.embedded_worker or settings.redis_url)
     # Jobs and /predict start once the warm-up is over: the warm-up imports and exports (torch.onnx,
     # dynamo) what a training job imports too, and two threads importing that package graph at once
@@ -184,10 +182,13 @@ def create_app(
         return response
 
     @app.errorhandler(LabelLoopError)
-    def _input_error(exc: LabelLoopError) -> tuple[Response, str]:
+    def _input_error(exc: LabelLoopError) -> Response:
         log.info("%s %s -> %s: %s", request.method, request.path, exc.status, exc.message)
         body = {key: redact(value) if isinstance(value, str) else value for key, value in exc.to_json().items()}
-        return jsonify(body), status_line(exc.status, body["message"])
+        response = jsonify(body)
+        # what Flask does with a (body, "status line") tuple, whose str status its types do not admit
+        response.status = status_line(exc.status, body["message"])
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -289,6 +290,7 @@ def create_app(
             names = sorted({v.name for p in services.journal.projects(backend) for v in services.registry(backend, p).list()})
             return jsonify({"versions": names})
         project = parse_project(project_arg)
+        assert project is not None, "a query argument is a str, which parses to an id or raises BadRequest"
         registry = services.registry(backend, project)
         current = registry.current_name()
         listed = registry.list()
@@ -369,7 +371,10 @@ def create_app(
 
     @app.post("/jobs/<int:job_id>/cancel")
     def cancel(job_id: int) -> Response:
-        return jsonify(services.journal.request_cancel(own_job(job_id).id).to_json())
+        cancelled = services.journal.request_cancel(own_job(job_id).id)
+        if cancelled is None:  # pruned since own_job read it (it had ended long before)
+            raise NotFound(f"no job {job_id} for {backend}")
+        return jsonify(cancelled.to_json())
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -385,6 +390,22 @@ def _watch(model_class: type[LabelLoopModel], services: Services) -> None:
             model_class.watch(services)
         except Exception:  # a failed look must not end the watching
             log.exception("%s: watch failed", model_class.backend)
+
+
+def _dispatcher(model_class: type[LabelLoopModel], services: Services) -> Any:
+    """Who runs the jobs this server journals: RQ workers (REDIS_URL), else a child job process
+    (``JOB_RUNNER=process``: training never shares this process's GIL with acks and /predict), else
+    a thread of this process. A class a child cannot import by path (defined in a notebook or a
+    function) runs in a thread."""
+    settings, backend = services.settings, model_class.backend
+    model_path = f"{model_class.__module__}:{model_class.__qualname__}"
+    if settings.redis_url:
+        return RQDispatcher(services.journal, backend, model_path, settings.redis_url, settings.rq_queue)
+    if settings.job_runner == "process" and importable(model_path, model_class):
+        return ProcessDispatcher(backend, model_path, settings)
+    if settings.job_runner == "process":
+        log.warning("%s: %s cannot be imported by path; jobs run in a thread of the server", backend, model_path)
+    return EmbeddedDispatcher(services.journal, backend, lambda job: model_class.for_job(job, services))
 
 
 def _warmup(model_class: type[LabelLoopModel], services: Services, warm: threading.Event,

@@ -15,7 +15,8 @@ import socket
 import threading
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import Conflict, LabelLoopError, MediaError, http_status
 from .journal import CANCELLED, DONE, FAILED, PENDING, RUNNING, Job, Journal, LeaseLost
@@ -32,15 +33,32 @@ class JobCancelled(Exception):
     """Raised inside a job by :meth:`JobContext.check_cancelled` once cancellation was requested."""
 
 
+class JobReporter(Protocol):
+    """What a job's work may ask of the job running it, whoever runs it: a journaled job
+    (:class:`JobContext`) or plain Python (:class:`NoJob`). Training and scoring code take one
+    explicitly, never through ``**kwargs``."""
+
+    cancelled: threading.Event
+
+    @property
+    def id(self) -> int | None: ...
+
+    def progress(self, **values: Any) -> None: ...
+
+    def check_cancelled(self) -> None: ...
+
+
 class NoJob:
     """What a job's work reports to when plain Python runs it outside the journal (a notebook, a
     test, the CLI's folder mode): progress goes nowhere and nothing cancels it. Saves every job
     class its own ``if self.job is not None`` around each report."""
 
-    id = None
-
     def __init__(self) -> None:
         self.cancelled = threading.Event()  # never set
+
+    @property
+    def id(self) -> int | None:
+        return None
 
     def progress(self, **values: Any) -> None:
         pass
@@ -65,7 +83,7 @@ class JobContext:
     def id(self) -> int:
         return self.job.id
 
-    def __enter__(self) -> "JobContext":
+    def __enter__(self) -> JobContext:
         self._thread.start()
         return self
 
@@ -211,7 +229,8 @@ def run_now(journal: Journal, backend: str, project: int, kind: str, action: str
 
 
 class EmbeddedDispatcher:
-    """An in-process worker thread (the default, no Redis needed)."""
+    """A worker loop over the journal: a thread of the server (``JOB_RUNNER=thread``), or the main loop
+    of the job process (``job_process``, the default without Redis)."""
 
     def __init__(self, journal: Journal, backend: str, make_model: ModelFactory, poll_s: float = 1.0) -> None:
         self.journal, self.backend, self.make_model, self.poll_s = journal, backend, make_model, poll_s
@@ -221,7 +240,7 @@ class EmbeddedDispatcher:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name=f"{self.backend}-jobs", daemon=True)
+            self._thread = threading.Thread(target=self.run, name=f"{self.backend}-jobs", daemon=True)
             self._thread.start()
 
     def notify(self, job_id: int, project: int, attempts: int = 0) -> None:
@@ -231,8 +250,10 @@ class EmbeddedDispatcher:
         self._stop.set()
         self._wake.set()
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def run(self, alive: Callable[[], bool] = lambda: True) -> None:
+        """Drain ready jobs until stopped (or ``alive()`` turns false), sleeping until the next one is
+        due or a notify comes. Runs in this class's thread, or as the job process's main loop."""
+        while not self._stop.is_set() and alive():
             try:
                 drain(self.journal, self.backend, self.make_model, wait_for_debounce=False, stop=self._stop)
                 next_at = self.journal.next_ready_at(self.backend)

@@ -9,10 +9,12 @@ because Label Studio gives ``/setup`` only 3 seconds.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+from collections.abc import Callable, Sequence
 from functools import cached_property, lru_cache
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from label_studio_sdk.label_interface import LabelInterface
 
@@ -25,7 +27,8 @@ from .services import Services
 if TYPE_CHECKING:
     from typing import Self
 
-    from .journal import Job, Journal
+    from .jobs import JobReporter
+    from .journal import Event, Job, Journal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +45,22 @@ def parse_label_config(config: str) -> LabelInterface:
         return LabelInterface(config)
     except Exception as exc:  # the SDK raises assorted XML and key errors
         raise LabelConfigError(f"the label config cannot be parsed: {exc}") from None
+
+
+def load_model_class(path: str) -> type[LabelLoopModel]:
+    """The model class a worker (RQ, the job process) is named as ``module:QualName``: workers import
+    the backend themselves, by path."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def importable(model_path: str, model_class: type) -> bool:
+    """Whether another process importing ``model_path`` gets ``model_class`` (not so for a class
+    defined in ``__main__``, a notebook or a function): only then can a worker run its jobs."""
+    try:
+        return load_model_class(model_path) is model_class
+    except (ImportError, AttributeError):
+        return False
 
 
 def newest_label_config(journal: Journal, job: Job) -> str | None:
@@ -103,7 +122,20 @@ class LabelLoopModel:
             raise LabelConfigError("the request carries no label config")
         return parse_label_config(self.label_config)
 
+    @property
+    def project(self) -> int:
+        """The project id, for code that only runs for a project (jobs, versions, pre-labels); a
+        model built without one (a notebook's, a /predict that names none) cannot run it."""
+        if self.project_id is None:
+            raise LabelLoopError(f"the {self.backend} backend needs a project for this; the model has none")
+        return self.project_id
+
     # -- versions -------------------------------------------------------------------------------
+    @property
+    def project_registry(self) -> ModelRegistry:
+        """:attr:`registry` for code that only runs for a project (training, scoring)."""
+        return self.services.registry(self.backend, self.project)
+
     @cached_property
     def registry(self) -> ModelRegistry | None:
         if self.project_id is None:
@@ -132,11 +164,14 @@ class LabelLoopModel:
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
-        """Train on the project's annotations; ``kwargs`` carry ``events`` (all coalesced) and ``job``."""
+    def fit(self, event: str, data: dict[str, Any], *, job: JobReporter | None = None,
+            events: Sequence[Event] = (), **kwargs: Any) -> dict[str, Any] | None:
+        """Train on the project's annotations. ``event``/``data`` are the newest webhook, as upstream;
+        ``events`` all those the job coalesced, ``job`` what reports progress and cancels (None: a
+        plain call from a notebook, which nothing cancels)."""
         return None
 
-    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+    def run_job(self, kind: str, events: Sequence[Event], job: JobReporter) -> dict[str, Any] | None:
         """Entry point of the background queue. ``train`` jobs call ``fit`` as upstream does."""
         if kind == "train":
             last = events[-1]

@@ -8,13 +8,13 @@ or renaming them strands jobs already queued in Redis by an older version.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .jobs import drain
 from .journal import RUNNING, Journal
+from .model import load_model_class
 
 if TYPE_CHECKING:
     from .model import LabelLoopModel
@@ -58,7 +58,8 @@ class RQDispatcher:
         return f"labelloop-{self.backend}-{project}-{job_id}-a{attempts}"
 
     def _reap(self) -> None:
-        from rq.job import Job as RQJob, JobStatus
+        from rq.job import Job as RQJob
+        from rq.job import JobStatus
 
         while not self._stop.wait(self.reap_s):
             try:
@@ -78,12 +79,6 @@ class RQDispatcher:
                         self.notify(job.id, job.project, job.attempts)
             except Exception:
                 log.exception("%s: RQ reaper error", self.backend)
-
-
-def load_model_class(path: str) -> type[LabelLoopModel]:
-    """The model class an RQ job names as ``module:QualName`` (workers import the backend lazily)."""
-    module, _, name = path.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def ask_for_helpers(settings: CoreSettings, model: LabelLoopModel, board_dir: str, helpers: int) -> int:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-
 from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import BadRequest
@@ -47,6 +45,9 @@ class CoreSettings(BaseSettings):
     label_studio_outage_s: float = Field(86400.0, alias="LABEL_STUDIO_OUTAGE_S", gt=0)
     journal_keep_days: float = Field(30.0, alias="JOURNAL_KEEP_DAYS", gt=0)
     embedded_worker: bool = Field(True, alias="EMBEDDED_WORKER")
+    # Without REDIS_URL, where the server's jobs run: a child process (its GIL and imports apart
+    # from the acks and /predict; job_process.py) or a thread of the server process.
+    job_runner: Literal["process", "thread"] = Field("process", alias="JOB_RUNNER")
 
     # Optional Basic auth in front of every route but /health.
     basic_auth_user: str | None = Field(None, alias="BASIC_AUTH_USER")

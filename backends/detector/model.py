@@ -12,10 +12,11 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -28,8 +29,11 @@ from .controls import CONTROL_MODELS, ControlModel
 from .downloads import shown
 from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
-from .training import FineTuner  # one way only: training.py gets what it needs from the model it is handed
 from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, weights_of
+
+if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+    from backends.core.journal import Event
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +105,7 @@ class DetectorModel(LabelLoopModel):
         for control in self.controls:
             if control.model_path:
                 plans.append(Plan(control, check_allowed(control.model_path, self.allowed_weight_dirs), None))
-            elif control.from_name == trained_for:
+            elif current is not None and control.from_name == trained_for:  # trained_for is set only with current
                 plans.append(Plan(control, str(weights_of(current.path)), current.name))
             else:
                 plans.append(Plan(control, base_by_task[control.yolo_task], None))
@@ -154,7 +158,7 @@ class DetectorModel(LabelLoopModel):
         chunk: list[dict[str, Any]] = []
         pixels = 0
         for task in tasks:
-            images = {name: self.per_task([task], lambda t, n=name: self.load_task_image(t, n), alone=alone)[0]
+            images = {name: self.per_task([task], partial(self.load_task_image, object_name=name), alone=alone)[0]
                       for name in to_names}
             chunk.append(images)
             pixels += sum(img.width * img.height for img in images.values() if isinstance(img, LoadedImage))
@@ -168,7 +172,7 @@ class DetectorModel(LabelLoopModel):
                        ) -> list[list[dict[str, Any]] | LabelLoopError]:
         """Regions for each task of ``chunk``; for a task whose image could not be loaded, why."""
         regions: list[list[dict[str, Any]] | LabelLoopError] = [
-            next((img for img in images.values() if not isinstance(img, LoadedImage)), [])  # type: ignore[misc]
+            next((img for img in images.values() if not isinstance(img, LoadedImage)), [])
             for images in chunk]
         for (weights, to_name), group in grouped.items():
             ok = [(i, images[to_name]) for i, images in enumerate(chunk) if isinstance(regions[i], list)]
@@ -272,7 +276,7 @@ class DetectorModel(LabelLoopModel):
         return version
 
     # -- fit ------------------------------------------------------------------------------------
-    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+    def run_job(self, kind: str, events: Sequence[Event], job: JobReporter) -> dict[str, Any] | None:
         if kind == "prelabel":
             return Prelabeler(self, job, events).run()
         return super().run_job(kind, events, job)
@@ -284,9 +288,13 @@ class DetectorModel(LabelLoopModel):
             self.services.journal.record(self.backend, self.project_id, "VERSION_PUBLISHED", {"version": version},
                                          kind="prelabel")
 
-    def fit(self, event: str, data: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+    def fit(self, event: str, data: dict[str, Any], *, job: JobReporter | None = None,
+            events: Sequence[Event] = (), **kwargs: Any) -> dict[str, Any] | None:
         configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
-        return FineTuner(self, kwargs.get("job")).run()
+        # here, not at the top: the server process (jobs run in the job process) never loads training code
+        from .training import FineTuner
+
+        return FineTuner(self, job).run()
 
 
 def _group(plans: list[Plan]) -> dict[tuple[str, str], list[Plan]]:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from backends.core.errors import LabelLoopError, http_status, raise_if_outage
 from backends.core.jobs import JobCancelled, NoJob
@@ -31,6 +32,9 @@ from backends.core.labelstudio import is_labeled
 from backends.core.predictions import BULK, PredictionWriter, TaskPrediction
 
 if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+    from backends.core.journal import Event
+
     from .model import DetectorModel
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,7 @@ class Prelabeler:
     """One prelabel run over a project; ``events`` are the job's (none: every unlabeled task).
     Plain Python over a ``DetectorModel``: a notebook can run it with ``job=None``."""
 
-    def __init__(self, detector: DetectorModel, job: Any, events: Sequence[Any] = ()) -> None:
+    def __init__(self, detector: DetectorModel, job: JobReporter | None, events: Sequence[Event] = ()) -> None:
         self.detector, self.job, self.events = detector, job if job is not None else NoJob(), list(events)
         self.ls = detector.services.ls
 
@@ -65,7 +69,7 @@ class Prelabeler:
                    "project_model_version": self._point_project(version, carried) if not superseded else None,
                    "seconds": round(time.time() - started, 2)}
         if superseded:  # a rollback or an upload mid-run: the rest is the new version's, in a job of its own
-            self.detector.services.journal.record(self.detector.backend, self.detector.project_id, "VERSION_CHANGED",
+            self.detector.services.journal.record(self.detector.backend, self.detector.project, "VERSION_CHANGED",
                                                   {"version": superseded}, kind="prelabel")
         log.info("detector project %s: pre-labeled %d task(s) with %s (%d skipped, %d already had it)%s",
                  self.detector.project_id, counts["created"] + counts["updated"], version,
@@ -76,10 +80,10 @@ class Prelabeler:
     def _listed(self, asked: set[int] | None) -> list[dict[str, Any]]:
         """The tasks asked for (read over their id range only), else every unlabeled task."""
         if asked is None:
-            return [t for t in self.ls.iter_tasks(self.detector.project_id) if not is_labeled(t)]
+            return [t for t in self.ls.iter_tasks(self.detector.project) if not is_labeled(t)]
         if not asked:
             return []
-        return [t for t in self.ls.iter_tasks(self.detector.project_id, after=min(asked) - 1, until=max(asked))
+        return [t for t in self.ls.iter_tasks(self.detector.project, after=min(asked) - 1, until=max(asked))
                 if int(t["id"]) in asked]
 
     def _write(self, version: str, todo: list[dict[str, Any]], started: float) -> tuple[dict[str, int], str | None]:
@@ -87,7 +91,7 @@ class Prelabeler:
         in bulk imports of ``BULK``: a crash loses at most the predictions not yet written, a
         cancel none. Returns the counts, and the version that took over if the serving one changed
         mid-run (its predictions are not written under the old name)."""
-        writer = PredictionWriter(self.ls, self.detector.project_id, version, VERSION_PREFIX)
+        writer = PredictionWriter(self.ls, self.detector.project, version, VERSION_PREFIX)
         counts = {"created": 0, "updated": 0, "unchanged": 0, "skipped": 0, "duplicates": 0, "unloadable": 0}
         pending: list[TaskPrediction] = []
         try:
@@ -120,7 +124,7 @@ class Prelabeler:
         meanwhile is ``skipped``."""
         if entries:
             ids = [e.task_id for e in entries]
-            now = {int(t["id"]): t for t in self.ls.iter_tasks(self.detector.project_id, after=min(ids) - 1,
+            now = {int(t["id"]): t for t in self.ls.iter_tasks(self.detector.project, after=min(ids) - 1,
                                                                 until=max(ids))}
             for key, value in writer.write(entries, now).items():
                 counts[key] += value
@@ -131,7 +135,7 @@ class Prelabeler:
         (the active queue's version, whose predictions carry this detector's regions too, or a
         user's uploaded predictions) is left as it is; so is a version no task ``carried`` (Label
         Studio refuses one it has no prediction of)."""
-        current = self.ls.get_project(self.detector.project_id).get("model_version") or ""
+        current = self.ls.get_project(self.detector.project).get("model_version") or ""
         if carried <= 0:
             return {"value": current, "changed": False, "note": f"no task carries {version} yet: left as it is"}
         if not self._ours(current):
@@ -139,7 +143,7 @@ class Prelabeler:
                     "note": f"the project shows predictions of {current!r} (another backend's): left as it is"}
         if current != version:
             try:
-                self.ls.sdk.projects.update(self.detector.project_id, model_version=version)
+                self.ls.sdk.projects.update(self.detector.project, model_version=version)
             except Exception as exc:
                 if http_status(exc) != 400:
                     raise

@@ -20,7 +20,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.core.devices import resolve_device
 from backends.core.errors import LabelConfigError, LabelLoopError
@@ -31,6 +31,11 @@ from backends.core.timings import Timings
 from .dataset import BuildReport, samples_from_tasks, split, write_dataset
 from .downloads import shown
 from .weights import load_model, weights_of
+
+if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+
+    from .model import DetectorModel
 
 log = logging.getLogger(__name__)
 #: training scratch directories: ``DATA_DIR/work/detector-<host>-<pid>-*``
@@ -62,7 +67,9 @@ def adapt_head(model: Any, names: list[str]) -> Any:
     old_names = [str(n) for n in dict(model.names).values()]
     if old_names == names:
         return copy.deepcopy(model)
-    new = DetectionModel(copy.deepcopy(model.yaml), nc=len(names), verbose=False)
+    # Any, like ``model``: ultralytics declares none of its models' attributes (model, args, names),
+    # which torch's Module.__getattr__ would then type Tensor | Module
+    new: Any = DetectionModel(copy.deepcopy(model.yaml), nc=len(names), verbose=False)
     new_state = new.state_dict()
     kept = {k: v for k, v in model.state_dict().items() if k in new_state and v.shape == new_state[k].shape}
     new.load_state_dict(kept, strict=False)
@@ -89,12 +96,12 @@ def adapt_head(model: Any, names: list[str]) -> Any:
 
 
 class FineTuner:
-    def __init__(self, detector: Any, job: Any) -> None:
+    def __init__(self, detector: DetectorModel, job: JobReporter | None = None) -> None:
         self.detector = detector
-        self.job = job if job is not None else NoJob()
+        self.job: JobReporter = job or NoJob()  # None: plain Python (a notebook), which nothing cancels
         self.settings = detector.settings
         self.services = detector.services
-        self.registry = detector.registry
+        self.registry = detector.project_registry
         self.timings = Timings()
 
     # -- orchestration --------------------------------------------------------------------------
@@ -140,7 +147,7 @@ class FineTuner:
                 current_metrics = evaluate(weights_of(current.path), data_yaml, self.settings, names,
                                            workdir=workdir)
         make_current, decision = publish_decision(self.settings.publish, metrics, current_metrics)
-        metadata = {
+        metadata: dict[str, Any] = {
             "names": names, "from_name": from_name, "metrics": metrics, "current_metrics": current_metrics,
             "decision": decision,
             "n_annotations": report.n_annotated, "n_train": len(train_ids), "n_val": len(val_ids),
@@ -168,7 +175,8 @@ class FineTuner:
     def _box_control(self) -> Any:
         boxes = [c for c in self.detector.controls if c.tag == "RectangleLabels"]
         if not boxes:
-            raise LabelConfigError("training needs a <RectangleLabels> control (polygon/keypoint/choices training is not supported yet)")
+            raise LabelConfigError("training needs a <RectangleLabels> control "
+                                   "(polygon/keypoint/choices training is not supported yet)")
         return boxes[0]
 
     def _image_key(self, to_name: str) -> str:
@@ -203,7 +211,8 @@ class FineTuner:
         source = str(weights_of(current.path)) if current is not None else self.settings.base_weights
         base = load_model(source).model
         if getattr(base, "task", "detect") != "detect":
-            raise LabelConfigError(f"start weights {source!r} are a {base.task} model; RectangleLabels training needs a detect model")
+            raise LabelConfigError(f"start weights {source!r} are a {base.task} model; "
+                                   "RectangleLabels training needs a detect model")
         return save_checkpoint(adapt_head(base.model, names), workdir / "start.pt")
 
     def _train(self, start: Path, data_yaml: Path, workdir: Path) -> Path:
@@ -218,7 +227,8 @@ class FineTuner:
             if self.job.cancelled.is_set():
                 cancelled = trainer.stop = True
             elif time.monotonic() > deadline:
-                log.warning("detector: max_minutes=%s reached; stopping at epoch %d", self.settings.max_minutes, trainer.epoch + 1)
+                log.warning("detector: max_minutes=%s reached; stopping at epoch %d", self.settings.max_minutes,
+                            trainer.epoch + 1)
                 trainer.stop = True
 
         def on_epoch_end(trainer: Any) -> None:

@@ -14,8 +14,9 @@ import logging
 import queue
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from functools import cached_property, lru_cache
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import Counter
@@ -29,6 +30,10 @@ from .engine import Embedding, Prompt, SamEngine, get_engine
 from .prompts import parse_context
 from .regions import brush_region, polygon_region
 from .settings import SegmenterSettings
+
+if TYPE_CHECKING:
+    from backends.core.jobs import JobReporter
+    from backends.core.journal import Event
 
 log = logging.getLogger(__name__)
 OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
@@ -45,7 +50,7 @@ class _ImageMeta:
     """URL -> (content sha256, width, height), LRU-bounded."""
 
     def __init__(self, size: int = 4096) -> None:
-        self._items: "OrderedDict[str, tuple[str, int, int]]" = OrderedDict()
+        self._items: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
@@ -235,7 +240,7 @@ class SegmenterModel(LabelLoopModel):
                 "model_version": self.model_version}
 
     # -- prefetch jobs --------------------------------------------------------------------------
-    def run_job(self, kind: str, events: Sequence[Any], job: Any) -> dict[str, Any] | None:
+    def run_job(self, kind: str, events: Sequence[Event], job: JobReporter) -> dict[str, Any] | None:
         if kind != "prefetch":
             return super().run_job(kind, events, job)
         tasks = [t for e in events for t in (e.payload.get("tasks") or []) if isinstance(t, dict)]
@@ -267,7 +272,7 @@ def task_boxes(task: dict[str, Any]) -> list[tuple[str | None, dict[str, Any]]]:
     return boxes
 
 
-_prefetch_queue: "queue.Queue[tuple[SegmenterModel, dict[str, Any]]]" = queue.Queue(maxsize=256)
+_prefetch_queue: queue.Queue[tuple[SegmenterModel, dict[str, Any]]] = queue.Queue(maxsize=256)
 _prefetch_thread: threading.Thread | None = None
 
 

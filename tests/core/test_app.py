@@ -1,15 +1,14 @@
 import base64
+import concurrent.futures
+import copy
 import http.client
 import json
 import os
-import concurrent.futures
-import copy
 import statistics
 import threading
 import time
 
 import pytest
-import requests
 from pydantic import SecretStr
 
 from backends.core.app import create_app
@@ -275,9 +274,9 @@ def test_webhook_storm_while_jobs_run_is_acknowledged_and_journaled(label_studio
 
 
 def test_media_failures_through_the_server_and_it_keeps_serving(client, settings):
-    from tests.core.test_media import _Handler, bomb_png
-
     import http.server
+
+    from tests.core.test_media import _Handler, bomb_png
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -319,7 +318,7 @@ def test_jobs_and_predict_wait_for_the_warm_up(settings):
         def warmup(cls, services):
             release.wait(10)
 
-    app = create_app(SlowWarmUp, settings.model_copy(update={"warmup": True}), start_worker=True)
+    app = create_app(SlowWarmUp, settings.model_copy(update={"warmup": True, "job_runner": "thread"}), start_worker=True)
     dispatcher = app.extensions["labelloop"]["dispatcher"]
     answered = {}
     request = threading.Thread(target=lambda: answered.update(r=app.test_client().post("/predict", json=predict_body(data_uri()))))
