@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import requests
 from label_studio_sdk import LabelStudio
 
 from .errors import BadRequest, LabelLoopError, http_status
+
+if TYPE_CHECKING:
+    from label_studio_sdk.core.pagination import SyncPager
 
 #: wait per prediction a model-version delete may remove, on top of the client's timeout (2.5x measured)
 DELETE_S_PER_PREDICTION = 0.01
@@ -30,6 +34,11 @@ class LabelStudioClient:
         self.url = url.rstrip("/")
         self._api_key = api_key
         self._timeout = timeout
+
+    @property
+    def timeout(self) -> float:
+        """Seconds a request waits for Label Studio unless its work sizes its own wait."""
+        return self._timeout
 
     def __repr__(self) -> str:  # never show the key
         return f"LabelStudioClient({self.url!r}, api_key={'set' if self._api_key else 'unset'})"
@@ -61,7 +70,7 @@ class LabelStudioClient:
         tokens = self.sdk._client_wrapper._tokens_client
         if tokens._use_legacy_token or tokens._access_token_expiration is None:
             return
-        if tokens._access_token_expiration - timedelta(seconds=margin_s) <= datetime.now(timezone.utc):
+        if tokens._access_token_expiration - timedelta(seconds=margin_s) <= datetime.now(UTC):
             with tokens._token_refresh_lock:
                 tokens._access_token = None
 
@@ -84,8 +93,9 @@ class LabelStudioClient:
             if until is not None:
                 beyond.append({"filter": "filter:tasks:id", "operator": "less_or_equal", "type": "Number", "value": until})
             query = {"filters": {"conjunction": "and", "items": beyond}, "ordering": ["tasks:id"]}
-            pager = self.sdk.tasks.list(project=project, fields="all", page=1, page_size=page_size,
-                                        query=json.dumps(query))
+            # the SDK's list() returns SyncPagerExt[T] with T bound to nothing: items are RoleBasedTask models
+            pager: SyncPager[Any, Any] = self.sdk.tasks.list(
+                project=project, fields="all", page=1, page_size=page_size, query=json.dumps(query))
             tasks = [t.model_dump(mode="json") if hasattr(t, "model_dump") else dict(t) for t in pager.items or []]
             if not tasks:  # not "a short page": Label Studio may cap page_size (TASK_API_PAGE_SIZE_MAX)
                 return

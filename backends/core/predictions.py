@@ -16,8 +16,10 @@ pre-labels (``backends.detector.prelabel``), so both size, retry and count their
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from label_studio_sdk import PredictionRequest
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BULK = 200
+#: a bulk import may take this many times the slowest one so far before it is given up on
+BULK_TIMEOUT_FACTOR = 4
 #: Scores keep neighbours apart: 6 decimals would merge close values (and rank-based ones beyond
 #: a million tasks).
 SCORE_DECIMALS = 9
@@ -69,6 +73,14 @@ class PredictionWriter:
 
     def __init__(self, ls: LabelStudioClient, project: int, version: str, prefix: str) -> None:
         self.ls, self.project, self.version, self.prefix = ls, project, version, prefix
+        self._slowest_bulk_s = 0.0
+
+    def _bulk_timeout(self) -> float:
+        """The wait for one bulk import. Label Studio without its linear-import flag recounts the
+        whole project after each one, so each call is slower than the last (measured at 32,000
+        tasks: 2.3 s at the first call, past 30 s by the 60th): the wait follows the slowest call so
+        far rather than a fixed client timeout that a growing project outruns."""
+        return max(self.ls.timeout, BULK_TIMEOUT_FACTOR * self._slowest_bulk_s)
 
     def write(self, entries: list[TaskPrediction], tasks: dict[int, dict[str, Any]],
               progress: Callable[[int], None] | None = None) -> dict[str, int]:
@@ -95,7 +107,7 @@ class PredictionWriter:
         work = self._plan(entries, tasks)
         return len(work.duplicates) + len(work.updates) + bulk_requests(len(work.creates))
 
-    def _plan(self, entries: list[TaskPrediction], tasks: dict[int, dict[str, Any]]) -> "_Work":
+    def _plan(self, entries: list[TaskPrediction], tasks: dict[int, dict[str, Any]]) -> _Work:
         work = _Work()
         for entry in entries:
             current = [p for p in own_predictions(tasks.get(entry.task_id, {}), self.prefix)
@@ -112,8 +124,11 @@ class PredictionWriter:
     def _create(self, entries: list[TaskPrediction]) -> int:
         requests = [PredictionRequest(task=e.task_id, result=e.result, score=e.score, model_version=self.version)
                     for e in entries]
+        started = time.monotonic()
         try:
-            self.ls.sdk.projects.import_predictions(self.project, request=requests)
+            self.ls.sdk.projects.import_predictions(self.project, request=requests,
+                                                    request_options={"timeout": self._bulk_timeout()})
+            self._slowest_bulk_s = max(self._slowest_bulk_s, time.monotonic() - started)
             return len(entries)
         except Exception as exc:  # one deleted task fails the whole bulk call: retry one by one
             if not task_gone(exc):

@@ -3,10 +3,12 @@ job queue retries it), instead of counting every task as skipped and reporting s
 
 import socket
 
+import httpx
 import pytest
+import requests
 
 from backends.core.labelstudio import LabelStudioClient
-from backends.core.predictions import PredictionWriter, TaskPrediction, task_gone
+from backends.core.predictions import BULK, PredictionWriter, TaskPrediction, task_gone
 
 
 class ApiError(Exception):
@@ -23,10 +25,10 @@ def closed_port() -> int:
 def test_label_studio_down_fails_the_write():
     ls = LabelStudioClient(f"http://127.0.0.1:{closed_port()}", "a-token", timeout=2)
     writer = PredictionWriter(ls, 1, "active-margin@active-v1", "active-")
-    with pytest.raises(Exception) as raised:
+    with pytest.raises(httpx.ConnectError) as raised:  # the SDK's transport
         writer.write([TaskPrediction(1, 0.0, []), TaskPrediction(2, 1.0, [])], {})
     assert not task_gone(raised.value)
-    with pytest.raises(Exception):
+    with pytest.raises(requests.ConnectionError):  # deletes go through requests (their own timeout)
         writer.delete_versions(["active-margin@active-v0"])
 
 
@@ -86,5 +88,44 @@ def test_a_big_delete_waits_for_label_studio_to_finish_it():
         assert 300 * labelstudio.DELETE_S_PER_PREDICTION >= 1
         writer = PredictionWriter(ls, 1, "active-margin@active-v1", "active-")
         assert writer.delete_versions(["active-margin@active-v0"], at_most=300) == {"active-margin@active-v0": 300}
+    finally:
+        server.shutdown()
+
+
+def test_bulk_imports_that_slow_down_as_the_project_grows_are_waited_for():
+    """Label Studio without its linear-import flag recounts the project after each bulk import, so
+    each call is slower than the last (past 30 s by the 60th call at 32,000 tasks, and the scoring
+    job failed on a timeout). Here each import takes 0.35 s longer than the one before, against a
+    1 s client timeout: the writer's wait follows the calls it measured, so none is cut short."""
+    import http.server
+    import json
+    import threading
+    import time
+
+    calls: list[float] = []
+
+    class SlowerEachTime(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            calls.append(time.monotonic())
+            time.sleep(0.35 * len(calls))
+            body = json.dumps({"created": 1}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowerEachTime)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ls = LabelStudioClient(f"http://127.0.0.1:{server.server_port}", "a-token", timeout=1)
+        writer = PredictionWriter(ls, 1, "active-margin@active-v1", "active-")
+        entries = [TaskPrediction(i, i / 1000, []) for i in range(4 * BULK)]  # 4 imports: 0.35, 0.7, 1.05, 1.4 s
+        assert writer.write(entries, {})["created"] == 4 * BULK
+        assert len(calls) == 4, "no import was cut short and sent again"
     finally:
         server.shutdown()
