@@ -1,6 +1,6 @@
 # Label Loop: two commands on a fresh machine.
 #   make up    installs what is missing, starts Label Studio + the backends, creates a demo project
-#   make test  installs what is missing, runs the test suite
+#   make test  installs what is missing, lints (ruff, mypy), runs the test suite
 #   make notebook  opens notebooks/ in JupyterLab
 # Everything installs from pyproject.toml + uv.lock (backends) and tools/label-studio/uv.lock
 # (Label Studio, kept in its own environment).
@@ -23,8 +23,14 @@ up: install
 down:
 	@if [ -x $(PY) ]; then $(PY) -m backends.stack down; else echo "nothing to stop"; fi
 
-test: install system-deps
+test: install system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (pyflakes, pycodestyle, imports, bugbear, pyupgrade) on the repository and mypy on backends/,
+# both configured in pyproject.toml; part of `make test`, so CI keeps them clean
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 install: $(UV) .venv/.synced $(LS_VENV)/.synced
 

@@ -90,7 +90,7 @@ class Protocol:
     backbone: str = "small_cnn"
 
     @classmethod
-    def quick(cls) -> "Protocol":
+    def quick(cls) -> Protocol:
         return cls(seeds=1, cycles=3, subset=2000, epochs=6, steps=0, test_limit=2000)
 
 
@@ -271,7 +271,7 @@ def summarise(per_seed: list[dict[str, list[float]]], protocol: Protocol) -> dic
                             "per_seed": runs.round(4).tolist()}
     random_mean = np.array(strategies["random"]["mean"])
     target = float(random_mean[-1])
-    for name, entry in strategies.items():
+    for entry in strategies.values():
         mean = np.array(entry["mean"])
         needed = labels_to_reach(labels, mean.tolist(), target)
         entry["gain_over_random_points"] = ((mean - random_mean) * 100).round(2).tolist()

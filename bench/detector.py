@@ -41,7 +41,7 @@ from backends.detector.dataset import split, write_dataset  # noqa: E402
 from backends.detector.settings import DetectorSettings  # noqa: E402
 from backends.detector.training import adapt_head, evaluate, fine_tune, save_checkpoint  # noqa: E402
 from backends.detector.weights import configure_ultralytics, load_model, onnx_for  # noqa: E402
-from backends.stack.processes import ManagedProcess, backend_process, free_port, label_studio_process  # noqa: E402
+from backends.stack.processes import backend_process, free_port, label_studio_process  # noqa: E402
 from bench import fmnist  # noqa: E402
 from bench.protocol import serve_image  # noqa: E402
 
@@ -95,7 +95,8 @@ def part_predict(work: Path, n: int) -> dict[str, Any]:
         proc = backend_process("backends.detector", port, env, work / f"server-{runtime}.log").start(timeout=120)
         session = requests.Session()
         try:
-            served[runtime] = timed(lambda: session.post(f"http://127.0.0.1:{port}/predict", json=body, timeout=60).raise_for_status(), n)
+            url = f"http://127.0.0.1:{port}/predict"
+            served[runtime] = timed(lambda s=session, u=url: s.post(u, json=body, timeout=60).raise_for_status(), n)
         finally:
             proc.stop()
     image_server.shutdown()
@@ -140,7 +141,8 @@ def part_many(work: Path, n: int, tasks: int = 8) -> dict[str, Any]:
         proc = backend_process("backends.detector", port, env, work / f"many-{runtime}.log").start(timeout=120)
         session = requests.Session()
         try:
-            served = p50(timed(lambda: session.post(f"http://127.0.0.1:{port}/predict", json=body, timeout=120).raise_for_status(), n))
+            url = f"http://127.0.0.1:{port}/predict"
+            served = p50(timed(lambda s=session, u=url: s.post(u, json=body, timeout=120).raise_for_status(), n))
         finally:
             proc.stop()
         result[f"predict_endpoint_{runtime}_p50_ms"] = served

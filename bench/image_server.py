@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import http.server
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 BodyFor = Callable[[str], "bytes | None"]
 

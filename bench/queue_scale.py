@@ -26,8 +26,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -210,7 +211,7 @@ def main() -> None:
         for flag in args.flag.split(","):
             kept = list(results["runs"])
 
-            def save(run: dict[str, Any]) -> None:  # partial results survive a later failure
+            def save(run: dict[str, Any], kept: list[dict[str, Any]] = kept) -> None:  # partial results survive a failure
                 results["runs"] = sorted([*kept, {"when": time.strftime("%Y-%m-%d %H:%M"), **run}],
                                          key=lambda r: not r["flag"])
                 RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -8,8 +8,8 @@ when Label Studio restarts or a load balancer times out mid-job. Nothing else is
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import requests
 

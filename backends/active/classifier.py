@@ -16,9 +16,10 @@ does with ResNet's four blocks.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,7 +102,7 @@ class TaskClassifier(nn.Module):
         embedding = features[-1].mean(dim=(2, 3))
         return self.fc(embedding), self.loss_head(features, detach=detach_loss_head), embedding
 
-    def with_classes(self, old: list[str], new: list[str]) -> "TaskClassifier":
+    def with_classes(self, old: list[str], new: list[str]) -> TaskClassifier:
         """Transfer learning's "swap the last layer" when the config's classes changed: keep the
         backbone and loss head, and the classifier rows of classes kept (matched by name, so a
         reordered or renamed config does not train the old rows under other names); new classes

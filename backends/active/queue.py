@@ -12,7 +12,8 @@ nobody else's predictions are touched.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from backends.core.predictions import PredictionWriter
 

@@ -20,13 +20,14 @@ Detection differs from classification in two places:
 
 from __future__ import annotations
 
-import logging
 import hashlib
-from typing import Literal, Sequence
+import logging
+from collections.abc import Sequence
+from typing import Literal
 
 import numpy as np
 
-from .strategies import STRATEGIES, Pool, entropy, get_strategy, image_uncertainty, top_n, uncertainty_or_margin
+from .strategies import STRATEGIES, Pool, _Uncertainty, entropy, get_strategy, image_uncertainty, top_n, uncertainty_or_margin
 from .task_models import ImageOutputs
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,9 @@ SET_BASED = ("coreset", "discriminative", "hybrid", "badge")
 
 
 def box_uncertainty(confidences: list[float], strategy: str, how: Literal["max", "mean", "sum"]) -> float:
-    function = STRATEGIES[strategy].function if strategy in ("least_confidence", "margin", "entropy") else entropy
+    chosen = STRATEGIES.get(strategy)
+    # an uncertainty strategy (least_confidence, margin, entropy) scores boxes by its own function
+    function = chosen.function if chosen is not None and issubclass(chosen, _Uncertainty) else entropy
     if not confidences:
         return image_uncertainty([], how, empty=float(function(np.array([[0.5, 0.5]]))[0]))
     c = np.clip(np.asarray(confidences, dtype=float), 0.0, 1.0)
@@ -63,7 +66,7 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
     pool = Pool(embeddings=embeddings, labeled_embeddings=labeled_embeddings, rng=np.random.default_rng(seed))
     detection = bool(unlabeled) and unlabeled[0].probs is None
     if not detection:
-        pool.probs = _finite(np.stack([o.probs for o in unlabeled])) if unlabeled else np.zeros((0, 1))
+        pool.probs = _finite(np.stack([_probs(o) for o in unlabeled])) if unlabeled else np.zeros((0, 1))
         pool.predicted_loss = np.array([o.predicted_loss for o in unlabeled], dtype=float)
         return pool, note
     pool.uncertainty = np.array([box_uncertainty(o.box_confidences, strategy, aggregate) for o in unlabeled])
@@ -76,6 +79,11 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
                     "regressor; ranked by entropy meanwhile")
             pool.predicted_loss = np.array([box_uncertainty(o.box_confidences, "entropy", aggregate) for o in unlabeled])
     return pool, note
+
+
+def _probs(out: ImageOutputs) -> np.ndarray:
+    assert out.probs is not None, "one task model made the pool: a classifier's outputs all carry probs"
+    return out.probs
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
@@ -135,7 +143,9 @@ def task_scores(pool: Pool, strategy: str) -> np.ndarray:
     chosen = get_strategy(strategy)
     values = chosen.scores(pool)
     if strategy not in SET_BASED:
-        return _bounded(values)  # type: ignore[arg-type] - every per-sample strategy has scores
+        if values is None:  # random, the one per-sample strategy without scores
+            raise ValueError("random has no per-sample value: use hashed_scores")
+        return _bounded(values)
     return HEAD_SPAN + (1 - HEAD_SPAN) * _bounded(uncertainty_or_margin(pool, strategy) if values is None else values)
 
 

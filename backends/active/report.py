@@ -63,7 +63,7 @@ def match_boxes(out: ImageOutputs, truth: Truth, threshold: float = 0.5) -> dict
     """Per class [tp, fp, fn], predictions taken by confidence and matched greedily at IoU >= threshold."""
     counts: dict[str, list[int]] = {}
     used: set[int] = set()
-    order = np.argsort(-np.asarray(out.box_confidences)) if out.box_confidences else []
+    order: np.ndarray | list[int] = np.argsort(-np.asarray(out.box_confidences)) if out.box_confidences else []
     for p in order:
         label = out.box_labels[p]
         best, best_iou = None, threshold
@@ -103,9 +103,11 @@ def blind_spots(outputs: list[ImageOutputs], truths: list[Truth], names: list[st
                 top: int) -> dict[str, Any]:
     """The report: per class precision/recall and the ``top`` tasks with the highest loss."""
     counts = {name: [0, 0, 0] for name in names}  # tp, fp, fn
-    rows = []
+    rows: list[dict[str, Any]] = []
     for out, truth in zip(outputs, truths):
+        predicted: str | list[str]
         if out.probs is not None:
+            assert truth.label is not None, "a classification truth has a label (truth_from_task keeps no other)"
             predicted = names[int(out.probs.argmax())]
             per_task = {predicted: [1, 0, 0]} if predicted == truth.label else {predicted: [0, 1, 0], truth.label: [0, 0, 1]}
         else:
@@ -120,10 +122,11 @@ def blind_spots(outputs: list[ImageOutputs], truths: list[Truth], names: list[st
                      "annotated": truth.label if out.probs is not None else sorted(set(truth.box_labels)),
                      "predicted": predicted})
     rows.sort(key=lambda r: (-r["loss"], r["task"]))
-    per_class = {}
+    per_class: dict[str, dict[str, Any]] = {}
     for label, (tp, fp, fn) in counts.items():
         per_class[label] = {"precision": round(tp / (tp + fp), 4) if tp + fp else None,
                             "recall": round(tp / (tp + fn), 4) if tp + fn else None, "support": tp + fn}
-    weakest = sorted((l for l, c in per_class.items() if c["recall"] is not None), key=lambda l: per_class[l]["recall"])
+    weakest = sorted((name for name, c in per_class.items() if c["recall"] is not None),
+                     key=lambda name: per_class[name]["recall"])
     return {"model_version": version, "n_annotated": len(truths), "per_class": per_class,
             "weakest_classes": weakest[:3], "highest_loss_tasks": rows[:top]}

@@ -11,8 +11,9 @@ Scores for Label Studio's queue come from :func:`queue_scores`: a value in [0, 1
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def entropy(probs: np.ndarray) -> np.ndarray:
     return -(probs * np.log(probs + EPS)).sum(axis=1)
 
 
-def uncertainty_or_margin(pool: "Pool", strategy: str) -> np.ndarray:
+def uncertainty_or_margin(pool: Pool, strategy: str) -> np.ndarray:
     """Per-sample doubt: the pool's own uncertainty (detection), else margin: the best single-sample
     measure in ``bench/active_learning.py``. What set-based strategies order their tail by."""
     doubt = pool.uncertainty if pool.uncertainty is not None else margin(pool.need("probs", strategy))
@@ -403,7 +404,8 @@ def image_uncertainty(box_scores: list[float], how: Literal["max", "mean", "sum"
     if not box_scores:
         return empty
     values = np.asarray(box_scores, dtype=float)
-    return float({"max": values.max, "mean": values.mean, "sum": values.sum}[how]())
+    aggregate: dict[str, Callable[[], Any]] = {"max": values.max, "mean": values.mean, "sum": values.sum}
+    return float(aggregate[how]())
 
 
 def queue_scores(selected_order: np.ndarray, n_pool: int) -> np.ndarray:

@@ -17,6 +17,7 @@ servers close a connection after each reply, so the buffer always holds a whole 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import queue
 import re
@@ -24,8 +25,9 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +199,7 @@ class RequestReader:
     @staticmethod
     def _refuse(sock: socket.socket, status: int, message: str) -> None:
         reason = {408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}[status]
-        body = ('{"error": "%s", "message": "%s"}' % (reason.lower().replace(" ", "_"), message)).encode()
+        body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": message}).encode()
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n\r\n").encode()
         _send_quietly(sock, head + body)
@@ -251,7 +253,9 @@ class PrereadSocket:
 
     def makefile(self, mode: str = "r", buffering: int | None = None, **kwargs: Any) -> Any:
         if "r" not in mode:
-            return self._sock.makefile(mode, -1 if buffering is None else buffering, **kwargs)
+            # the mode is forwarded as the caller gave it; typeshed's overloads accept only literal modes
+            sock_makefile: Callable[..., Any] = self._sock.makefile
+            return sock_makefile(mode, -1 if buffering is None else buffering, **kwargs)
         return io.BufferedReader(_Reader(self), buffer_size=max(buffering or 0, io.DEFAULT_BUFFER_SIZE))
 
     def __getattr__(self, name: str) -> Any:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .app import create_app
 from .model import LabelLoopModel
@@ -26,7 +27,6 @@ def serve(model_class: type[LabelLoopModel], argv: Sequence[str] | None = None, 
     args = parser.parse_args(argv)
     if args.workers <= 0:
         from .devserver import serve_pooled
-
         from .settings import CoreSettings
 
         serve_pooled(args.host, args.port, create_app(model_class), args.threads, CoreSettings().request_timeout_s)

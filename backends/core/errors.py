@@ -12,7 +12,7 @@ Anything else that escapes a handler is a bug and becomes a 500 with a generic m
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 class LabelLoopError(Exception):

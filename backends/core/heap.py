@@ -19,7 +19,7 @@ import ctypes
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class HeapTrimmer:
     def request_done(self) -> None:
         self._used.set()
 
-    def start(self) -> "HeapTrimmer":
+    def start(self) -> HeapTrimmer:
         if self._trim is not None:
             threading.Thread(target=self._run, name="heap-trim", daemon=True).start()
         return self

@@ -25,9 +25,10 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -121,7 +122,7 @@ class Job:
     tries: list[dict[str, Any]] | None = None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Job":
+    def from_row(cls, row: sqlite3.Row) -> Job:
         data = dict(row)
         for key in ("progress", "result", "outage", "tries"):
             data[key] = json.loads(data[key]) if data[key] else None
@@ -265,7 +266,7 @@ class Journal:
                     self._lock_pid = os.getpid()
         return self._lock_file
 
-    def _tx(self) -> "Journal._Tx":
+    def _tx(self) -> Journal._Tx:
         fd = self._lock_fd()
         return Journal._Tx(self._conn(), self._write_lock, fd)
 
@@ -301,11 +302,11 @@ class Journal:
                 if dup is not None:  # re-sent after its job failed: journaled again, for a new job
                     db.execute("UPDATE events SET dedup_key=NULL WHERE id=?", (dup["id"],))
             if pending is None:
-                job_id = db.execute(
+                job_id = _inserted_id(db.execute(
                     "INSERT INTO jobs(backend, project, kind, state, created_at, not_before)"
                     " VALUES (?,?,?,?,?,?)",
                     (backend, project, kind, PENDING, now, now + self.debounce_s),
-                ).lastrowid
+                ))
                 new_job = True
             else:
                 job_id, new_job = pending["id"], False
@@ -335,7 +336,8 @@ class Journal:
 
     def list_jobs(self, backend: str, project: int | None = None, limit: int = 50,
                   state: str | None = None) -> list[Job]:
-        sql, args = "SELECT * FROM jobs WHERE backend=?", [backend]
+        sql = "SELECT * FROM jobs WHERE backend=?"
+        args: list[str | int] = [backend]
         if project is not None:
             sql, args = sql + " AND project=?", args + [project]
         if state is not None:
@@ -436,7 +438,8 @@ class Journal:
                 self._hand_over(db, job, pending, now, f"{error}; events moved to job {pending['id']}")
                 return FAILED
             if state == DONE and job["outage"]:
-                db.execute("UPDATE jobs SET outage=? WHERE id=?", (json.dumps(json.loads(job["outage"]) | {"ended_at": now}), job_id))
+                ended = json.loads(job["outage"]) | {"ended_at": now}
+                db.execute("UPDATE jobs SET outage=? WHERE id=?", (json.dumps(ended), job_id))
             db.execute("UPDATE jobs SET state=?, finished_at=?, result=?, error=? WHERE id=?",
                        (state, now, json.dumps(result) if result is not None else None, error, job_id))
         return state
@@ -560,6 +563,12 @@ class Journal:
     def projects(self, backend: str) -> Iterator[int]:
         for row in self._query("SELECT project FROM projects WHERE backend=?", (backend,)):
             yield row["project"]
+
+
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The rowid an INSERT made: sqlite3 always sets it after a successful single-row INSERT."""
+    assert cursor.lastrowid is not None, "an INSERT that succeeded sets lastrowid"
+    return cursor.lastrowid
 
 
 def _flock(fd: int, timeout_s: float = LOCK_TIMEOUT_S) -> None:

@@ -2,9 +2,9 @@
 
 Rules, in the order they are checked:
 - ``/data/upload/...``, ``/data/local-files/?d=...`` and URLs on Label Studio's own host (that of
-  ``LABEL_STUDIO_URL`` or ``LABEL_STUDIO_HOST``) are fetched from ``LABEL_STUDIO_URL`` with the API credentials (``local-files`` straight from
-  ``LOCAL_FILES_DOCUMENT_ROOT`` when set). A ``local-files`` path with ``..`` or an absolute path is
-  refused. The credentials are never sent to any other host.
+  ``LABEL_STUDIO_URL`` or ``LABEL_STUDIO_HOST``) are fetched from ``LABEL_STUDIO_URL`` with the API
+  credentials (``local-files`` straight from ``LOCAL_FILES_DOCUMENT_ROOT`` when set). A
+  ``local-files`` path with ``..`` or an absolute path is refused. The credentials are never sent to any other host.
 - Other ``http(s)`` URLs are fetched without credentials, with a timeout and a byte cap, and
   refused when the host resolves to a loopback, private, link-local, multicast or reserved address
   (cloud metadata at 169.254.169.254, your intranet) unless listed in ``ALLOWED_MEDIA_HOSTS``.
@@ -28,9 +28,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
@@ -77,7 +78,8 @@ def address_refusal(host: str, allowed: Iterable[str]) -> str | None:
     except (socket.gaierror, UnicodeError) as exc:
         return f"host {host!r} does not resolve ({exc})"
     for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%")[0])
+        # an AF_INET/AF_INET6 sockaddr starts with the address text (typeshed allows others' ints)
+        addr = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
             addr = addr.ipv4_mapped
         kind = _non_public_kind(addr)
@@ -103,7 +105,7 @@ def decode_image(data: bytes, url: str = "", max_pixels: int = 100_000_000) -> I
     """Encoded bytes -> RGB image as a browser shows it (EXIF orientation applied), refusing
     unreadable bytes and declared sizes over ``max_pixels`` (decompression bombs) with a MediaError."""
     try:
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))  # an ImageFile until converted below
     # ImportError: once ultralytics is imported, PIL.Image.open tries an optional HEIF plugin on
     # unidentified bytes; whatever that plugin's state, those bytes are not an image we can read.
     except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -26,7 +26,7 @@ JOBS_FINISHED = Counter("labelloop_jobs_finished_total", "Background jobs finish
 class StateCollector:
     """Jobs by state and the serving version per project, read live."""
 
-    def __init__(self, backend: str, services: "object") -> None:
+    def __init__(self, backend: str, services: object) -> None:
         self.backend = backend
         self.services = services
 
@@ -95,5 +95,5 @@ def render(state: StateCollector) -> bytes:
 
         text = generate_latest(REGISTRY)
     mine = CollectorRegistry()
-    mine.register(state)  # type: ignore[arg-type]
+    mine.register(state)
     return text + generate_latest(mine)

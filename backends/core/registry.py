@@ -53,13 +53,13 @@ STAGING_PREFIX = ".staging-"
 class StagedVersion:
     """A version being written. ``publish()`` makes it visible; leaving without it discards it."""
 
-    def __init__(self, registry: "ModelRegistry") -> None:
+    def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
         registry.versions_dir.mkdir(parents=True, exist_ok=True)
         remove_orphans(registry.versions_dir, STAGING_PREFIX)  # what a kill -9 mid-publish left behind
         self.path = owned_tempdir(registry.versions_dir, STAGING_PREFIX)
 
-    def __enter__(self) -> "StagedVersion":
+    def __enter__(self) -> StagedVersion:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, _tb: object) -> None:

@@ -21,7 +21,7 @@ class Services:
     media: MediaLoader
 
     @classmethod
-    def from_settings(cls, settings: CoreSettings) -> "Services":
+    def from_settings(cls, settings: CoreSettings) -> Services:
         keep_caches_under(settings.data_dir)  # before any model library is imported
         api_key = settings.label_studio_api_key.get_secret_value() if settings.label_studio_api_key else None
         register_secret(api_key)

@@ -26,9 +26,10 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .files import write_json_atomic
 
@@ -50,7 +51,7 @@ class ChunkBoard:
     # -- the owner's side -----------------------------------------------------------------------
     @classmethod
     def create(cls, parent: Path, name: str, plan: dict[str, Any], n_chunks: int,
-               lease_s: float = 60.0) -> "ChunkBoard":
+               lease_s: float = 60.0) -> ChunkBoard:
         """The board ``<name>.<digest of the plan>.board`` in ``parent``. A restarted owner with the
         same plan finds its finished chunks; boards of ``name`` for other plans are removed, and their
         helpers stop at their next step. A claim not beaten for ``lease_s`` is taken over (the claims

@@ -22,8 +22,9 @@ import pkgutil
 import threading
 import types
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Iterable
+from typing import Any
 
 from backends.core.errors import LabelLoopError
 
@@ -62,7 +63,9 @@ def enforce(extra: Iterable[str] = ()) -> None:
     key = tuple(sorted(extra))
     if key in _enforced and os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD") == "1":
         return  # called on every /predict: the registration is done once
-    torch.serialization.add_safe_globals(allowed_classes(key))
+    # a list of the element type torch declares (list is invariant, so list[type] is refused)
+    safe: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = list(allowed_classes(key))
+    torch.serialization.add_safe_globals(safe)
     os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
     _enforced.add(key)
 

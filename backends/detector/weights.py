@@ -23,8 +23,9 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from backends.core.caches import keep_caches_under
 from backends.core.errors import LabelConfigError
@@ -100,7 +101,7 @@ class LoadedModel:
         return self.model.task
 
 
-_cache: "OrderedDict[tuple[str, float], LoadedModel]" = OrderedDict()
+_cache: OrderedDict[tuple[str, float], LoadedModel] = OrderedDict()
 _cache_lock = threading.Lock()
 _load_locks: dict[tuple[str, float], threading.Lock] = {}
 

@@ -13,9 +13,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable
 
 from .engine import Embedding
 
@@ -40,9 +40,9 @@ class EmbeddingCache:
         if self.disk_dir:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
             self._claim_disk(weights)
-        self._items: "OrderedDict[str, Embedding]" = OrderedDict()
+        self._items: OrderedDict[str, Embedding] = OrderedDict()
         self._used = 0
-        self._inflight: dict[str, Future] = {}
+        self._inflight: dict[str, Future[Embedding]] = {}
         self._lock = threading.Lock()
         self._encoder_lock = threading.Lock()  # the encoder uses every core: one at a time
         self.hits = self.misses = self.disk_hits = self.evictions = 0
@@ -76,7 +76,7 @@ class EmbeddingCache:
                 return found, "memory"
             future = self._inflight.get(key)
             owner = future is None
-            if owner:
+            if future is None:  # the same test as owner, spelled so the type checker narrows future
                 future = self._inflight[key] = Future()
         if not owner:
             return future.result(), "waited"

@@ -1,5 +1,6 @@
-"""Masks to Label Studio regions: ``BrushLabels`` (RLE, byte-identical to label-studio-sdk's; see ``rle.py``) and ``PolygonLabels``
-(the largest outer contour, simplified with Douglas-Peucker), both in percent of the original image."""
+"""Masks to Label Studio regions: ``BrushLabels`` (RLE, byte-identical to label-studio-sdk's; see
+``rle.py``) and ``PolygonLabels`` (the largest outer contour, simplified with Douglas-Peucker), both
+in percent of the original image."""
 
 from __future__ import annotations
 

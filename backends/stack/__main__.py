@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -65,7 +64,8 @@ def _pids() -> dict[str, int]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _save_pid(name: str, pid: int) -> None:
+def _save_pid(name: str, pid: int | None) -> None:
+    assert pid is not None, f"{name}'s pid is saved after ManagedProcess.start(), which sets it"
     pids = _pids()
     pids[name] = pid
     (RUN / "pids.json").write_text(json.dumps(pids, indent=2))

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -30,8 +31,8 @@ DEMO_CONFIG = f"""<View>
 
 def demo_images() -> dict[str, bytes]:
     """Photos shipped inside scikit-image and ultralytics: nothing is downloaded."""
-    from skimage import data
     import ultralytics
+    from skimage import data
 
     arrays: dict[str, Callable[[], Any]] = {
         "astronaut.png": data.astronaut, "chelsea.png": data.chelsea, "coffee.png": data.coffee,

@@ -54,7 +54,7 @@ class ManagedProcess:
     cwd: Path = ROOT  # the working directory (the images run from a read-only one)
     proc: subprocess.Popen | None = field(default=None, init=False)
 
-    def start(self, timeout: float = 60) -> "ManagedProcess":
+    def start(self, timeout: float = 60) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

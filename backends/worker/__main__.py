@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from backends.core.logs import setup_logging
@@ -67,7 +67,7 @@ def _report_health(redis_url: str, queue: str) -> int:
     return 1 if problem else 0
 
 
-def health_problem(connection: "Redis", queue: str) -> str | None:
+def health_problem(connection: Redis, queue: str) -> str | None:
     """None if a worker of this host, whose process is alive, listens on ``queue`` with a fresh
     heartbeat; else what is wrong, for the healthcheck's log."""
     from rq import Worker
@@ -76,7 +76,7 @@ def health_problem(connection: "Redis", queue: str) -> str | None:
     listening = [w for w in here if queue in w.queue_names()]
     if not listening:
         return f"no live worker of {socket.gethostname()} is registered on queue {queue!r}"
-    ages = [(datetime.now(timezone.utc) - _utc(w.last_heartbeat)).total_seconds() for w in listening if w.last_heartbeat]
+    ages = [(datetime.now(UTC) - _utc(w.last_heartbeat)).total_seconds() for w in listening if w.last_heartbeat]
     if not ages or min(ages) > 2 * WORKER_TTL_S:
         return f"the worker's last heartbeat is {min(ages, default=float('inf')):.0f} s old (a hung worker)"
     return None
@@ -95,7 +95,7 @@ def _alive(pid: int | None) -> bool:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from PIL import Image
 from backends.active import classifier
 from backends.active.cli import main as cli_main
 from backends.active.ranking import box_uncertainty, build_pool, rank, ridge_predictor
-from backends.active.strategies import margin
 from backends.active.report import Truth, blind_spots, detection_loss, truth_from_task
+from backends.active.strategies import margin
 from backends.active.task_models import CLASSIFIER_FILE, ImageOutputs
 
 

@@ -91,7 +91,7 @@ def test_a_write_that_fails_midway_leaves_labelers_one_generation(label_studio, 
         version = first["queue_version"]
         # scores moved on more tasks than updating them one by one would cost: the next scoring
         # writes generation ~2 in bulk (two imports of 200 and 34), then switches to it
-        for task, (prediction, *_rest) in list(queue_predictions(label_studio, project).items())[:10]:
+        for _task, (prediction, *_rest) in list(queue_predictions(label_studio, project).items())[:10]:
             label_studio.api("PATCH", f"/api/predictions/{prediction}", json={"score": 0.999})
         imports = []
 

@@ -5,7 +5,8 @@ strategies move their chosen head and nothing else."""
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backends.active.ranking import HEAD_SPAN, SET_BASED, hashed_scores, rank, stable_scores
 from backends.active.strategies import Pool

@@ -4,8 +4,18 @@ import torch
 
 from backends.active.loss_prediction import LossPredictionHead, margin_ranking_loss
 from backends.active.strategies import (
-    STRATEGIES, Pool, entropy, get_strategy, image_uncertainty, k_center_greedy, kmeans_pp_outer,
-    last_layer_residual, least_confidence, margin, queue_scores, top_n,
+    STRATEGIES,
+    Pool,
+    entropy,
+    get_strategy,
+    image_uncertainty,
+    k_center_greedy,
+    kmeans_pp_outer,
+    last_layer_residual,
+    least_confidence,
+    margin,
+    queue_scores,
+    top_n,
 )
 
 PROBS = np.array([[0.98, 0.01, 0.01],   # confident

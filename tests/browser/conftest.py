@@ -8,8 +8,9 @@ request bodies are the ones the UI really sends, which is how the Connect Model 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

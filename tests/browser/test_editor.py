@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from backends.stack.demo import DEMO_CONFIG, demo_images
-from tests.detector.conftest import OFFLINE_ENV
 from tests.browser.ui import REGION_TYPES, STORE_READY
+from tests.detector.conftest import OFFLINE_ENV
 from tests.harness import ARTIFACTS, LabelStudioHarness, wait_until
 
 pytestmark = pytest.mark.labelstudio

@@ -1,5 +1,7 @@
 """The plumbing against a real Label Studio 1.23.2: connect, predict, submit, train, recover."""
 
+from datetime import UTC
+
 import pytest
 import requests
 
@@ -80,7 +82,7 @@ def test_personal_access_token_end_to_end(label_studio, start_backend, tmp_path)
 
 
 def test_pat_access_token_is_refreshed_before_expiry(label_studio):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from backends.core.labelstudio import LabelStudioClient
 
@@ -89,7 +91,7 @@ def test_pat_access_token_is_refreshed_before_expiry(label_studio):
     assert first.startswith("Bearer ") and client._api_key not in first
     assert client.auth_headers()["Authorization"] == first, "a fresh access token is reused"
     tokens = client.sdk._client_wrapper._tokens_client
-    tokens._access_token_expiration = datetime.now(timezone.utc) + timedelta(seconds=10)  # about to expire
+    tokens._access_token_expiration = datetime.now(UTC) + timedelta(seconds=10)  # about to expire
     second = client.auth_headers()["Authorization"]
     assert second != first and second.startswith("Bearer ")
     assert sum(1 for _ in client.iter_tasks(label_studio.create_project(RECT_CONFIG, title="pat refresh"))) == 0

@@ -2,8 +2,8 @@
 
 import contextlib
 import os
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from backends.stack.processes import ManagedProcess, free_port
-from tests.core.test_labelstudio_e2e import BOX, jobs, toy_env
 from tests.conftest import RECT_CONFIG, png_bytes
+from tests.core.test_labelstudio_e2e import BOX, jobs, toy_env
 from tests.harness import missing_system_dependency, wait_until
 
 pytestmark = pytest.mark.labelstudio

@@ -1,11 +1,10 @@
 """The detector with a real Label Studio: pre-labels, submit -> fit -> new version -> new predictions."""
 
+import pytest
 import requests
 
 from tests.detector.conftest import OFFLINE_ENV, one_class_checkpoint, scene
 from tests.harness import wait_until
-
-import pytest
 
 pytestmark = pytest.mark.labelstudio
 

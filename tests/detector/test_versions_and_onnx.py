@@ -8,7 +8,6 @@ import pytest
 
 from backends.core.app import create_app
 from backends.core.errors import LabelConfigError, LabelLoopError
-from backends.core.settings import CoreSettings
 from backends.detector import model as detector_model
 from backends.detector.model import DetectorModel
 from tests.detector.conftest import data_uri, one_class_checkpoint, scene

@@ -8,17 +8,17 @@ import subprocess
 import sys
 
 from backends.stack.processes import ROOT
-from tests.core.test_rq_mode import redis_url, start_worker  # noqa: F401 - redis_url is a fixture
+from tests.core.test_rq_mode import redis_url, start_worker  # noqa: F401 - pytest fixtures
 from tests.harness import wait_until
 
 
-def health(redis_url: str, queue: str = "label-loop") -> subprocess.CompletedProcess:
-    env = {**os.environ, "REDIS_URL": redis_url, "RQ_QUEUE": queue}
+def health(url: str, queue: str = "label-loop") -> subprocess.CompletedProcess:
+    env = {**os.environ, "REDIS_URL": url, "RQ_QUEUE": queue}
     return subprocess.run([sys.executable, "-m", "backends.worker", "--health"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=60)
 
 
-def test_health_is_ok_only_while_a_worker_is_alive_on_the_queue(redis_url, tmp_path):
+def test_health_is_ok_only_while_a_worker_is_alive_on_the_queue(redis_url, tmp_path):  # noqa: F811 - fixture
     before = health(redis_url)
     assert before.returncode == 1 and "no live worker" in before.stdout  # Redis answers, no worker yet
 

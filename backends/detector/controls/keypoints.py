@@ -24,7 +24,8 @@ class KeyPointLabelsModel(ControlModel):
             if index is None:
                 continue
             if not str(index).isdigit():
-                raise LabelConfigError(f"KeyPointLabels {self.from_name!r}: <Label value={label!r}> model_index={index!r} is not a number")
+                raise LabelConfigError(f"KeyPointLabels {self.from_name!r}: <Label value={label!r}> "
+                                       f"model_index={index!r} is not a number")
             self.index_to_label[int(index)] = label
         if not self.index_to_label:
             raise LabelConfigError(
