@@ -1,7 +1,13 @@
 """PredictionWriter: only a task deleted meanwhile is skipped; anything else fails the job (and the
 job queue retries it), instead of counting every task as skipped and reporting success."""
 
+import http.server
+import json
 import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -56,21 +62,20 @@ def test_requests_needed_counts_what_writing_in_place_would_send():
     assert writer.requests_needed(entries[:1], tasks) == 0
 
 
-def test_a_big_delete_waits_for_label_studio_to_finish_it():
-    """Label Studio answers a model-version delete once every prediction is gone (34 s for 8,800):
-    the client's usual timeout must not cut it (the retry then found nothing and counted 0)."""
-    import http.server
-    import json
-    import threading
-    import time
+@contextmanager
+def slow_label_studio(method: str, status: int, reply: dict, wait_s: Callable[[int], float]) -> Iterator[str]:
+    """A stand-in for a busy Label Studio: every ``method`` request (the n-th, from 1) is answered
+    ``status`` and ``reply`` after ``wait_s(n)`` seconds. Yields its URL."""
+    calls = 0
 
-    from backends.core import labelstudio
-
-    class SlowDelete(http.server.BaseHTTPRequestHandler):
-        def do_DELETE(self):
-            time.sleep(1.5)  # longer than the client's timeout of 1 s
-            body = json.dumps({"deleted_predictions": 300}).encode()
-            self.send_response(200)
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            nonlocal calls
+            calls += 1
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            time.sleep(wait_s(calls))
+            body = json.dumps(reply).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -79,17 +84,28 @@ def test_a_big_delete_waits_for_label_studio_to_finish_it():
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowDelete)
+    setattr(Slow, f"do_{method}", Slow._answer)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        ls = LabelStudioClient(f"http://127.0.0.1:{server.server_port}", "a-token", timeout=1)
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def test_a_big_delete_waits_for_label_studio_to_finish_it():
+    """Label Studio answers a model-version delete once every prediction is gone (34 s for 8,800):
+    the client's usual timeout must not cut it (the retry then found nothing and counted 0)."""
+    from backends.core import labelstudio
+
+    # each delete takes longer than the client's timeout of 1 s
+    with slow_label_studio("DELETE", 200, {"deleted_predictions": 300}, lambda n: 1.5) as url:
+        ls = LabelStudioClient(url, "a-token", timeout=1)
         with pytest.raises(Exception, match="(?i)timed out"):
             ls.delete_model_version(1, "active-margin@active-v0")  # the usual timeout: cut short
         assert 300 * labelstudio.DELETE_S_PER_PREDICTION >= 1
         writer = PredictionWriter(ls, 1, "active-margin@active-v1", "active-")
         assert writer.delete_versions(["active-margin@active-v0"], at_most=300) == {"active-margin@active-v0": 300}
-    finally:
-        server.shutdown()
 
 
 def test_bulk_imports_that_slow_down_as_the_project_grows_are_waited_for():
@@ -97,35 +113,14 @@ def test_bulk_imports_that_slow_down_as_the_project_grows_are_waited_for():
     each call is slower than the last (past 30 s by the 60th call at 32,000 tasks, and the scoring
     job failed on a timeout). Here each import takes 0.35 s longer than the one before, against a
     1 s client timeout: the writer's wait follows the calls it measured, so none is cut short."""
-    import http.server
-    import json
-    import threading
-    import time
+    calls: list[int] = []
 
-    calls: list[float] = []
+    def slower_each_time(n: int) -> float:
+        calls.append(n)
+        return 0.35 * n
 
-    class SlowerEachTime(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            calls.append(time.monotonic())
-            time.sleep(0.35 * len(calls))
-            body = json.dumps({"created": 1}).encode()
-            self.send_response(201)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowerEachTime)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        ls = LabelStudioClient(f"http://127.0.0.1:{server.server_port}", "a-token", timeout=1)
-        writer = PredictionWriter(ls, 1, "active-margin@active-v1", "active-")
+    with slow_label_studio("POST", 201, {"created": 1}, slower_each_time) as url:
+        writer = PredictionWriter(LabelStudioClient(url, "a-token", timeout=1), 1, "active-margin@active-v1", "active-")
         entries = [TaskPrediction(i, i / 1000, []) for i in range(4 * BULK)]  # 4 imports: 0.35, 0.7, 1.05, 1.4 s
         assert writer.write(entries, {})["created"] == 4 * BULK
         assert len(calls) == 4, "no import was cut short and sent again"
-    finally:
-        server.shutdown()
