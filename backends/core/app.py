@@ -401,9 +401,9 @@ def _dispatcher(model_class: type[LabelLoopModel], services: Services) -> Any:
     model_path = f"{model_class.__module__}:{model_class.__qualname__}"
     if settings.redis_url:
         return RQDispatcher(services.journal, backend, model_path, settings.redis_url, settings.rq_queue)
-    if settings.job_runner == "process" and importable(model_path, model_class):
+    if settings.job_runner == "process" and model_class.jobs_in_child and importable(model_path, model_class):
         return ProcessDispatcher(backend, model_path, settings)
-    if settings.job_runner == "process":
+    if settings.job_runner == "process" and model_class.jobs_in_child:
         log.warning("%s: %s cannot be imported by path; jobs run in a thread of the server", backend, model_path)
     return EmbeddedDispatcher(services.journal, backend, lambda job: model_class.for_job(job, services))
 

@@ -83,12 +83,14 @@ class ProcessDispatcher:
             self._thread.start()
 
     def notify(self, job_id: int, project: int, attempts: int = 0) -> None:
-        """Wake the child now rather than at its next poll (only this process's own child)."""
+        """Wake the child now rather than at its next poll (only this process's own child): a byte
+        on its stdin, which waits in the pipe while the child is still starting (a signal sent then
+        would kill it). Never blocks: a full pipe already holds a wake-up."""
         child = self.child
-        if child is not None and child.poll() is None:
+        if child is not None and child.stdin is not None and child.poll() is None:
             try:
-                child.send_signal(signal.SIGUSR1)
-            except OSError:  # it just ended: the supervisor starts the next one, which polls at start
+                child.stdin.write(b"\n")
+            except (BlockingIOError, BrokenPipeError, ValueError, OSError):  # full, or it just ended
                 pass
 
     def stop(self) -> None:
@@ -129,7 +131,10 @@ class ProcessDispatcher:
         env = {**os.environ, **settings_env(self.settings), PARENT_ENV: str(os.getpid()),
                # the model class is imported by path: the child must see what this process sees
                "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        self.child = subprocess.Popen([sys.executable, "-m", "backends.core.job_process", self.model_path], env=env)
+        self.child = subprocess.Popen([sys.executable, "-m", "backends.core.job_process", self.model_path], env=env,
+                                      stdin=subprocess.PIPE, bufsize=0)
+        assert self.child.stdin is not None
+        os.set_blocking(self.child.stdin.fileno(), False)
         log.info("%s: job process %s started", self.backend, self.child.pid)
         return self.child.wait()
 
@@ -140,6 +145,14 @@ def _die_with_parent() -> bool:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_DEATHSIG, signal.SIGKILL, 0, 0, 0)
     return str(os.getppid()) == os.environ.get(PARENT_ENV)
+
+
+def _wake_on_input(runner: Any) -> None:
+    """Each byte the server writes on our stdin is a job journaled; its end is the server gone."""
+    stdin = os.fdopen(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+    while stdin.read(4096):  # unbuffered: returns what has arrived, b"" at the end
+        runner.notify(0, 0)
+    runner.stop()
 
 
 def main(model_path: str) -> int:
@@ -160,7 +173,7 @@ def main(model_path: str) -> int:
     runner = EmbeddedDispatcher(services.journal, model_class.backend, lambda job: model_class.for_job(job, services))
     parent = os.getppid()
     # Event.set takes a lock the interrupted main thread may hold: set it from a thread of its own
-    signal.signal(signal.SIGUSR1, lambda *_: threading.Thread(target=runner.notify, args=(0, 0)).start())
+    threading.Thread(target=_wake_on_input, args=(runner,), name="wake", daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=runner.stop).start())
     runner.run(alive=lambda: os.getppid() == parent)
     return 0

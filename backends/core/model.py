@@ -79,6 +79,9 @@ class LabelLoopModel:
     job_kinds: ClassVar[dict[str, str]] = {action: "train" for action in TRAINING_ACTIONS}
     #: Job kinds no webhook starts, only ``POST /jobs`` (or the backend itself, e.g. after a publish).
     requested_kinds: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``JOB_RUNNER=process`` runs this backend's jobs in the job process. A backend whose jobs
+    #: only fill the server's own memory (the segmenter's embedding prefetch) keeps them in a thread.
+    jobs_in_child: ClassVar[bool] = True
     #: Seconds between calls of :meth:`watch` in the server (None: the backend watches nothing).
     watch_interval_s: ClassVar[float | None] = None
 

@@ -89,6 +89,10 @@ def embedding_cache(services: Any, engine: SamEngine) -> EmbeddingCache:
 class SegmenterModel(LabelLoopModel):
     backend = "segmenter"
     job_kinds = {"TASKS_CREATED": "prefetch"}  # Segment Anything is used as is: no training
+    # The prefetch computes embeddings for this server's clicks: in a job process it would hold a
+    # second SAM and hand its work over only through the disk tier, while a click meanwhile
+    # computes the same embedding again instead of waiting for it (cache.py).
+    jobs_in_child = False
 
     @cached_property
     def settings(self) -> SegmenterSettings:

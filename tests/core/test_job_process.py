@@ -4,6 +4,7 @@ server, is started again when it dies alone, and loses nothing to a kill -9 (the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +45,12 @@ def test_a_class_another_process_cannot_import_runs_its_jobs_in_a_thread(setting
     assert isinstance(create_app(ToyModel, settings.model_copy(update={"job_runner": "thread"}), start_worker=False)
                       .extensions["labelloop"]["dispatcher"], EmbeddedDispatcher)
 
+    class FillsTheServersCache(ToyModel):  # as the segmenter's prefetch does
+        jobs_in_child = False
+
+    assert isinstance(create_app(FillsTheServersCache, settings.model_copy(update=runner), start_worker=False)
+                      .extensions["labelloop"]["dispatcher"], EmbeddedDispatcher)
+
 
 def probe(url: str, seconds: float, project: int = 3) -> int:
     reply = requests.post(f"{url}/webhook", json={"action": "TOY_PROBE", "project": {"id": project}, "seconds": seconds},
@@ -77,6 +84,9 @@ def test_jobs_run_in_a_child_that_a_kill_9_only_delays(start_backend, tmp_path):
         assert finished["result"]["pid"] not in (child, server.pid), "a new job process ran it"
     resumed = job(url, second)
     assert [t["outcome"] for t in resumed["tries"]] == ["lost", "done"], resumed  # resumed, not lost
+    # the wake-ups sent while a job process was starting (the first probe's, the third's) did not kill it
+    exits = re.findall(r"job process exited with (-?\d+)", server.log_tail(200_000))
+    assert exits == [str(-signal.SIGKILL)], exits
     # and it dies with its server: no training left running beside a restarted server
     child = resumed["result"]["pid"]
     os.kill(server.pid, signal.SIGKILL)
