@@ -179,7 +179,7 @@ def main(model_path: str) -> int:
     return 0
 
 
-def _main(argv: list[str] | None = None) -> Any:
+def _main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         raise SystemExit("usage: python -m backends.core.job_process module:ModelClass")
