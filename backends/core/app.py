@@ -402,7 +402,7 @@ def _dispatcher(model_class: type[LabelLoopModel], services: Services) -> Any:
     if settings.redis_url:
         return RQDispatcher(services.journal, backend, model_path, settings.redis_url, settings.rq_queue)
     if settings.job_runner == "process" and model_class.jobs_in_child and importable(model_path, model_class):
-        return ProcessDispatcher(backend, model_path, settings)
+        return ProcessDispatcher(backend, model_path, settings, services.journal)
     if settings.job_runner == "process" and model_class.jobs_in_child:
         log.warning("%s: %s cannot be imported by path; jobs run in a thread of the server", backend, model_path)
     return EmbeddedDispatcher(services.journal, backend, lambda job: model_class.for_job(job, services))

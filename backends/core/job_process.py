@@ -15,6 +15,10 @@ Invariants:
   running beside its restarted self; its job's lease then expires and the next worker resumes it,
   as when the in-process thread died with the server.
 - The child runs at a lower CPU priority (``JOB_NICENESS``): serving goes first on a small machine.
+- The child starts with the first job, not with the server: a backend that only serves (pre-labels,
+  smart clicks) never pays a second torch import and its memory. The lock holder starts it when
+  this process journals a job or when the journal holds one for the backend (journaled by another
+  gunicorn worker, or left by a server that was killed), looking every ``poll_s``.
 - A child that exits or is killed is started again (after 1 s, doubling to 30 s while it keeps
   dying at start); the journal keeps every event it had not finished.
 """
@@ -33,7 +37,10 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .journal import PENDING, RUNNING
+
 if TYPE_CHECKING:
+    from .journal import Journal
     from .settings import CoreSettings
 
 log = logging.getLogger(__name__)
@@ -69,10 +76,13 @@ def settings_env(settings: CoreSettings) -> dict[str, str]:
 class ProcessDispatcher:
     """Runs the job worker in a child process and keeps it running (see the module docstring)."""
 
-    def __init__(self, backend: str, model_path: str, settings: CoreSettings, poll_s: float = 5.0) -> None:
+    def __init__(self, backend: str, model_path: str, settings: CoreSettings, journal: Journal,
+                 poll_s: float = 5.0) -> None:
         self.backend, self.model_path, self.settings, self.poll_s = backend, model_path, settings, poll_s
+        self.journal = journal
         self.child: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
+        self._wanted = threading.Event()  # a job was journaled here: start the child now
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -86,6 +96,7 @@ class ProcessDispatcher:
         """Wake the child now rather than at its next poll (only this process's own child): a byte
         on its stdin, which waits in the pipe while the child is still starting (a signal sent then
         would kill it). Never blocks: a full pipe already holds a wake-up."""
+        self._wanted.set()
         child = self.child
         if child is not None and child.stdin is not None and child.poll() is None:
             try:
@@ -95,12 +106,13 @@ class ProcessDispatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wanted.set()
         if self.child is not None and self.child.poll() is None:
             self.child.terminate()
 
     def _supervise(self) -> None:
         lock = self._hold_lock()
-        if lock is None:
+        if lock is None or not self._wait_for_work():
             return
         wait = RESTART_S[0]
         while not self._stop.is_set():
@@ -112,6 +124,23 @@ class ProcessDispatcher:
             log.warning("%s: job process exited with %s; starting it again in %.0f s (the journal keeps its jobs)",
                         self.backend, code, wait)
             self._stop.wait(wait)
+
+    def _wait_for_work(self) -> bool:
+        """Block until there is a job for the child (False: the dispatcher stopped first)."""
+        while not self._stop.is_set():
+            if self._wanted.is_set() or self._journal_has_work():
+                return not self._stop.is_set()
+            self._wanted.wait(self.poll_s)
+        return False
+
+    def _journal_has_work(self) -> bool:
+        try:
+            counts = self.journal.count_jobs(self.backend)
+        except Exception as exc:  # a busy or broken journal: look again at the next poll
+            log.warning("%s: could not read the job journal (%s); looking again in %.0f s", self.backend, exc,
+                        self.poll_s)
+            return False
+        return bool(counts.get(PENDING) or counts.get(RUNNING))  # running: a killed server's, to resume
 
     def _hold_lock(self) -> IO[bytes] | None:
         """Block until this process holds the backend's job-process lock (or the dispatcher stops)."""

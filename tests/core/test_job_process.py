@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -63,10 +64,22 @@ def job(url: str, job_id: int) -> dict:
     return requests.get(f"{url}/jobs/{job_id}", timeout=5).json()
 
 
+def children(pid: int) -> list[int]:
+    """The live children of process ``pid``, from every one of its threads."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def test_jobs_run_in_a_child_that_a_kill_9_only_delays(start_backend, tmp_path):
     env = {"DATA_DIR": tmp_path / "toy", "LABEL_STUDIO_URL": "http://127.0.0.1:9", "TRAIN_DEBOUNCE_S": 0,
            "JOB_LEASE_S": 1.5, "WARMUP": "false"}
     server, url = start_backend("tests.toy_backend", env)
+    # a server that has only served has no job process (nor its torch import and memory) ...
+    assert requests.get(f"{url}/health", timeout=2).status_code == 200
+    time.sleep(1.5)
+    assert not children(server.pid), "a job process started before any job"
     first = probe(url, 0)
     done = wait_until(lambda: job(url, first)["state"] == "done" and job(url, first), 30, "the first probe")
     assert done["result"]["pid"] != server.pid, "the job ran in the server process"
@@ -92,3 +105,16 @@ def test_jobs_run_in_a_child_that_a_kill_9_only_delays(start_backend, tmp_path):
     os.kill(server.pid, signal.SIGKILL)
     wait_until(lambda: not Path(f"/proc/{child}").exists() or "zombie" in Path(f"/proc/{child}/status").read_text(),
                10, "the job process to die with its server")
+
+
+def test_a_restarted_server_resumes_the_job_it_was_running_without_a_new_event(start_backend, tmp_path):
+    env = {"DATA_DIR": tmp_path / "toy", "LABEL_STUDIO_URL": "http://127.0.0.1:9", "TRAIN_DEBOUNCE_S": 0,
+           "JOB_LEASE_S": 1.5, "WARMUP": "false"}
+    server, url = start_backend("tests.toy_backend", env)
+    left = probe(url, 3)
+    wait_until(lambda: job(url, left)["state"] == "running", 30, "the probe to start")
+    os.kill(server.pid, signal.SIGKILL)  # and its job process with it
+    # the new server starts its job process for the journal's job, though no webhook has come
+    _, url = start_backend("tests.toy_backend", env)
+    resumed = wait_until(lambda: job(url, left)["state"] == "done" and job(url, left), 60, "the left job")
+    assert [t["outcome"] for t in resumed["tries"]] == ["lost", "done"], resumed
