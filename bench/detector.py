@@ -10,6 +10,10 @@
     image (goal: the endpoint >= 1.2x faster), per runtime and with the default (auto).
 (w) ``first_predict``: the first /predict after a server start vs a warm one, with the server's
     warm-up (a real inference in the background) and without it (goal: first <= 1.2x warm).
+(e) ``corrections`` (inside (b)): corrections per test image (detector/corrections.py: deletes,
+    draws, adjusts, relabels) for each of (b)'s fine-tuned models, at the serving score threshold,
+    against labeling by hand (every box drawn); 25/50/100/200 labeled images. Goal: at 100 labels
+    from base, at most 0.5x the corrections of labeling by hand.
 (c) ``loop``: seconds from an annotation submit in a real Label Studio to a new version serving,
     for 50 labeled images at imgsz 320 on CPU.
 
@@ -37,6 +41,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 import requests  # noqa: E402
 
 from backends.core.app import WARMUP_DONE  # noqa: E402
+from backends.detector.corrections import Region, by_hand, total_corrections  # noqa: E402
 from backends.detector.dataset import split, write_dataset  # noqa: E402
 from backends.detector.settings import DetectorSettings  # noqa: E402
 from backends.detector.training import adapt_head, evaluate, fine_tune, save_checkpoint  # noqa: E402
@@ -239,7 +244,7 @@ def part_transfer(work: Path, quick: bool, budgets: list[int] | None = None) -> 
     base_names = [fmnist.NAMES[c] for c in base_classes]
     new_names = [fmnist.NAMES[c] for c in new_classes]
     n_base, base_epochs = (60, 3) if quick else (400, 15)
-    default_budgets, epochs = ([25], 2) if quick else ([25, 50, 100], 15)
+    default_budgets, epochs = ([25], 2) if quick else ([25, 50, 100, 200], 15)
     budgets = budgets or default_budgets
     settings = DetectorSettings(imgsz=320, batch=16, epochs=base_epochs, freeze=0, patience=0, lr0=0.01)
     started = time.time()
@@ -269,11 +274,33 @@ def part_transfer(work: Path, quick: bool, budgets: list[int] | None = None) -> 
                                                workdir=work / f"{label}-{n}")["map50"]
             row[f"{label}_seconds"] = round(time.time() - t0, 1)
             row[f"{label}_val_curve"] = val_curve(trainer)
+            row[f"{label}_corrections"] = corrections_on_test_set(Path(trainer.best), test, new_names)
+        row["by_hand_corrections"] = by_hand([truth_regions(boxes, new_names, img.size) for img, boxes in test]).to_json()
+        row["from_base_over_by_hand"] = round(row["from_base_corrections"]["per_image"]
+                                              / row["by_hand_corrections"]["per_image"], 3)
         print(row)
         rows.append(row)
     return {"base_images": n_base, "base_epochs": base_epochs, "base_map50_on_own_classes": base_map,
             "finetune_epochs": epochs, "freeze_from_base": 10, "imgsz": 320, "test_images": len(test), "rows": rows,
             "new_names": new_names, "test_canvases_seed": 99}
+
+
+def truth_regions(boxes: list[Any], names: list[str], size: tuple[int, int]) -> list[Region]:
+    w, h = size
+    return [Region(names[c], (x / w, y / h, (x + bw) / w, (y + bh) / h)) for c, x, y, bw, bh in boxes]
+
+
+def corrections_on_test_set(weights: Path, test: list[Any], names: list[str]) -> dict[str, Any]:
+    """(e) Corrections per test image for ``weights`` at the serving score threshold."""
+    from ultralytics import YOLO
+
+    model, threshold = YOLO(str(weights)), DetectorSettings().score_threshold
+    pairs = []
+    for img, boxes in test:
+        (result,) = model.predict(img, conf=threshold, imgsz=320, verbose=False)
+        predicted = [Region(names[int(c)], tuple(b)) for b, c in zip(result.boxes.xyxyn.tolist(), result.boxes.cls.tolist())]
+        pairs.append((predicted, truth_regions(boxes, names, img.size)))
+    return total_corrections(pairs).to_json()
 
 
 # -- (c) ------------------------------------------------------------------------------------------

@@ -186,6 +186,13 @@ class DetectorModel(LabelLoopModel):
                     regions[i].extend(plan.control.regions(result, model_names, img.width, img.height))  # type: ignore[union-attr]
         return regions
 
+    def regions_from(self, weights: str, control: ControlModel, images: list[Image.Image]) -> list[list[dict[str, Any]]]:
+        """``control``'s regions on ``images`` from ``weights`` as ``/predict`` makes them (same
+        threshold, runtime, inference size and label mapping): what a labeler would be shown."""
+        results = self._infer(weights, [self._inference_copy(image) for image in images], control.threshold)
+        names = load_model(weights).names
+        return [control.regions(result, names, *image.size) for result, image in zip(results, images)]
+
     def _inference_copy(self, image: Image.Image) -> Image.Image:
         """The image as inference needs it: ultralytics letterboxes to ``predict_imgsz`` anyway, so
         an image over twice that on its long side is reduced by an integer factor first (fast, and

@@ -28,7 +28,8 @@ from backends.core.jobs import JobCancelled, NoJob
 from backends.core.scratch import owned_tempdir, remove_orphans
 from backends.core.timings import Timings
 
-from .dataset import BuildReport, samples_from_tasks, split, write_dataset
+from .corrections import Region, by_hand, total_corrections
+from .dataset import BuildReport, rect_to_yolo, samples_from_tasks, split, write_dataset
 from .downloads import shown
 from .weights import load_model, weights_of
 
@@ -163,6 +164,11 @@ class FineTuner:
             with self.timings("export"):  # the serving runtime's file, in the version before it serves
                 self.detector.serving_weights(str(weights_of(staged.path)))
             metadata["timings"]["export"] = self.timings["export"]
+            with self.timings("corrections"):
+                val = [s for s in usable if s.task_id in val_ids]
+                metadata["corrections"] = {from_name: self._corrections(weights_of(staged.path), current, val,
+                                                                        images, names)}
+            metadata["timings"]["corrections"] = self.timings["corrections"]
             version = staged.publish(metadata, make_current=make_current)
         if make_current:
             self.detector.request_prelabel(version.name)
@@ -172,6 +178,27 @@ class FineTuner:
         return {"version": version.name, "serving": make_current, "decision": decision, "metrics": metrics}
 
     # -- steps ----------------------------------------------------------------------------------
+    def _corrections(self, new: Path, current: Any, val: list[Any], images: dict[int, Any], names: list[str]
+                     ) -> dict[str, Any]:
+        """Corrections per val image (corrections.py) for the new version, the version it would
+        replace (or the base weights) and labeling by hand, on the same images."""
+        truths = [[Region(names[c], _corners(cx, cy, w, h)) for c, cx, cy, w, h in s.boxes] for s in val]
+        pictures = [images[s.task_id] for s in val]
+        before = str(weights_of(current.path)) if current is not None else self.settings.base_weights
+        out: dict[str, Any] = {"version": self._corrections_of(str(new), pictures, truths),
+                               "by_hand": by_hand(truths).to_json()}
+        try:
+            out["before"] = {"weights": current.name if current else shown(before),
+                             **self._corrections_of(before, pictures, truths)}
+        except LabelLoopError as exc:  # e.g. base weights with no class named as a label
+            out["before"] = {"weights": current.name if current else shown(before), "error": exc.message}
+        return out
+
+    def _corrections_of(self, weights: str, pictures: list[Any], truths: list[list[Region]]) -> dict[str, Any]:
+        control = self._box_control()
+        predicted = [[_region(r) for r in regions] for regions in self.detector.regions_from(weights, control, pictures)]
+        return total_corrections(list(zip(predicted, truths))).to_json()
+
     def _box_control(self) -> Any:
         boxes = [c for c in self.detector.controls if c.tag == "RectangleLabels"]
         if not boxes:
@@ -335,3 +362,14 @@ def _total_loss(tloss: Any) -> float | None:
 
 def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
+
+
+def _corners(cx: float, cy: float, w: float, h: float) -> tuple[float, float, float, float]:
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+
+def _region(result: dict[str, Any]) -> Region:
+    """A predicted rectangle as the annotation's boxes are compared: clipped, axis-aligned, 0..1."""
+    value = result["value"]
+    box = rect_to_yolo(value, result.get("original_width") or 1, result.get("original_height") or 1)
+    return Region(value["rectanglelabels"][0], _corners(*box) if box else (0.0, 0.0, 0.0, 0.0))

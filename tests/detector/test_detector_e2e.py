@@ -66,7 +66,14 @@ def test_prelabels_then_training_on_submit(label_studio, detector, tmp_path):
     assert set(current["metrics"]) >= {"map50", "map50_95", "precision", "recall", "f1", "per_class"}
     assert current["report"]["n_negatives"] == 1 and current["report"]["dropped_outside"] == 1
     assert str(gone) in current["report"]["skipped_tasks"]
-    assert set(current["timings"]) >= {"fetch", "dataset", "train", "evaluate", "export", "total"}
+    assert set(current["timings"]) >= {"fetch", "dataset", "train", "evaluate", "export", "corrections", "total"}
+    # corrections per val image, for the new version, the base it replaces and labeling by hand
+    corrections = current["corrections"][current["from_name"]]
+    kept = {tasks[1]: len(boxes[1][1]), tasks[2]: 0, tasks[3]: 1}  # annotated boxes inside the image
+    assert corrections["by_hand"]["draws"] == sum(kept[t] for t in current["val_task_ids"])
+    assert corrections["before"]["weights"] and "error" not in corrections["before"], corrections  # base's classes map
+    for made_by in ("version", "before", "by_hand"):
+        assert corrections[made_by]["images"] == current["n_val"], corrections
     # on a CPU the version is served by ONNX Runtime: exported by the job, before it serves
     (exported,) = (tmp_path / "det").rglob(f"{versions['current']}/weights.imgsz640.onnx")
 
