@@ -93,7 +93,7 @@ def rle_ms(mask: np.ndarray, n: int = 5, sdk: bool = False) -> float:
     if sdk:
         from label_studio_sdk.converter.brush import mask2rle
     else:
-        from backends.segmenter.rle import mask2rle
+        from backends.core.rle import mask2rle
 
     times = []
     for _ in range(n):
@@ -172,7 +172,7 @@ def main() -> None:
                          "mask_runs": int(np.count_nonzero(np.diff(mask.ravel()))),
                          "compact_blob_mask": rle_ms(blob), "compact_blob_mask_sdk": rle_ms(blob, sdk=True)},
         "note": "cold/warm/prefetched return BrushLabels, *_polygon PolygonLabels; server: gunicorn, 1 worker. "
-                "Brush RLE: backends/segmenter/rle.py, byte-identical to label-studio-sdk's pure-Python encoder "
+                "Brush RLE: backends.core.rle.py, byte-identical to label-studio-sdk's pure-Python encoder "
                 "(*_sdk), which is linear in the mask's runs: random-weight SAM returns speckled masks (see "
                 "mask_runs), trained SAM compact ones (compact_blob_mask)",
     }

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -36,6 +36,9 @@ class Sample:
     task_id: int
     image_url: str
     boxes: list[tuple[int, float, float, float, float]]  # class, cx, cy, w, h (0..1)
+
+    def label_lines(self) -> str:
+        return "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in self.boxes)
 
 
 @dataclass
@@ -78,7 +81,7 @@ def rect_to_yolo(value: dict[str, Any], width: float = 1.0, height: float = 1.0
     return ((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1)
 
 
-def _other_region(item: dict[str, Any], to_name: str, class_index: dict[str, int]) -> set[str]:
+def other_region(item: dict[str, Any], to_name: str, class_index: dict[str, int]) -> set[str]:
     """{the region type} when ``item`` labels one of the model's classes on this image, else {}."""
     kind = str(item.get("type") or "")
     labels = (item.get("value") or {}).get(kind) if kind.endswith("labels") else None
@@ -102,7 +105,7 @@ def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name:
         boxes, outlined = [], set()
         for item in annotation.get("result") or []:
             if item.get("from_name") != from_name or item.get("type") != "rectanglelabels":
-                outlined |= _other_region(item, to_name, class_index)
+                outlined |= other_region(item, to_name, class_index)
                 continue
             labels = (item.get("value") or {}).get("rectanglelabels") or []
             if not labels or labels[0] not in class_index:
@@ -126,7 +129,14 @@ def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name:
     return samples
 
 
-def write_dataset(root: Path, samples: list[Sample], images: dict[int, Any], names: list[str],
+class LabelledSample(Protocol):
+    task_id: int
+
+    def label_lines(self) -> str:
+        """The sample's YOLO label file (boxes, or segment polygons)."""
+
+
+def write_dataset(root: Path, samples: Sequence[LabelledSample], images: dict[int, Any], names: list[str],
                   train: set[int], val: set[int]) -> Path:
     """Write images/labels for the samples whose image loaded; returns the data.yaml path."""
     for part in ("train", "val"):
@@ -136,7 +146,7 @@ def write_dataset(root: Path, samples: list[Sample], images: dict[int, Any], nam
         image = images.get(sample.task_id)
         if image is None:
             continue
-        lines = "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in sample.boxes)
+        lines = sample.label_lines()
         for part, members in (("train", train), ("val", val)):
             if sample.task_id in members:
                 image.save(root / "images" / part / f"{sample.task_id}.jpg", quality=95)

@@ -29,7 +29,7 @@ from .controls import CONTROL_MODELS, ControlModel
 from .downloads import shown
 from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
-from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, weights_of
+from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, version_controls, weights_of
 
 if TYPE_CHECKING:
     from backends.core.jobs import JobReporter
@@ -100,25 +100,18 @@ class DetectorModel(LabelLoopModel):
         current = self.registry.current() if self.registry else None  # read the pointer once
         base_by_task = {"detect": self.settings.base_weights, "segment": self.settings.seg_weights,
                         "pose": self.settings.pose_weights, "classify": self.settings.cls_weights}
-        trained_for = self._trained_control(current)
+        first_box = next((c.from_name for c in self.controls if c.yolo_task == "detect"), None)
+        served = version_controls(current, first_box) if current is not None else {}
         plans = []
         for control in self.controls:
+            entry = served.get(control.from_name)
             if control.model_path:
                 plans.append(Plan(control, check_allowed(control.model_path, self.allowed_weight_dirs), None))
-            elif current is not None and control.from_name == trained_for:  # trained_for is set only with current
-                plans.append(Plan(control, str(weights_of(current.path)), current.name))
-            else:
+            elif current is not None and entry is not None:
+                plans.append(Plan(control, str(Path(current.path) / entry["weights"]), current.name))
+            else:  # e.g. a second box control: the version's classes are not its labels
                 plans.append(Plan(control, base_by_task[control.yolo_task], None))
         return plans
-
-    def _trained_control(self, current: Any) -> str | None:
-        """The box control a version serves: the one it was trained on (training learns the first
-        <RectangleLabels>; imported versions are taken to be for it too). A second box control keeps
-        its base weights, since the version's classes are not its labels."""
-        if current is None:
-            return None
-        first = next((c.from_name for c in self.controls if c.yolo_task == "detect"), None)
-        return current.metadata.get("from_name") or first
 
     @property
     def allowed_weight_dirs(self) -> list[Path]:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +31,10 @@ from backends.core.scratch import owned_tempdir, remove_orphans
 from backends.core.timings import Timings
 
 from .corrections import Region, by_hand, total_corrections
-from .dataset import BuildReport, rect_to_yolo, samples_from_tasks, split, write_dataset
+from .dataset import rect_to_yolo, split, write_dataset
 from .downloads import shown
-from .weights import load_model, weights_of
+from .trainable import TRAINABLE, ControlData
+from .weights import WEIGHTS_FILE, load_model, version_controls
 
 if TYPE_CHECKING:
     from backends.core.jobs import JobReporter
@@ -53,7 +56,7 @@ def save_checkpoint(model: Any, path: Path, task: str = "detect") -> Path:
 
 
 def adapt_head(model: Any, names: list[str]) -> Any:
-    """A copy of a DetectionModel whose head predicts exactly ``names`` (in that order).
+    """A copy of a DetectionModel (or SegmentationModel) whose head predicts exactly ``names``.
 
     Everything whose shape is unchanged is copied; in the class branch (``cv3``, and ``one2one_cv3``
     on end-to-end heads) each output row of a class the old model knew by the same name (case-
@@ -63,14 +66,13 @@ def adapt_head(model: Any, names: list[str]) -> Any:
     is trained anew on top of the kept backbone, neck and box branch.
     """
     import torch
-    from ultralytics.nn.tasks import DetectionModel
 
     old_names = [str(n) for n in dict(model.names).values()]
     if old_names == names:
         return copy.deepcopy(model)
     # Any, like ``model``: ultralytics declares none of its models' attributes (model, args, names),
     # which torch's Module.__getattr__ would then type Tensor | Module
-    new: Any = DetectionModel(copy.deepcopy(model.yaml), nc=len(names), verbose=False)
+    new: Any = type(model)(copy.deepcopy(model.yaml), nc=len(names), verbose=False)  # detect or segment
     new_state = new.state_dict()
     kept = {k: v for k, v in model.state_dict().items() if k in new_state and v.shape == new_state[k].shape}
     new.load_state_dict(kept, strict=False)
@@ -96,6 +98,21 @@ def adapt_head(model: Any, names: list[str]) -> Any:
     return new
 
 
+@dataclass
+class Trained:
+    """One control's fine-tune: its best weights, scores, and val split (images included)."""
+
+    data: ControlData
+    best: Path
+    metrics: dict[str, Any]
+    current_metrics: dict[str, Any] | None
+    accepted: bool
+    decision: str
+    n_train: int
+    val: list[Any]
+    images: dict[int, Any]
+
+
 class FineTuner:
     def __init__(self, detector: DetectorModel, job: JobReporter | None = None) -> None:
         self.detector = detector
@@ -104,107 +121,175 @@ class FineTuner:
         self.services = detector.services
         self.registry = detector.project_registry
         self.timings = Timings()
+        self._images: dict[str, Any] = {}  # image URL -> decoded image, for this job
 
     # -- orchestration --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        control = self._box_control()
-        names = list(control.control.labels)
-        image_key = self._image_key(control.to_name)
+        controls = self._trainable_controls()
         started = time.time()
         with self.timings("fetch"):
             tasks = self._fetch_tasks()
-        report = BuildReport()
-        samples = samples_from_tasks(tasks, control.from_name, control.to_name, image_key,
-                                     {n: i for i, n in enumerate(names)}, report)
-        if len(samples) < self.settings.min_annotations:
-            reason = f"{len(samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
+        datasets = [TRAINABLE[c.tag].data(tasks, c, self._image_key(c.to_name)) for c in controls]
+        enough = [d for d in datasets if len(d.samples) >= self.settings.min_annotations]
+        if not enough:
+            reason = "; ".join(f"{d.from_name}: {len(d.samples)} annotated tasks" for d in datasets) + \
+                f", fewer than min_annotations={self.settings.min_annotations}"
             log.info("detector project %s: not training: %s", self.detector.project_id, reason)
-            return {"skipped": reason, "report": report.to_json()}
+            return {"skipped": reason, "report": {d.from_name: d.report.to_json() for d in datasets}}
         workdir = owned_tempdir(self._work_root(), WORKDIR_PREFIX)
         try:
-            return self._train_and_publish(workdir, samples, names, control.from_name, report, started)
+            return self._train_and_publish(workdir, enough, started)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _train_and_publish(self, workdir: Path, samples: list[Any], names: list[str], from_name: str,
-                           report: BuildReport, started: float) -> dict[str, Any]:
-        with self.timings("dataset"):
-            images = self._load_images(samples, report)
-            usable = [s for s in samples if s.task_id in images]
-            if not usable:
-                raise LabelLoopError("no annotated image could be loaded; see the job's report")
-            train_ids, val_ids = split([s.task_id for s in usable], self.settings.val_ratio, self.settings.seed)
-            data_yaml = write_dataset(workdir / "data", usable, images, names, train_ids, val_ids)
-        self.job.progress(stage="training", n_train=len(train_ids), n_val=len(val_ids))
+    def _train_and_publish(self, workdir: Path, datasets: list[ControlData], started: float) -> dict[str, Any]:
         current = self.registry.current()
+        before = version_controls(current, self._first_box()) if current is not None else {}
+        # only the controls whose training set changed since the serving version; all when none did
+        # (a Train click, or new settings: the user asked for training)
+        changed = [d for d in datasets if (before.get(d.from_name) or {}).get("fingerprint") != d.fingerprint()]
+        trained = [self._train_control(workdir / f"c{i}", d, current, before.get(d.from_name))
+                   for i, d in enumerate(changed or datasets)]
+        make_current = any(t.accepted for t in trained)
+        entries = self._entries(trained, datasets, current, before, make_current)
+        primary = self._primary(entries)
+        sources = {}
+        for from_name, entry in entries.items():
+            sources[from_name] = entry.pop("_source")
+            entry["weights"] = WEIGHTS_FILE if from_name == primary else f"controls/{_file_name(from_name)}.pt"
+        metadata = self._metadata(entries, primary, trained, current, started)
+        with self.registry.stage() as staged:
+            for from_name, entry in entries.items():
+                target = Path(staged.path) / entry["weights"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(sources[from_name], target)
+                with self.timings("export"):  # the serving runtime's file, in the version before it serves
+                    self.detector.serving_weights(str(target))
+            metadata["timings"]["export"] = self.timings["export"]
+            with self.timings("corrections"):
+                metadata["corrections"] = {
+                    t.data.from_name: self._corrections(Path(staged.path) / entries[t.data.from_name]["weights"],
+                                                        current, t)
+                    for t in trained if t.data.task == "detect"}
+            metadata["timings"]["corrections"] = self.timings["corrections"]
+            version = staged.publish(metadata, make_current=make_current)
+        if make_current:
+            self.detector.request_prelabel(version.name)
+        log.info("detector project %s: %s %s: %s", self.detector.project_id,
+                 "published" if make_current else "kept (not serving)", version.name, metadata["decision"])
+        return {"version": version.name, "serving": make_current, "decision": metadata["decision"],
+                "metrics": entries[primary].get("metrics"),
+                "controls": {n: {k: e.get(k) for k in ("task", "trained", "decision", "metrics", "carried_from")}
+                             for n, e in entries.items()}}
+
+    def _train_control(self, workdir: Path, data: ControlData, current: Any, before: dict[str, Any] | None) -> Trained:
+        """Train one control's weights and evaluate them, and the serving ones, on its val split."""
+        with self.timings("dataset"):
+            images = self._load_images(data.samples, data.report)
+            usable = [s for s in data.samples if s.task_id in images]
+            if not usable:
+                raise LabelLoopError(f"{data.from_name}: no annotated image could be loaded; see the job's report")
+            train_ids, val_ids = split([s.task_id for s in usable], self.settings.val_ratio, self.settings.seed)
+            data_yaml = write_dataset(workdir / "data", usable, images, data.names, train_ids, val_ids)
+        self.job.progress(stage="training", control=data.from_name, n_train=len(train_ids), n_val=len(val_ids))
+        serving = Path(current.path) / before["weights"] if current is not None and before else None
         with self.timings("prepare"):
-            start = self._start_checkpoint(current, names, workdir)
+            start = self._start_checkpoint(str(serving) if serving else self._base_weights(data.task), data, workdir)
         with self.timings("train"):
             best = self._train(start, data_yaml, workdir)
         with self.timings("evaluate"):
-            metrics = evaluate(best, data_yaml, self.settings, names, workdir=workdir)
+            metrics = evaluate(best, data_yaml, self.settings, data.names, workdir=workdir, task=data.task)
             current_metrics = None
-            if current is not None and current.metadata.get("names") == names:
-                current_metrics = evaluate(weights_of(current.path), data_yaml, self.settings, names,
-                                           workdir=workdir)
-        make_current, decision = publish_decision(self.settings.publish, metrics, current_metrics)
-        metadata: dict[str, Any] = {
-            "names": names, "from_name": from_name, "metrics": metrics, "current_metrics": current_metrics,
-            "decision": decision,
-            "n_annotations": report.n_annotated, "n_train": len(train_ids), "n_val": len(val_ids),
-            "val_task_ids": sorted(val_ids), "report": report.to_json(),
+            if serving is not None and before and before.get("names") == data.names:
+                current_metrics = evaluate(serving, data_yaml, self.settings, data.names, workdir=workdir,
+                                           task=data.task)
+        accepted, decision = publish_decision(self.settings.publish, metrics, current_metrics)
+        val = [s for s in usable if s.task_id in val_ids]
+        return Trained(data, best, metrics, current_metrics, accepted, decision, len(train_ids), val,
+                       {s.task_id: images[s.task_id] for s in val})
+
+    def _entries(self, trained: list[Trained], datasets: list[ControlData], current: Any,
+                 before: dict[str, dict[str, Any]], make_current: bool) -> dict[str, dict[str, Any]]:
+        """Each control's entry in the new version: its new weights; or, when it did not change or
+        (with other controls publishing) scored worse, the serving version's, carried over."""
+        entries: dict[str, dict[str, Any]] = {}
+        done = {t.data.from_name: t for t in trained}
+        for data in datasets:
+            t, old = done.get(data.from_name), before.get(data.from_name)
+            if t is not None and (t.accepted or not make_current or old is None):
+                entries[data.from_name] = {
+                    "tag": data.control.tag, "task": data.task, "names": data.names, "trained": True,
+                    "fingerprint": data.fingerprint(), "metrics": t.metrics, "current_metrics": t.current_metrics,
+                    "decision": t.decision, "n_annotations": data.report.n_annotated, "n_train": t.n_train,
+                    "n_val": len(t.val), "val_task_ids": sorted(s.task_id for s in t.val),
+                    "report": data.report.to_json(), "_source": t.best}
+            elif old is not None:
+                entries[data.from_name] = {**old, "trained": False, "carried_from": old.get("carried_from") or current.name,
+                                           "_source": Path(current.path) / old["weights"]}
+                if t is not None:
+                    entries[data.from_name]["rejected"] = {"metrics": t.metrics, "decision": t.decision}
+        return entries
+
+    def _metadata(self, entries: dict[str, dict[str, Any]], primary: str, trained: list[Trained], current: Any,
+                  started: float) -> dict[str, Any]:
+        """The version's metadata: every control's entry, and the primary control's at the top level
+        (where versions of one box control kept them, and where /metrics and the active backend read)."""
+        main = entries[primary]
+        decisions = [f"{t.data.from_name}: {t.decision}" for t in trained]
+        return {
+            "names": main["names"], "from_name": primary, "metrics": main.get("metrics"),
+            "current_metrics": main.get("current_metrics"),
+            "decision": trained[0].decision if len(trained) == 1 else "; ".join(decisions),
+            **{k: main.get(k) for k in ("n_annotations", "n_train", "n_val", "val_task_ids", "report")},
+            "controls": entries,
             "hyperparameters": {k: getattr(self.settings, k) for k in
                                 ("epochs", "imgsz", "batch", "lr0", "freeze", "patience", "max_minutes",
                                  "val_ratio", "publish", "seed")},
             "start_weights": current.name if current else shown(self.settings.base_weights),
             "timings": {**self.timings, "total": round(time.time() - started, 2)}, "job": self.job.id,
         }
-        with self.registry.stage() as staged:
-            shutil.copy(best, weights_of(staged.path))
-            with self.timings("export"):  # the serving runtime's file, in the version before it serves
-                self.detector.serving_weights(str(weights_of(staged.path)))
-            metadata["timings"]["export"] = self.timings["export"]
-            with self.timings("corrections"):
-                val = [s for s in usable if s.task_id in val_ids]
-                metadata["corrections"] = {from_name: self._corrections(weights_of(staged.path), current, val,
-                                                                        images, names)}
-            metadata["timings"]["corrections"] = self.timings["corrections"]
-            version = staged.publish(metadata, make_current=make_current)
-        if make_current:
-            self.detector.request_prelabel(version.name)
-        log.info("detector project %s: %s %s (mAP50 %.3f, mAP50-95 %.3f): %s", self.detector.project_id,
-                 "published" if make_current else "kept (not serving)", version.name,
-                 metrics["map50"], metrics["map50_95"], decision)
-        return {"version": version.name, "serving": make_current, "decision": decision, "metrics": metrics}
+
+    @staticmethod
+    def _primary(entries: dict[str, dict[str, Any]]) -> str:
+        """The control whose weights are the version's ``weights.pt``: the first box control, else
+        the first control (what the active backend and imported versions mean by a version's weights)."""
+        return next((n for n, e in entries.items() if e["task"] == "detect"), next(iter(entries)))
 
     # -- steps ----------------------------------------------------------------------------------
-    def _corrections(self, new: Path, current: Any, val: list[Any], images: dict[int, Any], names: list[str]
-                     ) -> dict[str, Any]:
+    def _corrections(self, new: Path, current: Any, trained: Trained) -> dict[str, Any]:
         """Corrections per val image (corrections.py) for the new version, the version it would
         replace (or the base weights) and labeling by hand, on the same images."""
+        control, names, val = trained.data.control, trained.data.names, trained.val
         truths = [[Region(names[c], _corners(cx, cy, w, h)) for c, cx, cy, w, h in s.boxes] for s in val]
-        pictures = [images[s.task_id] for s in val]
-        before = str(weights_of(current.path)) if current is not None else self.settings.base_weights
-        out: dict[str, Any] = {"version": self._corrections_of(str(new), pictures, truths),
+        pictures = [trained.images[s.task_id] for s in val]
+        old = version_controls(current, self._first_box()).get(control.from_name) if current is not None else None
+        before = str(Path(current.path) / old["weights"]) if old else self._base_weights("detect")
+        shown_before = current.name if old else shown(before)
+        out: dict[str, Any] = {"version": self._corrections_of(str(new), control, pictures, truths),
                                "by_hand": by_hand(truths).to_json()}
         try:
-            out["before"] = {"weights": current.name if current else shown(before),
-                             **self._corrections_of(before, pictures, truths)}
+            out["before"] = {"weights": shown_before, **self._corrections_of(before, control, pictures, truths)}
         except LabelLoopError as exc:  # e.g. base weights with no class named as a label
-            out["before"] = {"weights": current.name if current else shown(before), "error": exc.message}
+            out["before"] = {"weights": shown_before, "error": exc.message}
         return out
 
-    def _corrections_of(self, weights: str, pictures: list[Any], truths: list[list[Region]]) -> dict[str, Any]:
-        control = self._box_control()
+    def _corrections_of(self, weights: str, control: Any, pictures: list[Any], truths: list[list[Region]]
+                        ) -> dict[str, Any]:
         predicted = [[_region(r) for r in regions] for regions in self.detector.regions_from(weights, control, pictures)]
         return total_corrections(list(zip(predicted, truths))).to_json()
 
-    def _box_control(self) -> Any:
-        boxes = [c for c in self.detector.controls if c.tag == "RectangleLabels"]
-        if not boxes:
-            raise LabelConfigError("training needs a <RectangleLabels> control "
-                                   "(polygon/keypoint/choices training is not supported yet)")
-        return boxes[0]
+    def _trainable_controls(self) -> list[Any]:
+        found = [c for c in self.detector.controls if c.tag in TRAINABLE and not c.model_path]
+        if not found:
+            raise LabelConfigError(f"training needs a {' or '.join(f'<{t}>' for t in TRAINABLE)} control without "
+                                   "model_path (keypoint and choices training are not supported yet)")
+        return found
+
+    def _first_box(self) -> str | None:
+        return next((c.from_name for c in self.detector.controls if c.tag == "RectangleLabels"), None)
+
+    def _base_weights(self, task: str) -> str:
+        return {"detect": self.settings.base_weights, "segment": self.settings.seg_weights}[task]
 
     def _image_key(self, to_name: str) -> str:
         return next(o.value_name for o in self.detector.label_interface.objects if o.name == to_name)
@@ -221,12 +306,15 @@ class FineTuner:
                 self.job.check_cancelled()
         return tasks
 
-    def _load_images(self, samples: list[Any], report: BuildReport) -> dict[int, Any]:
+    def _load_images(self, samples: list[Any], report: Any) -> dict[int, Any]:
+        """The samples' images, loaded once per job (two controls on one image share it)."""
         images = {}
         for i, sample in enumerate(samples):
             self.job.check_cancelled()
             try:
-                images[sample.task_id] = self.services.media.load_image(sample.image_url).image
+                if sample.image_url not in self._images:
+                    self._images[sample.image_url] = self.services.media.load_image(sample.image_url).image
+                images[sample.task_id] = self._images[sample.image_url]
             except LabelLoopError as exc:  # e.g. the task was deleted since: skip it, say why
                 report.skipped_tasks[sample.task_id] = exc.message
                 log.warning("detector: task %s left out of training: %s", sample.task_id, exc.message)
@@ -234,13 +322,14 @@ class FineTuner:
                 self.job.progress(stage="loading images", loaded=i + 1, total=len(samples))
         return images
 
-    def _start_checkpoint(self, current: Any, names: list[str], workdir: Path) -> Path:
-        source = str(weights_of(current.path)) if current is not None else self.settings.base_weights
+    def _start_checkpoint(self, source: str, data: ControlData, workdir: Path) -> Path:
+        """``source`` (the control's serving weights, else the base weights of its task) with the
+        head adapted to the control's classes."""
         base = load_model(source).model
-        if getattr(base, "task", "detect") != "detect":
-            raise LabelConfigError(f"start weights {source!r} are a {base.task} model; "
-                                   "RectangleLabels training needs a detect model")
-        return save_checkpoint(adapt_head(base.model, names), workdir / "start.pt")
+        if getattr(base, "task", "detect") != data.task:
+            raise LabelConfigError(f"start weights {shown(source)!r} are a {base.task} model; "
+                                   f"{data.control.tag} training needs a {data.task} model")
+        return save_checkpoint(adapt_head(base.model, data.names), workdir / "start.pt", task=data.task)
 
     def _train(self, start: Path, data_yaml: Path, workdir: Path) -> Path:
         epochs = self.settings.epochs
@@ -329,8 +418,11 @@ def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
     return model.trainer
 
 
-def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str], *, workdir: Path) -> dict[str, Any]:
-    """mAP50, mAP50-95, precision, recall, F1, overall and per class, on the dataset's val split.
+def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str], *, workdir: Path,
+             task: str = "detect") -> dict[str, Any]:
+    """mAP50, mAP50-95, precision, recall, F1, overall and per class, on the dataset's val split:
+    of the boxes for detect weights, of the masks for segment weights (their boxes' mAP is added
+    under ``box``). The publish gate reads ``map50_95``, so a segment version is judged by its masks.
 
     ``workdir`` holds ultralytics' val run folder: without ``project=`` it would write ``runs/``
     into the working directory, which in the images is read-only (no version ever published)."""
@@ -340,15 +432,18 @@ def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str], *,
     result = model.val(data=str(data_yaml), split="val", imgsz=settings.imgsz, batch=settings.batch,
                        device=resolve_device(settings.device), plots=False, verbose=False, workers=0,
                        project=str(workdir / "runs"), name="val", exist_ok=True)
-    box = result.box
-    precision, recall = float(box.mp), float(box.mr)
+    metric = result.seg if task == "segment" else result.box
+    precision, recall = float(metric.mp), float(metric.mr)
     per_class = {}
-    for i, class_index in enumerate(box.ap_class_index.tolist()):
-        p, r, ap50, ap = (float(v) for v in box.class_result(i))
+    for i, class_index in enumerate(metric.ap_class_index.tolist()):
+        p, r, ap50, ap = (float(v) for v in metric.class_result(i))
         per_class[names[class_index]] = {"precision": p, "recall": r, "map50": ap50, "map50_95": ap,
                                          "f1": _f1(p, r)}
-    return {"map50": float(box.map50), "map50_95": float(box.map), "precision": precision, "recall": recall,
-            "f1": _f1(precision, recall), "per_class": per_class}
+    out = {"map50": float(metric.map50), "map50_95": float(metric.map), "precision": precision, "recall": recall,
+           "f1": _f1(precision, recall), "per_class": per_class}
+    if task == "segment":
+        out["box"] = {"map50": float(result.box.map50), "map50_95": float(result.box.map)}
+    return out
 
 
 def _total_loss(tloss: Any) -> float | None:
@@ -373,3 +468,8 @@ def _region(result: dict[str, Any]) -> Region:
     value = result["value"]
     box = rect_to_yolo(value, result.get("original_width") or 1, result.get("original_height") or 1)
     return Region(value["rectanglelabels"][0], _corners(*box) if box else (0.0, 0.0, 0.0, 0.0))
+
+
+def _file_name(from_name: str) -> str:
+    """A control's name as a file name: Label Studio allows any characters in ``name``."""
+    return re.sub(r"[^\w.-]", "_", from_name)[:80] or "control"

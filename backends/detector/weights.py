@@ -221,3 +221,19 @@ def _name_like_pretrained(model: Any) -> None:
     if dataset:
         known = YAML.load(ROOT / "cfg" / "datasets" / dataset)["names"]
         model.model.names = {int(k): v for k, v in known.items()}
+
+
+def version_controls(version: Any, first_box: str | None) -> dict[str, dict[str, Any]]:
+    """What ``version`` serves, per control name: ``{"weights": path in the version, "names", ...}``.
+
+    A version trained by this code lists its controls in ``metadata["controls"]``; one published
+    before (one box control) or imported (``POST /versions``) holds ``weights.pt`` for the control
+    it was trained on, else for the first ``RectangleLabels`` control (``first_box``)."""
+    controls = version.metadata.get("controls")
+    if isinstance(controls, dict):
+        return {name: entry for name, entry in controls.items() if isinstance(entry, dict) and entry.get("weights")}
+    name = version.metadata.get("from_name") or first_box
+    if not name:
+        return {}
+    return {name: {"weights": WEIGHTS_FILE, "task": "detect", "names": version.metadata.get("names"),
+                   "metrics": version.metadata.get("metrics")}}

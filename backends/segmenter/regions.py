@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .rle import mask2rle
+from backends.core.rle import mask2rle
 
 
 def brush_region(mask: np.ndarray, from_name: str, to_name: str, label: str, score: float) -> dict[str, Any]:

@@ -109,3 +109,22 @@ def test_a_cancelled_prelabel_job_stops_between_batches(label_studio, start_back
     written = len(predictions_by_task(label_studio, project))
     assert 0 < written < 160, "it stopped before the last batch, and kept what it had predicted"
     assert ended["progress"]["done"] <= written
+
+
+def test_tasks_deleted_mid_job_are_skipped_and_counted(label_studio, start_backend, detector_env):
+    detector = start_backend("backends.detector", {**detector_env, "DETECTOR_PRELABEL": "request"})[1]
+    project, tasks = scenes_project(label_studio, 160, "prelabel deleted mid-job")
+    label_studio.connect_backend(project, detector, "detector", train_on_submit=False)
+    job = requests.post(f"{detector}/jobs", json={"project": project, "kind": "prelabel"}, timeout=5).json()["job"]
+    wait_until(lambda: (requests.get(f"{detector}/jobs/{job}", timeout=5).json().get("progress") or {}).get("done"),
+               120, "the first batch")
+    deleted = tasks[-5:]  # listed when the job started, gone before it writes them
+    for task in deleted:
+        label_studio.api("DELETE", f"/api/tasks/{task}/")
+    assert requests.get(f"{detector}/jobs/{job}", timeout=5).json()["state"] == "running", \
+        "the job ended before the deletes: give it more tasks"
+    ended = job_result(detector, job)
+    assert ended["state"] == "done", ended
+    result = ended["result"]
+    assert (result["listed"], result["created"], result["skipped"]) == (160, 155, 5), result
+    assert set(predictions_by_task(label_studio, project)) == set(tasks[:-5])

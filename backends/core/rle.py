@@ -1,11 +1,13 @@
-"""Label Studio brush RLE, vectorised: byte-identical to label-studio-sdk's ``mask2rle``.
+"""Label Studio brush RLE, vectorised: byte-identical to label-studio-sdk's ``mask2rle``; and
+decoding, which is the SDK's (``rle2mask``), for brush annotations that become training data.
+In core: the segmenter writes masks, the detector writes and reads them.
 
 Why not just the SDK: its encoder builds a Python string of bits one run at a time, so it is linear
 in the mask's runs with a large constant. Trained SAM returns compact masks, but a speckled mask
 (random weights, thin structures, noisy edges) has tens of thousands of runs: for a 451x300 mask
 with 23k runs the SDK takes 36 ms and this encoder 1.8 ms (bench/segmenter.py), a cost that would
 otherwise rival the SAM decoder's. This encoder emits the same bit fields with numpy (runs found on
-the mask, fields OR-ed into 64-bit words); ``tests/segmenter/test_rle.py`` checks it against the SDK
+the mask, fields OR-ed into 64-bit words); ``tests/core/test_rle.py`` checks it against the SDK
 on random, speckled, empty, full and very long-run masks, and decodes it with the SDK's decoder.
 
 The format (``label_studio_sdk.converter.brush.encode_rle``): a 53-bit header (32-bit length, 5-bit
@@ -16,6 +18,8 @@ here), and the bit string is padded with 1 to 8 zero bits (8 when already aligne
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +36,24 @@ def mask2rle(mask: np.ndarray) -> list[int]:
         raise ValueError("mask must be a 2-D array")
     lengths, values = _runs(mask.astype(np.uint8).ravel())
     return _encode_runs(4 * mask.size, 4 * lengths, values)
+
+
+def rle2mask(rle: Any, height: int, width: int) -> np.ndarray:
+    """Label Studio brush RLE -> a ``height`` x ``width`` bool mask (the RGBA's alpha channel).
+
+    Raises ``ValueError`` when ``rle`` is not brush RLE of that size: a user's annotation can be
+    anything, and a bad one must be skipped and counted, never fail a training job."""
+    from label_studio_sdk.converter import brush
+
+    if not isinstance(rle, list) or not rle or not all(isinstance(v, int) and 0 <= v < 256 for v in rle):
+        raise ValueError("brush rle must be a non-empty list of bytes")
+    try:
+        flat = np.asarray(brush.decode_rle(rle))
+    except Exception as exc:  # the SDK's bit reader fails in its own ways on truncated input
+        raise ValueError(f"undecodable brush rle: {exc}") from None
+    if flat.size != height * width * 4:
+        raise ValueError(f"brush rle holds {flat.size // 4} pixels, not {height}x{width}")
+    return flat.reshape(height, width, 4)[:, :, 3] > 0
 
 
 def encode_rle(arr: np.ndarray) -> list[int]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter import brush
 
-from backends.segmenter.rle import encode_rle, mask2rle
+from backends.core.rle import encode_rle, mask2rle, rle2mask
 
 
 def masks():
@@ -34,3 +34,19 @@ def test_every_run_length_class_matches_the_sdk():
     arr = np.concatenate([np.full(n, (37 * i) % 256) for i, n in enumerate(lengths)])
     assert encode_rle(arr) == brush.encode_rle(arr)
     assert encode_rle(np.zeros(0, int))[:4] == [0, 0, 0, 0]  # the SDK's own encoder fails on empty input
+
+
+@pytest.mark.parametrize("mask", list(masks()), ids=lambda m: f"{m.shape}")
+def test_decoding_returns_the_mask(mask):
+    assert np.array_equal(rle2mask(mask2rle(mask), *mask.shape), mask > 0)
+
+
+@pytest.mark.parametrize("bad", [[], "abc", [300, 1], [1.5], [0, 0, 0, 1]], ids=repr)
+def test_bad_rle_is_a_value_error(bad):
+    with pytest.raises(ValueError):
+        rle2mask(bad, 4, 4)
+
+
+def test_rle_of_another_size_is_refused():
+    with pytest.raises(ValueError, match="not 5x4"):
+        rle2mask(mask2rle(np.zeros((4, 4), np.uint8)), 5, 4)
