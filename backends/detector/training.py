@@ -138,18 +138,22 @@ class FineTuner:
             return {"skipped": reason, "report": {d.from_name: d.report.to_json() for d in datasets}}
         workdir = owned_tempdir(self._work_root(), WORKDIR_PREFIX)
         try:
-            return self._train_and_publish(workdir, enough, started)
+            return self._train_and_publish(workdir, datasets, enough, started)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _train_and_publish(self, workdir: Path, datasets: list[ControlData], started: float) -> dict[str, Any]:
+    def _train_and_publish(self, workdir: Path, datasets: list[ControlData], enough: list[ControlData],
+                           started: float) -> dict[str, Any]:
         current = self.registry.current()
         before = version_controls(current, self._first_box()) if current is not None else {}
         # only the controls whose training set changed since the serving version; all when none did
         # (a Train click, or new settings: the user asked for training)
-        changed = [d for d in datasets if (before.get(d.from_name) or {}).get("fingerprint") != d.fingerprint()]
+        changed = [d for d in enough if (before.get(d.from_name) or {}).get("fingerprint") != d.fingerprint()]
         trained = [self._train_control(workdir / f"c{i}", d, current, before.get(d.from_name))
-                   for i, d in enumerate(changed or datasets)]
+                   for i, d in enumerate(changed or enough)]
+        not_trained = {d.from_name: f"{len(d.samples)} annotated tasks, fewer than min_annotations="
+                       f"{self.settings.min_annotations}" for d in datasets
+                       if d.from_name not in {e.from_name for e in enough}}
         make_current = any(t.accepted for t in trained)
         entries = self._entries(trained, datasets, current, before, make_current)
         primary = self._primary(entries)
@@ -158,6 +162,7 @@ class FineTuner:
             sources[from_name] = entry.pop("_source")
             entry["weights"] = WEIGHTS_FILE if from_name == primary else f"controls/{_file_name(from_name)}.pt"
         metadata = self._metadata(entries, primary, trained, current, started)
+        metadata["not_trained"] = not_trained
         with self.registry.stage() as staged:
             for from_name, entry in entries.items():
                 target = Path(staged.path) / entry["weights"]
@@ -178,7 +183,7 @@ class FineTuner:
         log.info("detector project %s: %s %s: %s", self.detector.project_id,
                  "published" if make_current else "kept (not serving)", version.name, metadata["decision"])
         return {"version": version.name, "serving": make_current, "decision": metadata["decision"],
-                "metrics": entries[primary].get("metrics"),
+                "metrics": entries[primary].get("metrics"), "not_trained": not_trained,
                 "controls": {n: {k: e.get(k) for k in ("task", "trained", "decision", "metrics", "carried_from")}
                              for n, e in entries.items()}}
 

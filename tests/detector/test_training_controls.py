@@ -76,6 +76,14 @@ def test_boxes_and_polygons_train_into_one_version_and_an_unchanged_control_is_c
     assert filecmp.cmp(Path(v1.path) / "controls" / "outline.pt", Path(v2.path) / "controls" / "outline.pt", shallow=False)
     json.dumps(v2.metadata)  # what GET /versions returns
 
+    # every outline deleted: boxes train, the outlines keep the weights they had, and the job says why
+    for task in tasks:
+        task["annotations"][0]["result"] = [r for r in task["annotations"][0]["result"] if r["from_name"] == "box"]
+    tasks[1]["annotations"][0]["result"] = tasks[1]["annotations"][0]["result"][:1]
+    _, third = train(services, monkeypatch, tasks)
+    assert "fewer than min_annotations" in third["not_trained"]["outline"]
+    assert model.registry.current().metadata["controls"]["outline"]["carried_from"] == v1.name
+
 
 def test_a_version_of_one_box_control_keeps_serving_it(services, detector_env):
     """Versions published before controls were listed, and imported weights, hold weights.pt only."""
