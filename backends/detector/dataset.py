@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,18 +90,25 @@ def other_region(item: dict[str, Any], to_name: str, class_index: dict[str, int]
     return {kind} if any(label in class_index for label in labels) else set()
 
 
-def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, image_key: str,
-                       class_index: dict[str, int], report: BuildReport) -> list[Sample]:
-    samples = []
+def annotated_images(tasks: Iterable[dict[str, Any]], image_key: str, skipped: dict[int, str]
+                     ) -> Iterator[tuple[dict[str, Any], dict[str, Any], str]]:
+    """``(task, its annotation, its image URL)`` for each annotated task; a task without the image
+    field is recorded in ``skipped`` with why. Shared by every control's dataset builder."""
     for task in tasks:
         annotation = pick_annotation(task)
         if annotation is None:
             continue
         url = (task.get("data") or {}).get(image_key)
         if not isinstance(url, str):
-            report.skipped_tasks[task["id"]] = f"no data.{image_key}"
+            skipped[task["id"]] = f"no data.{image_key}"
             continue
-        url = storage_url(url, task["id"])
+        yield task, annotation, storage_url(url, task["id"])
+
+
+def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, image_key: str,
+                       class_index: dict[str, int], report: BuildReport) -> list[Sample]:
+    samples = []
+    for task, annotation, url in annotated_images(tasks, image_key, report.skipped_tasks):
         boxes, outlined = [], set()
         for item in annotation.get("result") or []:
             if item.get("from_name") != from_name or item.get("type") != "rectanglelabels":

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from backends.core.media import storage_url
 from backends.core.rle import rle2mask
 
-from .dataset import other_region, pick_annotation
+from .dataset import annotated_images, other_region
 
 Point = tuple[float, float]
 MIN_ISLAND_PX = 4  # a brush island smaller than this is a stray click, not part of the object
@@ -90,14 +89,7 @@ def segment_samples(tasks: Iterable[dict[str, Any]], from_name: str, to_name: st
     image ``to_name``. A task annotated with none of its regions is a negative (an empty label
     file), unless it outlines one of the classes with another region type (see dataset.py)."""
     samples = []
-    for task in tasks:
-        annotation = pick_annotation(task)
-        if annotation is None:
-            continue
-        url = (task.get("data") or {}).get(image_key)
-        if not isinstance(url, str):
-            report.skipped_tasks[task["id"]] = f"no data.{image_key}"
-            continue
+    for task, annotation, url in annotated_images(tasks, image_key, report.skipped_tasks):
         objects, outlined = [], set()
         for item in annotation.get("result") or []:
             if item.get("from_name") != from_name or item.get("type") != kind:
@@ -111,7 +103,7 @@ def segment_samples(tasks: Iterable[dict[str, Any]], from_name: str, to_name: st
         report.n_annotated += 1
         report.n_negatives += not objects
         report.n_objects += len(objects)
-        samples.append(SegmentSample(task["id"], storage_url(url, task["id"]), objects))
+        samples.append(SegmentSample(task["id"], url, objects))
     return samples
 
 
