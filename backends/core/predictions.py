@@ -16,6 +16,7 @@ pre-labels (``backends.detector.prelabel``), so both size, retry and count their
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ BULK_TIMEOUT_FACTOR = 4
 #: Scores keep neighbours apart: 6 decimals would merge close values (and rank-based ones beyond
 #: a million tasks).
 SCORE_DECIMALS = 9
+#: the slowest bulk import measured in this process, per (Label Studio URL, project)
+_SLOWEST_BULK_S: dict[tuple[str, int], float] = {}
+_SLOWEST_LOCK = threading.Lock()
 
 
 @dataclass
@@ -73,14 +77,24 @@ class PredictionWriter:
 
     def __init__(self, ls: LabelStudioClient, project: int, version: str, prefix: str) -> None:
         self.ls, self.project, self.version, self.prefix = ls, project, version, prefix
-        self._slowest_bulk_s = 0.0
 
     def _bulk_timeout(self) -> float:
         """The wait for one bulk import. Label Studio without its linear-import flag recounts the
         whole project after each one, so each call is slower than the last (measured at 32,000
         tasks: 2.3 s at the first call, past 30 s by the 60th): the wait follows the slowest call so
-        far rather than a fixed client timeout that a growing project outruns."""
-        return max(self.ls.timeout, BULK_TIMEOUT_FACTOR * self._slowest_bulk_s)
+        far rather than a fixed client timeout that a growing project outruns. "So far" is this
+        process's, per Label Studio and project, not this writer's: the next job's first import
+        (a re-score, a retry) is as slow as the last one was (measured: a re-score's first call cut
+        at 30 s when the calls before it took 30 s)."""
+        return max(self.ls.timeout, BULK_TIMEOUT_FACTOR * _SLOWEST_BULK_S.get(self._key, 0.0))
+
+    @property
+    def _key(self) -> tuple[str, int]:
+        return (self.ls.url, self.project)
+
+    def _measured(self, seconds: float) -> None:
+        with _SLOWEST_LOCK:
+            _SLOWEST_BULK_S[self._key] = max(_SLOWEST_BULK_S.get(self._key, 0.0), seconds)
 
     def write(self, entries: list[TaskPrediction], tasks: dict[int, dict[str, Any]],
               progress: Callable[[int], None] | None = None) -> dict[str, int]:
@@ -128,7 +142,7 @@ class PredictionWriter:
         try:
             self.ls.sdk.projects.import_predictions(self.project, request=requests,
                                                     request_options={"timeout": self._bulk_timeout()})
-            self._slowest_bulk_s = max(self._slowest_bulk_s, time.monotonic() - started)
+            self._measured(time.monotonic() - started)
             return len(entries)
         except Exception as exc:  # one deleted task fails the whole bulk call: retry one by one
             if not task_gone(exc):

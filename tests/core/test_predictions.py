@@ -124,3 +124,6 @@ def test_bulk_imports_that_slow_down_as_the_project_grows_are_waited_for():
         entries = [TaskPrediction(i, i / 1000, []) for i in range(4 * BULK)]  # 4 imports: 0.35, 0.7, 1.05, 1.4 s
         assert writer.write(entries, {})["created"] == 4 * BULK
         assert len(calls) == 4, "no import was cut short and sent again"
+        # the next job's writer (a re-score) starts from what was measured, not from the client's 1 s
+        again = PredictionWriter(LabelStudioClient(url, "a-token", timeout=1), 1, "active-margin@active-v2", "active-")
+        assert again.write(entries[:BULK], {})["created"] == BULK and len(calls) == 5
