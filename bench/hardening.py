@@ -31,8 +31,8 @@ Retrieve Predictions in one request.
 acknowledgement p50/p99/max from 8 senders (an ANNOTATION_UPDATED every 0.25 s each, for another project) and ``/predict``
 p99 from one client, idle, in the 10 s after a training job is started, and while its fine-tune runs
 (goals: ack p99 < 50 ms in both; ``/predict`` p99 during the fine-tune / idle reported); then idle
-and during the fine-tune again with the senders alone (``*_acks_alone``), since on 2 cores an ack
-also waits behind the inference of a predict the same server is running.
+and during the fine-tune again with the senders alone (``*_acks_alone``), to tell an ack waiting
+behind the server's own inference from one waiting behind the job.
 
 ``slow``: ``/health`` p50/p99 with 64 connections trickling their headers (a byte every 5 s),
 against none, under the development server and gunicorn (goal: p99 < 200 ms).
@@ -504,8 +504,8 @@ def _latency(samples: list[tuple[float, float, int]], start: float, end: float) 
 def _jobs_phases(url: str, project: int, body: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Idle, the ``seconds`` after START_TRAINING, and ``seconds`` once ultralytics runs an epoch,
     each with a ``/predict`` client beside the senders; then idle and fine-tune again with the
-    senders alone (``*_acks_alone``): on 2 cores an ack can wait behind a predict's inference in the
-    same server, which is not the job's doing."""
+    senders alone (``*_acks_alone``), which tells a wait behind the server's own inference from a
+    wait behind the job."""
     stop, paused = threading.Event(), threading.Event()
     # the senders' events go to a project of their own: on the trained one they would keep its job
     # waiting out the debounce (up to 30 s) instead of starting it at START_TRAINING
