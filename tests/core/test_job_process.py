@@ -14,7 +14,7 @@ from pathlib import Path
 import requests
 
 from backends.core.app import create_app
-from backends.core.job_process import ProcessDispatcher, settings_env
+from backends.core.job_process import JOB_NICENESS, ProcessDispatcher, settings_env
 from backends.core.jobs import EmbeddedDispatcher
 from backends.core.settings import CoreSettings
 from tests.harness import wait_until
@@ -83,6 +83,8 @@ def test_jobs_run_in_a_child_that_a_kill_9_only_delays(start_backend, tmp_path):
     first = probe(url, 0)
     done = wait_until(lambda: job(url, first)["state"] == "done" and job(url, first), 30, "the first probe")
     assert done["result"]["pid"] != server.pid, "the job ran in the server process"
+    # ... at a lower priority: serving goes first on a small machine
+    assert os.getpriority(os.PRIO_PROCESS, done["result"]["pid"]) >= JOB_NICENESS
 
     second = probe(url, 6)
     running = wait_until(lambda: job(url, second)["state"] == "running" and job(url, second), 30, "the long probe")
