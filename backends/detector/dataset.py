@@ -144,8 +144,9 @@ class LabelledSample(Protocol):
 
 
 def write_dataset(root: Path, samples: Sequence[LabelledSample], images: dict[int, Any], names: list[str],
-                  train: set[int], val: set[int]) -> Path:
-    """Write images/labels for the samples whose image loaded; returns the data.yaml path."""
+                  train: set[int], val: set[int], extra: dict[str, Any] | None = None) -> Path:
+    """Write images/labels for the samples whose image loaded; returns the data.yaml path, which
+    holds ``extra`` too (a pose dataset's ``kpt_shape``)."""
     for part in ("train", "val"):
         (root / "images" / part).mkdir(parents=True, exist_ok=True)
         (root / "labels" / part).mkdir(parents=True, exist_ok=True)
@@ -158,7 +159,8 @@ def write_dataset(root: Path, samples: Sequence[LabelledSample], images: dict[in
             if sample.task_id in members:
                 image.save(root / "images" / part / f"{sample.task_id}.jpg", quality=95)
                 (root / "labels" / part / f"{sample.task_id}.txt").write_text(lines)
-    data = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(names))}
+    data = {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(names)),
+            **(extra or {})}
     path = root / "data.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

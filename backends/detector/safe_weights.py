@@ -4,7 +4,8 @@
 So every ``.pt`` this backend opens is read by torch's weights-only unpickler instead, which builds
 only tensors, containers and the classes on an allow-list, and refuses anything else *before*
 calling it. The allow-list is what a YOLO checkpoint is made of: the ``nn.Module`` subclasses of
-``torch.nn`` and ``ultralytics.nn``, ultralytics' argument namespace, plus any class an operator
+``torch.nn`` and ``ultralytics.nn``, ultralytics' argument namespace, the torchvision transforms a
+classify checkpoint keeps for its preprocessing, plus any class an operator
 names in ``DETECTOR_SAFE_GLOBALS`` (a custom architecture). Functions are never allowed: a class
 is only instantiated and given its state, which for these classes runs no user-chosen code.
 
@@ -31,6 +32,10 @@ from backends.core.errors import LabelLoopError
 _MODULE_PACKAGES = ("torch.nn.modules", "ultralytics.nn.modules")
 _MODULE_FILES = ("ultralytics.nn.tasks",)
 _NAMESPACES = ("ultralytics.utils.IterableSimpleNamespace",)
+#: what ultralytics' classify checkpoints pickle as ``model.transforms`` (their val preprocessing):
+#: torchvision transforms whose state is sizes, an interpolation mode and mean/std tensors
+_CLASSIFY_TRANSFORMS = tuple(f"torchvision.transforms.{name}" for name in
+                             ("Compose", "Resize", "CenterCrop", "ToTensor", "Normalize", "InterpolationMode"))
 _lock = threading.Lock()
 _allowed: dict[tuple[str, ...], list[type]] = {}
 _enforced: set[tuple[str, ...]] = set()
@@ -48,7 +53,7 @@ def allowed_classes(extra: Iterable[str] = ()) -> list[type]:
     key = tuple(sorted(extra))
     with _lock:
         if key not in _allowed:
-            _allowed[key] = _module_classes() + [_resolve(name) for name in _NAMESPACES + key]
+            _allowed[key] = _module_classes() + [_resolve(name) for name in _NAMESPACES + _CLASSIFY_TRANSFORMS + key]
             _allowed[key].append(types.SimpleNamespace)
         return _allowed[key]
 

@@ -3,7 +3,9 @@ one class per control tag, behind the tiny interface of :class:`Trainable`.
 
 - ``RectangleLabels`` -> detect weights (``dataset.py``);
 - ``PolygonLabels`` -> segment weights (``segment_dataset.py``, which also reads brush masks for
-  the ``BrushLabels`` control to come).
+  the ``BrushLabels`` control to come);
+- ``Choices`` on the image -> classify weights (``class_dataset.py``), one class per image;
+- ``KeyPointLabels`` (not smart) -> pose weights (``pose_dataset.py``), points grouped by box.
 
 Each control trains on its own regions only: two controls on one image are two datasets, two
 sets of weights, and one version naming both (``training.py``). A control's **fingerprint** is a
@@ -15,14 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-from .dataset import BuildReport, LabelledSample, samples_from_tasks
+from .class_dataset import ClassReport, ClassSample, class_samples, write_class_dataset
+from .dataset import BuildReport, LabelledSample, samples_from_tasks, write_dataset
+from .pose_dataset import PoseReport, PoseSample, pose_samples
 from .segment_dataset import SegmentReport, segment_samples
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+    from pathlib import Path
 
     from .controls import ControlModel
 
@@ -32,10 +37,13 @@ class ControlData:
     """One control's training set, built from the project's tasks."""
 
     control: ControlModel
-    task: str  # the ultralytics task it trains: detect, segment
+    task: str  # the ultralytics task it trains: detect, segment, classify
     names: list[str]
-    samples: list[LabelledSample]
-    report: Any  # BuildReport | SegmentReport: to_json(), n_annotated
+    samples: Sequence[LabelledSample]
+    report: Any  # BuildReport | SegmentReport | ClassReport: to_json(), n_annotated
+    trainable: Trainable
+    refused: str | None = None  # why this control cannot be trained at all (said in ``not_trained``)
+    kpt_shape: list[int] | None = None  # pose: [keypoints, 3]; a version's weights fit one shape only
 
     @property
     def from_name(self) -> str:
@@ -44,6 +52,18 @@ class ControlData:
     def fingerprint(self) -> str:
         lines = sorted((s.task_id, s.label_lines()) for s in self.samples)
         return hashlib.sha256(json.dumps([self.task, self.names, lines]).encode()).hexdigest()[:16]
+
+    def widened(self, keypoints: int) -> ControlData:
+        """A pose control's data with at least ``keypoints`` keypoints per object (the others
+        absent); the fingerprint stays the one of the annotations (``self``)."""
+        if not self.kpt_shape or keypoints <= self.kpt_shape[0]:
+            return self
+        poses = cast("Sequence[PoseSample]", self.samples)
+        return replace(self, samples=[replace(s, k=keypoints) for s in poses], kpt_shape=[keypoints, 3])
+
+    def write(self, root: Path, images: dict[int, Any], train: set[int], val: set[int]) -> Path:
+        """The dataset on disk; returns what ultralytics' ``data=`` takes."""
+        return self.trainable.write(root, self, images, train, val)
 
 
 class Trainable:
@@ -54,10 +74,17 @@ class Trainable:
                 class_index: dict[str, int]) -> tuple[list[Any], Any]:
         raise NotImplementedError
 
+    def refusal(self, names: list[str]) -> str | None:
+        """Why a control with these labels cannot be trained; None when it can."""
+        return None
+
+    def write(self, root: Path, data: ControlData, images: dict[int, Any], train: set[int], val: set[int]) -> Path:
+        return write_dataset(root, data.samples, images, data.names, train, val)
+
     def data(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str) -> ControlData:
         names = list(control.control.labels)
         samples, report = self.samples(tasks, control, image_key, {n: i for i, n in enumerate(names)})
-        return ControlData(control, self.task, names, samples, report)
+        return ControlData(control, self.task, names, samples, report, self, self.refusal(names))
 
 
 class Boxes(Trainable):
@@ -80,4 +107,40 @@ class Polygons(Trainable):
         return found, report
 
 
-TRAINABLE: dict[str, Trainable] = {cls.tag: cls() for cls in (Boxes, Polygons)}
+class Classes(Trainable):
+    """``Choices``: ``choice="multiple"`` never gets here, it is refused at ``/setup``
+    (``controls/choices.py``): a classify model gives one class per image."""
+
+    tag, task = "Choices", "classify"
+
+    def samples(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str,
+                class_index: dict[str, int]) -> tuple[list[Any], Any]:
+        report = ClassReport()
+        return class_samples(tasks, control.from_name, image_key, class_index, report), report
+
+    def refusal(self, names: list[str]) -> str | None:
+        return None if len(names) >= 2 else "one choice only: a classifier needs two classes to tell apart"
+
+    def write(self, root: Path, data: ControlData, images: dict[int, Any], train: set[int], val: set[int]) -> Path:
+        return write_class_dataset(root, cast("Sequence[ClassSample]", data.samples), images, data.names, train, val)
+
+
+class Poses(Trainable):
+    """``KeyPointLabels``: one object class (``POSE_NAMES``; the labels are the skeleton's points,
+    not classes), K keypoints from the labels' ``model_index``."""
+
+    tag, task = "KeyPointLabels", "pose"
+
+    def data(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str) -> ControlData:
+        index_of = {label: index for index, label in getattr(control, "index_to_label", {}).items()}
+        report = PoseReport()
+        samples = pose_samples(tasks, control.from_name, control.to_name, image_key, index_of, report)
+        return ControlData(control, self.task, list(POSE_NAMES), samples, report, self,
+                           kpt_shape=[max(index_of.values()) + 1, 3])
+
+    def write(self, root: Path, data: ControlData, images: dict[int, Any], train: set[int], val: set[int]) -> Path:
+        return write_dataset(root, data.samples, images, data.names, train, val, {"kpt_shape": data.kpt_shape})
+
+
+POSE_NAMES = ("object",)
+TRAINABLE: dict[str, Trainable] = {cls.tag: cls() for cls in (Boxes, Polygons, Classes, Poses)}

@@ -9,8 +9,8 @@ Steps, each timed and recorded in the version's metadata:
 4. train with ultralytics (frozen backbone layers, early stopping, a wall-clock cap), reporting
    progress and honouring cancellation between batches;
 5. evaluate the new weights, and the current version, on the same val split;
-6. publish: always, or with ``publish=if_better`` only if mAP50-95 does not drop (otherwise the
-   version is kept but not made current, and the reason recorded).
+6. publish: always, or with ``publish=if_better`` only if mAP50-95 (top-1 accuracy for classes)
+   does not drop (otherwise the version is kept but not made current, and the reason recorded).
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ from backends.core.scratch import owned_tempdir, remove_orphans
 from backends.core.timings import Timings
 
 from .corrections import Region, by_hand, total_corrections
-from .dataset import rect_to_yolo, split, write_dataset
+from .dataset import rect_to_yolo, split
 from .downloads import shown
 from .trainable import TRAINABLE, ControlData
 from .weights import WEIGHTS_FILE, load_model, version_controls
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from backends.core.jobs import JobReporter
 
     from .model import DetectorModel
@@ -55,11 +57,12 @@ def save_checkpoint(model: Any, path: Path, task: str = "detect") -> Path:
     return path
 
 
-def adapt_head(model: Any, names: list[str]) -> Any:
-    """A copy of a DetectionModel (or SegmentationModel) whose head predicts exactly ``names``.
+def adapt_head(model: Any, names: list[str], kpt_shape: list[int] | None = None) -> Any:
+    """A copy of a DetectionModel (SegmentationModel, ClassificationModel) whose head predicts exactly
+    ``names``.
 
     Everything whose shape is unchanged is copied; in the class branch (``cv3``, and ``one2one_cv3``
-    on end-to-end heads) each output row of a class the old model knew by the same name (case-
+    on end-to-end heads; a classify head's ``Linear``) each output row of a class the old model knew by the same name (case-
     insensitive) is copied too, so "Dog" keeps what it learned and a new "Hydrant" starts fresh.
     YOLO11's class branch is ``max(ch, min(nc, 100))`` channels wide: when the class count moves it
     across that width (80 COCO classes -> 3 project classes), the branch cannot be carried over and
@@ -68,34 +71,52 @@ def adapt_head(model: Any, names: list[str]) -> Any:
     import torch
 
     old_names = [str(n) for n in dict(model.names).values()]
-    if old_names == names:
+    old_kpt = list(getattr(model, "kpt_shape", None) or []) or None
+    if old_names == names and (kpt_shape is None or old_kpt == list(kpt_shape)):
         return copy.deepcopy(model)
+    shape = {"data_kpt_shape": tuple(kpt_shape)} if kpt_shape else {}
     # Any, like ``model``: ultralytics declares none of its models' attributes (model, args, names),
     # which torch's Module.__getattr__ would then type Tensor | Module
-    new: Any = type(model)(copy.deepcopy(model.yaml), nc=len(names), verbose=False)  # detect or segment
+    new: Any = type(model)(copy.deepcopy(model.yaml), nc=len(names), verbose=False, **shape)
     new_state = new.state_dict()
     kept = {k: v for k, v in model.state_dict().items() if k in new_state and v.shape == new_state[k].shape}
     new.load_state_dict(kept, strict=False)
     old_index = {n.lower(): i for i, n in enumerate(old_names)}
-    old_modules = dict(model.model[-1].named_modules())
     with torch.no_grad():
-        for name, module in new.model[-1].named_modules():
-            old = old_modules.get(name)
-            if not ("cv3" in name and isinstance(module, torch.nn.Conv2d) and isinstance(old, torch.nn.Conv2d)):
-                continue
-            if module.out_channels != len(names) or old.out_channels != len(old_names):
-                continue
-            if module.in_channels != old.in_channels:
-                continue  # YOLO11 widens the class branch with nc: then it is re-learnt whole
+        for module, old in _class_layers(new.model[-1], model.model[-1], len(names), len(old_names)):
             for new_i, label in enumerate(names):
                 old_i = old_index.get(label.lower())
                 if old_i is not None:
-                    module.weight[new_i] = old.weight[old_i]
-                    if module.bias is not None and old.bias is not None:
-                        module.bias[new_i] = old.bias[old_i]
+                    _copy_row(module, old, new_i, old_i)
+
     new.names = dict(enumerate(names))
     new.args = getattr(model, "args", {})
     return new
+
+
+def _class_layers(new_head: Any, old_head: Any, n_new: int, n_old: int) -> Iterator[tuple[Any, Any]]:
+    """``(new, old)`` pairs of the head's layers with one output row per class: the class branch's
+    last convolutions (``cv3``) of a detect or segment head, the ``Linear`` of a classify head."""
+    import torch
+
+    old_modules = dict(old_head.named_modules())
+    for name, module in new_head.named_modules():
+        old = old_modules.get(name)
+        if isinstance(module, torch.nn.Conv2d) and isinstance(old, torch.nn.Conv2d) and "cv3" in name:
+            sizes = (module.out_channels, old.out_channels, module.in_channels, old.in_channels)
+        elif isinstance(module, torch.nn.Linear) and isinstance(old, torch.nn.Linear):
+            sizes = (module.out_features, old.out_features, module.in_features, old.in_features)
+        else:
+            continue
+        # YOLO11 widens the class branch with nc: when its input width moved, it is re-learnt whole
+        if sizes[:2] == (n_new, n_old) and sizes[2] == sizes[3]:
+            yield module, old
+
+
+def _copy_row(new: Any, old: Any, new_row: int, old_row: int) -> None:
+    new.weight[new_row] = old.weight[old_row]
+    if new.bias is not None and old.bias is not None:
+        new.bias[new_row] = old.bias[old_row]
 
 
 @dataclass
@@ -130,10 +151,10 @@ class FineTuner:
         with self.timings("fetch"):
             tasks = self._fetch_tasks()
         datasets = [TRAINABLE[c.tag].data(tasks, c, self._image_key(c.to_name)) for c in controls]
-        enough = [d for d in datasets if len(d.samples) >= self.settings.min_annotations]
+        enough = [d for d in datasets if not d.refused and len(d.samples) >= self.settings.min_annotations]
         if not enough:
-            reason = "; ".join(f"{d.from_name}: {len(d.samples)} annotated tasks" for d in datasets) + \
-                f", fewer than min_annotations={self.settings.min_annotations}"
+            reason = "; ".join(f"{d.from_name}: {d.refused or f'{len(d.samples)} annotated tasks'}" for d in datasets) \
+                + f"; trained from min_annotations={self.settings.min_annotations}"
             log.info("detector project %s: not training: %s", self.detector.project_id, reason)
             return {"skipped": reason, "report": {d.from_name: d.report.to_json() for d in datasets}}
         workdir = owned_tempdir(self._work_root(), WORKDIR_PREFIX)
@@ -151,7 +172,7 @@ class FineTuner:
         changed = [d for d in enough if (before.get(d.from_name) or {}).get("fingerprint") != d.fingerprint()]
         trained = [self._train_control(workdir / f"c{i}", d, current, before.get(d.from_name))
                    for i, d in enumerate(changed or enough)]
-        not_trained = {d.from_name: f"{len(d.samples)} annotated tasks, fewer than min_annotations="
+        not_trained = {d.from_name: d.refused or f"{len(d.samples)} annotated tasks, fewer than min_annotations="
                        f"{self.settings.min_annotations}" for d in datasets
                        if d.from_name not in {e.from_name for e in enough}}
         make_current = any(t.accepted for t in trained)
@@ -195,20 +216,23 @@ class FineTuner:
             if not usable:
                 raise LabelLoopError(f"{data.from_name}: no annotated image could be loaded; see the job's report")
             train_ids, val_ids = split([s.task_id for s in usable], self.settings.val_ratio, self.settings.seed)
-            data_yaml = write_dataset(workdir / "data", usable, images, data.names, train_ids, val_ids)
-        self.job.progress(stage="training", control=data.from_name, n_train=len(train_ids), n_val=len(val_ids))
         serving = Path(current.path) / before["weights"] if current is not None and before else None
         with self.timings("prepare"):
-            start = self._start_checkpoint(str(serving) if serving else self._base_weights(data.task), data, workdir)
+            start, data = self._start_checkpoint(str(serving) if serving else self._base_weights(data.task), data,
+                                                 workdir)
+        with self.timings("dataset"):
+            data_yaml = data.write(workdir / "data", images, train_ids, val_ids)
+        self.job.progress(stage="training", control=data.from_name, n_train=len(train_ids), n_val=len(val_ids))
         with self.timings("train"):
             best = self._train(start, data_yaml, workdir)
         with self.timings("evaluate"):
             metrics = evaluate(best, data_yaml, self.settings, data.names, workdir=workdir, task=data.task)
             current_metrics = None
-            if serving is not None and before and before.get("names") == data.names:
+            if serving is not None and before and (before.get("names"), before.get("kpt_shape")) == (
+                    data.names, data.kpt_shape):
                 current_metrics = evaluate(serving, data_yaml, self.settings, data.names, workdir=workdir,
                                            task=data.task)
-        accepted, decision = publish_decision(self.settings.publish, metrics, current_metrics)
+        accepted, decision = publish_decision(self.settings.publish, metrics, current_metrics, GATE[data.task])
         val = [s for s in usable if s.task_id in val_ids]
         return Trained(data, best, metrics, current_metrics, accepted, decision, len(train_ids), val,
                        {s.task_id: images[s.task_id] for s in val})
@@ -227,7 +251,8 @@ class FineTuner:
                     "fingerprint": data.fingerprint(), "metrics": t.metrics, "current_metrics": t.current_metrics,
                     "decision": t.decision, "n_annotations": data.report.n_annotated, "n_train": t.n_train,
                     "n_val": len(t.val), "val_task_ids": sorted(s.task_id for s in t.val),
-                    "report": data.report.to_json(), "_source": t.best}
+                    "report": data.report.to_json(), "_source": t.best,
+                    **({"kpt_shape": t.data.kpt_shape} if t.data.kpt_shape else {})}
             elif old is not None:
                 entries[data.from_name] = {**old, "trained": False, "carried_from": old.get("carried_from") or current.name,
                                            "_source": Path(current.path) / old["weights"]}
@@ -287,14 +312,15 @@ class FineTuner:
         found = [c for c in self.detector.controls if c.tag in TRAINABLE and not c.model_path]
         if not found:
             raise LabelConfigError(f"training needs a {' or '.join(f'<{t}>' for t in TRAINABLE)} control without "
-                                   "model_path (keypoint and choices training are not supported yet)")
+                                   "model_path")
         return found
 
     def _first_box(self) -> str | None:
         return next((c.from_name for c in self.detector.controls if c.tag == "RectangleLabels"), None)
 
     def _base_weights(self, task: str) -> str:
-        return {"detect": self.settings.base_weights, "segment": self.settings.seg_weights}[task]
+        return {"detect": self.settings.base_weights, "segment": self.settings.seg_weights,
+                "pose": self.settings.pose_weights, "classify": self.settings.cls_weights}[task]
 
     def _image_key(self, to_name: str) -> str:
         return next(o.value_name for o in self.detector.label_interface.objects if o.name == to_name)
@@ -311,7 +337,7 @@ class FineTuner:
                 self.job.check_cancelled()
         return tasks
 
-    def _load_images(self, samples: list[Any], report: Any) -> dict[int, Any]:
+    def _load_images(self, samples: Sequence[Any], report: Any) -> dict[int, Any]:
         """The samples' images, loaded once per job (two controls on one image share it)."""
         images = {}
         for i, sample in enumerate(samples):
@@ -327,14 +353,19 @@ class FineTuner:
                 self.job.progress(stage="loading images", loaded=i + 1, total=len(samples))
         return images
 
-    def _start_checkpoint(self, source: str, data: ControlData, workdir: Path) -> Path:
+    def _start_checkpoint(self, source: str, data: ControlData, workdir: Path) -> tuple[Path, ControlData]:
         """``source`` (the control's serving weights, else the base weights of its task) with the
-        head adapted to the control's classes."""
+        head adapted to the control's classes; and the control's data as it trains from there: a
+        pose control keeps every keypoint the start model has (COCO's 17 for the base weights), so
+        their branch carries over whole, its own points placed by ``model_index`` among them."""
         base = load_model(source).model
         if getattr(base, "task", "detect") != data.task:
             raise LabelConfigError(f"start weights {shown(source)!r} are a {base.task} model; "
                                    f"{data.control.tag} training needs a {data.task} model")
-        return save_checkpoint(adapt_head(base.model, data.names), workdir / "start.pt", task=data.task)
+        if data.kpt_shape:
+            data = data.widened(int(base.model.kpt_shape[0]))
+        start = save_checkpoint(adapt_head(base.model, data.names, data.kpt_shape), workdir / "start.pt", task=data.task)
+        return start, data
 
     def _train(self, start: Path, data_yaml: Path, workdir: Path) -> Path:
         epochs = self.settings.epochs
@@ -386,18 +417,26 @@ class FineTuner:
         return root
 
 
-def publish_decision(rule: str, metrics: dict[str, Any], current: dict[str, Any] | None) -> tuple[bool, str]:
+#: the metric each task's publish gate compares: mAP50-95 (of masks for segment, of keypoints (OKS)
+#: for pose), top-1 accuracy for classes
+GATE = {"detect": "map50_95", "segment": "map50_95", "pose": "map50_95", "classify": "top1"}
+_SHOWN = {"map50_95": "mAP50-95", "top1": "top-1 accuracy"}
+
+
+def publish_decision(rule: str, metrics: dict[str, Any], current: dict[str, Any] | None,
+                     key: str = "map50_95") -> tuple[bool, str]:
     """Whether a trained version becomes current, and why (recorded in its metadata). Under
-    ``if_better`` a version that scores lower mAP50-95 than the current one on the same val split
-    is kept but not served, so a bad batch of labels cannot make pre-labels worse; a tie publishes
-    (the newer labels win). ``current`` is None when no version for these classes exists."""
+    ``if_better`` a version that scores lower on ``key`` (``GATE``) than the current one on the same
+    val split is kept but not served, so a bad batch of labels cannot make pre-labels worse; a tie
+    publishes (the newer labels win). ``current`` is None when no version for these classes exists."""
     if rule == "always":
         return True, "publish=always"
     if current is None:
         return True, "first version for these classes"
-    if metrics["map50_95"] >= current["map50_95"]:
-        return True, f"mAP50-95 {metrics['map50_95']:.4f} >= current {current['map50_95']:.4f}"
-    return False, f"mAP50-95 {metrics['map50_95']:.4f} < current {current['map50_95']:.4f} on the same val split"
+    new, old, shown_key = metrics[key], current[key], _SHOWN.get(key, key)
+    if new >= old:
+        return True, f"{shown_key} {new:.4f} >= current {old:.4f}"
+    return False, f"{shown_key} {new:.4f} < current {old:.4f} on the same val split"
 
 
 def fine_tune(start: Path, data_yaml: Path, workdir: Path, settings: Any,
@@ -430,14 +469,17 @@ def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str], *,
     under ``box``). The publish gate reads ``map50_95``, so a segment version is judged by its masks.
 
     ``workdir`` holds ultralytics' val run folder: without ``project=`` it would write ``runs/``
-    into the working directory, which in the images is read-only (no version ever published)."""
+    into the working directory, which in the images is read-only (no version ever published).
+    Classify weights are scored by top-1 and top-5 accuracy instead."""
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
     result = model.val(data=str(data_yaml), split="val", imgsz=settings.imgsz, batch=settings.batch,
                        device=resolve_device(settings.device), plots=False, verbose=False, workers=0,
                        project=str(workdir / "runs"), name="val", exist_ok=True)
-    metric = result.seg if task == "segment" else result.box
+    if task == "classify":
+        return {"top1": float(result.top1), "top5": float(result.top5)}
+    metric = {"segment": getattr(result, "seg", None), "pose": getattr(result, "pose", None)}.get(task) or result.box
     precision, recall = float(metric.mp), float(metric.mr)
     per_class = {}
     for i, class_index in enumerate(metric.ap_class_index.tolist()):
@@ -446,7 +488,7 @@ def evaluate(weights: Path, data_yaml: Path, settings: Any, names: list[str], *,
                                          "f1": _f1(p, r)}
     out = {"map50": float(metric.map50), "map50_95": float(metric.map), "precision": precision, "recall": recall,
            "f1": _f1(precision, recall), "per_class": per_class}
-    if task == "segment":
+    if task in ("segment", "pose"):
         out["box"] = {"map50": float(result.box.map50), "map50_95": float(result.box.map)}
     return out
 

@@ -108,3 +108,18 @@ def test_a_file_that_is_not_a_checkpoint_is_refused_by_name(tmp_path):
     (tmp_path / "legacy.pt").write_bytes(b"\x80\x02}q\x00.")  # a bare pickle, not a torch.save zip
     with pytest.raises(UnsafeWeightsError, match="legacy.pt could not be loaded: not a torch.save checkpoint"):
         check_weights_file(tmp_path / "legacy.pt")
+
+
+def test_a_trained_classifier_keeps_its_preprocessing_and_a_function_in_it_is_refused(detector_env, tmp_path):
+    """ultralytics' classify trainer pickles its val transforms into every checkpoint it writes."""
+    import torchvision.transforms as T
+    from ultralytics.data.augment import classify_transforms
+
+    checkpoint = torch.load(one_class_checkpoint("classify", detector_env, {0: "cat", 1: "dog"}), weights_only=False)
+    checkpoint["model"].transforms = classify_transforms(32)
+    torch.save(checkpoint, tmp_path / "classifier.pt")
+    check_weights_file(tmp_path / "classifier.pt")
+    checkpoint["model"].transforms = T.Compose([T.Lambda(print)])  # the allow-list holds classes, not callables
+    torch.save(checkpoint, tmp_path / "lambda.pt")
+    with pytest.raises(UnsafeWeightsError, match="refused"):
+        check_weights_file(tmp_path / "lambda.pt")

@@ -93,3 +93,105 @@ def test_a_version_of_one_box_control_keeps_serving_it(services, detector_env):
     plans = {p.control.from_name: p for p in model.plans()}
     assert plans["box"].version == imported.name and plans["box"].weights == str(Path(imported.path) / "weights.pt")
     assert plans["outline"].version is None  # the base segment weights: the version knows nothing of outlines
+
+
+CLASS_CONFIG = ('<View><Image name="image" value="$image"/>'
+                '<RectangleLabels name="box" toName="image" model_score_threshold="0"><Label value="Widget"/>'
+                '</RectangleLabels><Choices name="kind" toName="image" model_score_threshold="0">'
+                '<Choice value="One"/><Choice value="Two"/></Choices></View>')
+
+
+def class_tasks(n):
+    """Each scene's box, and its class: how many widgets it shows."""
+    out = []
+    for task in tasks_of(n):
+        count = len(scene(task["id"] - 1)[1])
+        result = [r for r in task["annotations"][0]["result"] if r["from_name"] == "box"]
+        result.append({"from_name": "kind", "to_name": "image", "type": "choices",
+                       "value": {"choices": ["One" if count == 1 else "Two"]}})
+        task["annotations"][0]["result"] = result
+        out.append(task)
+    return out
+
+
+def test_choices_train_classify_weights_that_serve_beside_the_boxes(services, detector_env, monkeypatch):
+    tasks = class_tasks(6)
+    model = DetectorModel(project_id=5, label_config=CLASS_CONFIG, services=services, extra_params=SMALL)
+    monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
+    result = FineTuner(model, None).run()
+    v1 = model.registry.current()
+    kind = v1.metadata["controls"]["kind"]
+    assert result["serving"] and kind["trained"] and (kind["task"], kind["weights"]) == ("classify", "controls/kind.pt")
+    assert set(kind["metrics"]) == {"top1", "top5"} and kind["names"] == ["One", "Two"]
+    assert kind["report"]["n_annotated"] == 6 and "corrections" not in kind
+
+    fresh = DetectorModel(project_id=5, label_config=CLASS_CONFIG, services=services, extra_params=SMALL)
+    prediction = fresh.predict([{"id": 99, "data": {"image": data_uri(scene(9)[0])}}])[0]
+    chosen = [r for r in prediction["result"] if r["from_name"] == "kind"]
+    assert prediction["model_version"] == v1.name
+    assert len(chosen) == 1 and chosen[0]["type"] == "choices" and chosen[0]["value"]["choices"][0] in ("One", "Two")
+
+    # only boxes moved: the classes are carried over, not trained again
+    tasks[0]["annotations"][0]["result"][0]["value"]["x"] += 1
+    second = FineTuner(model, None).run()
+    assert second["controls"]["kind"]["trained"] is False and second["controls"]["kind"]["carried_from"] == v1.name
+
+
+def test_a_choices_control_that_cannot_train_says_why(services, detector_env):
+    import pytest
+
+    from backends.core.errors import LabelConfigError
+    from backends.detector.trainable import TRAINABLE
+
+    assert "two classes" in TRAINABLE["Choices"].refusal(["Yes"])
+    multiple = CLASS_CONFIG.replace('name="kind"', 'name="kind" choice="multiple"')
+    with pytest.raises(LabelConfigError, match='choice="multiple"'):
+        DetectorModel(project_id=6, label_config=multiple, services=services).setup()
+    for allowed in ('model_skip="true"', 'model_path="yolo11n-cls.yaml"'):
+        DetectorModel(project_id=6, label_config=multiple.replace('choice="multiple"', f'choice="multiple" {allowed}'),
+                      services=services).setup()
+
+
+POSE_CONFIG = ('<View><Image name="image" value="$image"/>'
+               '<RectangleLabels name="box" toName="image" model_score_threshold="0"><Label value="Widget"/>'
+               '</RectangleLabels><KeyPointLabels name="corners" toName="image" model_score_threshold="0">'
+               '<Label value="top left" model_index="0"/><Label value="bottom right" model_index="1"/>'
+               '</KeyPointLabels></View>')
+
+
+def pose_tasks(n):
+    """Each scene's boxes, and two keypoints per box: its top-left and bottom-right corners."""
+    out = tasks_of(n)
+    for task in out:
+        result = task["annotations"][0]["result"] = [r for r in task["annotations"][0]["result"]
+                                                     if r["from_name"] == "box"]
+        for region in list(result):
+            v = region["value"]
+            for label, x, y in (("top left", v["x"] + 1, v["y"] + 1),
+                                ("bottom right", v["x"] + v["width"] - 1, v["y"] + v["height"] - 1)):
+                result.append({"from_name": "corners", "to_name": "image", "type": "keypointlabels",
+                               "original_width": 160, "original_height": 120,
+                               "value": {"x": x, "y": y, "width": 1, "keypointlabels": [label]}})
+    return out
+
+
+def test_keypoints_train_pose_weights_grouped_by_their_boxes(services, detector_env, monkeypatch):
+    tasks = pose_tasks(6)
+    model = DetectorModel(project_id=7, label_config=POSE_CONFIG, services=services, extra_params=SMALL)
+    monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
+    result = FineTuner(model, None).run()
+    v1 = model.registry.current()
+    corners = v1.metadata["controls"]["corners"]
+    # two keypoints of the config, trained among the base's 17 so that its keypoint branch carries over
+    assert result["serving"] and corners["trained"] and corners["task"] == "pose" and corners["kpt_shape"] == [17, 3]
+    assert set(corners["metrics"]) >= {"map50", "map50_95", "box"}  # keypoint (OKS) mAP, and the boxes'
+    boxes = sum(len(scene(i)[1]) for i in range(6))
+    assert corners["report"]["n_objects"] == boxes and corners["report"]["n_points"] == 2 * boxes
+
+    fresh = DetectorModel(project_id=7, label_config=POSE_CONFIG, services=services, extra_params=SMALL)
+    plans = {p.control.from_name: p for p in fresh.plans()}
+    assert plans["corners"].weights == str(Path(v1.path) / "controls" / "corners.pt")
+    prediction = fresh.predict([{"id": 99, "data": {"image": data_uri(scene(9)[0])}}])[0]
+    assert prediction["model_version"] == v1.name
+    predicted = {r["value"]["keypointlabels"][0] for r in prediction["result"] if r["from_name"] == "corners"}
+    assert predicted == {"top left", "bottom right"}  # threshold 0: every object's points come back
