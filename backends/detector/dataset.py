@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 class Sample:
     task_id: int
     image_url: str
-    boxes: list[tuple[int, float, float, float, float]]  # class, cx, cy, w, h (0..1)
+    boxes: list[tuple[Any, ...]]  # class, then cx, cy, w, h (detect) or x1 y1 .. x4 y4 (obb), 0..1
 
     def label_lines(self) -> str:
-        return "".join(f"{c} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in self.boxes)
+        return "".join(f"{c} " + " ".join(f"{v:.6f}" for v in values) + "\n" for c, *values in self.boxes)
 
 
 @dataclass
@@ -62,9 +62,9 @@ def pick_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
     return max(truth or annotations, key=lambda a: (a.get("updated_at") or "", a.get("id") or 0))
 
 
-def rect_to_yolo(value: dict[str, Any], width: float = 1.0, height: float = 1.0
-                 ) -> tuple[float, float, float, float] | None:
-    """Label Studio rectangle value (percent) -> clipped YOLO (cx, cy, w, h); None if outside.
+def rect_corners(value: dict[str, Any], width: float = 1.0, height: float = 1.0) -> list[tuple[float, float]]:
+    """A Label Studio rectangle value (percent) as its four corners (0..1, unclipped), clockwise
+    from the corner it is rotated about.
 
     Label Studio rotates a box in pixels, so a rotated box needs the image's ``width`` and ``height``
     (any unit: only their ratio counts): rotating percentages would skew it on a non-square image.
@@ -72,8 +72,24 @@ def rect_to_yolo(value: dict[str, Any], width: float = 1.0, height: float = 1.0
     x, y, w, h = (float(value.get(k, 0)) / 100 for k in ("x", "y", "width", "height"))
     angle = math.radians(float(value.get("rotation") or 0))
     corners = [(0, 0), (w * width, 0), (w * width, h * height), (0, h * height)]
-    xs = [x + (cx * math.cos(angle) - cy * math.sin(angle)) / width for cx, cy in corners]
-    ys = [y + (cx * math.sin(angle) + cy * math.cos(angle)) / height for cx, cy in corners]
+    return [(x + (cx * math.cos(angle) - cy * math.sin(angle)) / width,
+             y + (cx * math.sin(angle) + cy * math.cos(angle)) / height) for cx, cy in corners]
+
+
+def rect_to_obb(value: dict[str, Any], width: float = 1.0, height: float = 1.0) -> tuple[float, ...] | None:
+    """Label Studio rectangle value -> YOLO OBB's four corners ``x1 y1 .. x4 y4`` (0..1), clipped
+    to the image (ultralytics refuses coordinates outside it); None if the box is outside."""
+    if rect_to_yolo(value, width, height) is None:
+        return None
+    return tuple(min(1.0, max(0.0, v)) for corner in rect_corners(value, width, height) for v in corner)
+
+
+def rect_to_yolo(value: dict[str, Any], width: float = 1.0, height: float = 1.0
+                 ) -> tuple[float, float, float, float] | None:
+    """Label Studio rectangle value (percent) -> YOLO (cx, cy, w, h) of its axis-aligned bounding
+    box, clipped to the image; None if outside."""
+    corners = rect_corners(value, width, height)
+    xs, ys = [c[0] for c in corners], [c[1] for c in corners]
     x1, x2 = max(0.0, min(xs)), min(1.0, max(xs))
     y1, y2 = max(0.0, min(ys)), min(1.0, max(ys))
     if x2 - x1 <= 1e-6 or y2 - y1 <= 1e-6:
@@ -106,7 +122,10 @@ def annotated_images(tasks: Iterable[dict[str, Any]], image_key: str, skipped: d
 
 
 def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, image_key: str,
-                       class_index: dict[str, int], report: BuildReport) -> list[Sample]:
+                       class_index: dict[str, int], report: BuildReport,
+                       geometry: Callable[..., tuple[float, ...] | None] = rect_to_yolo) -> list[Sample]:
+    """The boxes of control ``from_name``, each as ``geometry`` writes it (``rect_to_yolo`` for
+    detect, ``rect_to_obb`` for rotated boxes)."""
     samples = []
     for task, annotation, url in annotated_images(tasks, image_key, report.skipped_tasks):
         boxes, outlined = [], set()
@@ -119,8 +138,8 @@ def samples_from_tasks(tasks: Iterable[dict[str, Any]], from_name: str, to_name:
                 report.dropped_unknown_label += 1
                 continue
             # every result Label Studio saves carries the image's size; without it a rotated box is read as square
-            box = rect_to_yolo(item["value"], float(item.get("original_width") or 1),
-                               float(item.get("original_height") or 1))
+            box = geometry(item["value"], float(item.get("original_width") or 1),
+                           float(item.get("original_height") or 1))
             if box is None:
                 report.dropped_outside += 1
                 continue

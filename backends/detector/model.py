@@ -25,7 +25,7 @@ from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.media import LoadedImage, decode_image
 from backends.core.model import LabelLoopModel
 
-from .controls import CONTROL_MODELS, ControlModel
+from .controls import CONTROL_MODELS, ControlModel, control_model_for
 from .downloads import shown
 from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
@@ -79,7 +79,7 @@ class DetectorModel(LabelLoopModel):
         images = {o.name for o in self.label_interface.objects if o.tag.lower() == "image"}
         found = []
         for control in self.label_interface.controls:
-            cls = CONTROL_MODELS.get(control.tag)
+            cls = control_model_for(control)
             if cls is None or not control.to_name or control.to_name[0] not in images:
                 continue
             if control.tag == "KeyPointLabels" and str((control.attr or {}).get("smart", "")).lower() == "true":
@@ -98,8 +98,6 @@ class DetectorModel(LabelLoopModel):
     # -- predict --------------------------------------------------------------------------------
     def plans(self) -> list[Plan]:
         current = self.registry.current() if self.registry else None  # read the pointer once
-        base_by_task = {"detect": self.settings.base_weights, "segment": self.settings.seg_weights,
-                        "pose": self.settings.pose_weights, "classify": self.settings.cls_weights}
         first_box = next((c.from_name for c in self.controls if c.yolo_task == "detect"), None)
         served = version_controls(current, first_box) if current is not None else {}
         plans = []
@@ -110,7 +108,7 @@ class DetectorModel(LabelLoopModel):
             elif current is not None and entry is not None:
                 plans.append(Plan(control, str(Path(current.path) / entry["weights"]), current.name))
             else:  # e.g. a second box control: the version's classes are not its labels
-                plans.append(Plan(control, base_by_task[control.yolo_task], None))
+                plans.append(Plan(control, self.settings.base_for(control.yolo_task), None))
         return plans
 
     @property

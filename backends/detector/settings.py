@@ -30,6 +30,7 @@ class DetectorSettings(ProjectSettings):
     seg_weights: str = "yolo11n-seg.pt"
     pose_weights: str = "yolo11n-pose.pt"
     cls_weights: str = "yolo11n-cls.pt"
+    obb_weights: str = "yolo11n-obb.pt"  # RectangleLabels with model_obb="true": rotated boxes
     # Directories (besides the model store) that a label config's model_path may point into.
     weights_dirs: list[Path] = Field(default_factory=list)
     # Classes (``package.module.Class``, comma-separated) a weights file may contain besides torch.nn
@@ -66,6 +67,11 @@ class DetectorSettings(ProjectSettings):
     # would hold the project's worker for an hour where a labeler needs the next fine-tune)
     prelabel: Literal["publish", "request"] = "publish"
     prelabel_max_tasks: int = Field(5000, gt=0)
+
+    def base_for(self, task: str) -> str:
+        """The base weights of a YOLO task (detect, segment, pose, classify, obb)."""
+        return {"detect": self.base_weights, "segment": self.seg_weights, "pose": self.pose_weights,
+                "classify": self.cls_weights, "obb": self.obb_weights}[task]
 
     @field_validator("safe_globals", mode="before")
     @classmethod

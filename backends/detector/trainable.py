@@ -1,7 +1,8 @@
 """Which controls the detector fine-tunes, and how each one's annotations become a YOLO dataset:
 one class per control tag, behind the tiny interface of :class:`Trainable`.
 
-- ``RectangleLabels`` -> detect weights (``dataset.py``);
+- ``RectangleLabels`` -> detect weights (``dataset.py``); with ``model_obb="true"``, obb weights
+  from the boxes' rotated corners;
 - ``PolygonLabels`` -> segment weights (``segment_dataset.py``, which also reads brush masks for
   the ``BrushLabels`` control to come);
 - ``Choices`` on the image -> classify weights (``class_dataset.py``), one class per image;
@@ -21,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .class_dataset import ClassReport, ClassSample, class_samples, write_class_dataset
-from .dataset import BuildReport, LabelledSample, samples_from_tasks, write_dataset
+from .dataset import BuildReport, LabelledSample, rect_to_obb, samples_from_tasks, write_dataset
 from .pose_dataset import PoseReport, PoseSample, pose_samples
 from .segment_dataset import SegmentReport, segment_samples
 
@@ -96,6 +97,19 @@ class Boxes(Trainable):
         return samples_from_tasks(tasks, control.from_name, control.to_name, image_key, class_index, report), report
 
 
+class RotatedBoxes(Trainable):
+    """``<RectangleLabels model_obb="true">``: each box's four corners, rotation included."""
+
+    tag, task = "RectangleLabels", "obb"
+
+    def samples(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str,
+                class_index: dict[str, int]) -> tuple[list[Any], Any]:
+        report = BuildReport()
+        found = samples_from_tasks(tasks, control.from_name, control.to_name, image_key, class_index, report,
+                                   rect_to_obb)
+        return found, report
+
+
 class Polygons(Trainable):
     tag, task = "PolygonLabels", "segment"
 
@@ -143,4 +157,10 @@ class Poses(Trainable):
 
 
 POSE_NAMES = ("object",)
-TRAINABLE: dict[str, Trainable] = {cls.tag: cls() for cls in (Boxes, Polygons, Classes, Poses)}
+#: by (control tag, YOLO task): a RectangleLabels trains detect, or obb with model_obb="true"
+TRAINABLE: dict[tuple[str, str], Trainable] = {(cls.tag, cls.task): cls() for cls in
+                                               (Boxes, RotatedBoxes, Polygons, Classes, Poses)}
+
+
+def trainable_for(control: ControlModel) -> Trainable:
+    return TRAINABLE[control.key]

@@ -33,7 +33,7 @@ from backends.core.timings import Timings
 from .corrections import Region, by_hand, total_corrections
 from .dataset import rect_to_yolo, split
 from .downloads import shown
-from .trainable import TRAINABLE, ControlData
+from .trainable import TRAINABLE, ControlData, trainable_for
 from .weights import WEIGHTS_FILE, load_model, version_controls
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class FineTuner:
         started = time.time()
         with self.timings("fetch"):
             tasks = self._fetch_tasks()
-        datasets = [TRAINABLE[c.tag].data(tasks, c, self._image_key(c.to_name)) for c in controls]
+        datasets = [trainable_for(c).data(tasks, c, self._image_key(c.to_name)) for c in controls]
         enough = [d for d in datasets if not d.refused and len(d.samples) >= self.settings.min_annotations]
         if not enough:
             reason = "; ".join(f"{d.from_name}: {d.refused or f'{len(d.samples)} annotated tasks'}" for d in datasets) \
@@ -309,18 +309,17 @@ class FineTuner:
         return total_corrections(list(zip(predicted, truths))).to_json()
 
     def _trainable_controls(self) -> list[Any]:
-        found = [c for c in self.detector.controls if c.tag in TRAINABLE and not c.model_path]
+        found = [c for c in self.detector.controls if c.key in TRAINABLE and not c.model_path]
         if not found:
-            raise LabelConfigError(f"training needs a {' or '.join(f'<{t}>' for t in TRAINABLE)} control without "
-                                   "model_path")
+            tags = dict.fromkeys(tag for tag, _ in TRAINABLE)
+            raise LabelConfigError(f"training needs a {' or '.join(f'<{t}>' for t in tags)} control without model_path")
         return found
 
     def _first_box(self) -> str | None:
-        return next((c.from_name for c in self.detector.controls if c.tag == "RectangleLabels"), None)
+        return next((c.from_name for c in self.detector.controls if c.yolo_task == "detect"), None)
 
     def _base_weights(self, task: str) -> str:
-        return {"detect": self.settings.base_weights, "segment": self.settings.seg_weights,
-                "pose": self.settings.pose_weights, "classify": self.settings.cls_weights}[task]
+        return self.settings.base_for(task)
 
     def _image_key(self, to_name: str) -> str:
         return next(o.value_name for o in self.detector.label_interface.objects if o.name == to_name)
@@ -419,7 +418,7 @@ class FineTuner:
 
 #: the metric each task's publish gate compares: mAP50-95 (of masks for segment, of keypoints (OKS)
 #: for pose), top-1 accuracy for classes
-GATE = {"detect": "map50_95", "segment": "map50_95", "pose": "map50_95", "classify": "top1"}
+GATE = {"detect": "map50_95", "segment": "map50_95", "pose": "map50_95", "obb": "map50_95", "classify": "top1"}
 _SHOWN = {"map50_95": "mAP50-95", "top1": "top-1 accuracy"}
 
 

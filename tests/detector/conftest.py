@@ -21,6 +21,7 @@ OFFLINE_ENV = {
     "DETECTOR_SEG_WEIGHTS": "yolo11n-seg.yaml",
     "DETECTOR_POSE_WEIGHTS": "yolo11n-pose.yaml",
     "DETECTOR_CLS_WEIGHTS": "yolo11n-cls.yaml",
+    "DETECTOR_OBB_WEIGHTS": "yolo11n-obb.yaml",
 }
 
 
@@ -41,10 +42,11 @@ def services(tmp_path, detector_env):
 
 def one_class_checkpoint(kind: str, directory: Path, names: dict[int, str]) -> Path:
     """A random-init model of ``kind`` whose classes are exactly ``names`` (so every output maps)."""
-    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, PoseModel, SegmentationModel
+    from ultralytics.nn.tasks import ClassificationModel, DetectionModel, OBBModel, PoseModel, SegmentationModel
 
     build = {"segment": (SegmentationModel, "yolo11n-seg.yaml"), "pose": (PoseModel, "yolo11n-pose.yaml"),
-             "classify": (ClassificationModel, "yolo11n-cls.yaml"), "detect": (DetectionModel, "yolo11n.yaml")}[kind]
+             "classify": (ClassificationModel, "yolo11n-cls.yaml"), "detect": (DetectionModel, "yolo11n.yaml"),
+             "obb": (OBBModel, "yolo11n-obb.yaml")}[kind]
     model = build[0](build[1], nc=len(names), verbose=False)
     model.names = names
     return save_checkpoint(model, directory / f"{kind}-{len(names)}.pt", task=kind)

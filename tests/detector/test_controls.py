@@ -52,3 +52,24 @@ def test_keypoints_are_named_by_model_index(detector_env):
     got = [(r["value"]["keypointlabels"][0], round(r["value"]["x"], 6), round(r["value"]["y"], 6))
            for r in points.regions(result, {0: "person"}, 160, 120)]
     assert expected and got == expected
+
+
+def test_rotated_boxes_land_on_the_corners_ultralytics_found(detector_env):
+    from backends.detector.controls import control_model_for
+    from backends.detector.dataset import rect_corners
+
+    path = one_class_checkpoint("obb", detector_env, {0: "ship"})
+    config = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image" model_obb="true">'
+              '<Label value="Ship"/></RectangleLabels></View>')
+    (found,) = LabelInterface(config).controls
+    rotated = control_model_for(found)(found, 0.0)
+    assert rotated.yolo_task == "obb"
+    result = raw_result(path)
+    regions = rotated.regions(result, {0: "ship"}, 160, 120)
+    found_by_ultralytics = {tuple(sorted((round(x, 4), round(y, 4)) for x, y in c))
+                            for c in result.obb.xyxyxyxyn.tolist()}
+    assert regions  # (the boxes larger than the image are left out: Label Studio refuses them)
+    for region in regions:
+        got = tuple(sorted((round(x, 4), round(y, 4)) for x, y in rect_corners(region["value"], 160, 120)))
+        assert got in found_by_ultralytics
+        assert 0 <= region["value"]["rotation"] < 360 and region["value"]["width"] <= 100

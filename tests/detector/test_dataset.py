@@ -82,3 +82,16 @@ def test_objects_outlined_with_another_region_type_are_not_taught_as_background(
     samples = samples_from_tasks(tasks, "label", "image", "image", {"Cat": 0}, report)
     assert [s.task_id for s in samples] == [2] and report.n_negatives == 1
     assert "polygonlabels" in report.skipped_tasks[1]
+
+
+def test_rotated_boxes_keep_their_four_corners_for_obb():
+    from backends.detector.dataset import rect_to_obb
+
+    plain = {"x": 10, "y": 20, "width": 30, "height": 40, "rotation": 0}
+    assert rect_to_obb(plain) == pytest.approx((0.1, 0.2, 0.4, 0.2, 0.4, 0.6, 0.1, 0.6))
+    # 90 degrees clockwise about the top-left corner, in pixels of a 200 x 100 image
+    turned = rect_to_obb({"x": 50, "y": 10, "width": 10, "height": 20, "rotation": 90}, 200, 100)
+    assert turned == pytest.approx((0.5, 0.1, 0.5, 0.3, 0.4, 0.3, 0.4, 0.1))
+    assert min(rect_to_obb({"x": 90, "y": 0, "width": 20, "height": 10, "rotation": 30}, 100, 100)) >= 0
+    assert max(rect_to_obb({"x": 90, "y": 0, "width": 20, "height": 10, "rotation": 30}, 100, 100)) <= 1
+    assert rect_to_obb({"x": 120, "y": 0, "width": 10, "height": 10, "rotation": 0}) is None

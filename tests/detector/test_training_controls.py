@@ -143,7 +143,7 @@ def test_a_choices_control_that_cannot_train_says_why(services, detector_env):
     from backends.core.errors import LabelConfigError
     from backends.detector.trainable import TRAINABLE
 
-    assert "two classes" in TRAINABLE["Choices"].refusal(["Yes"])
+    assert "two classes" in TRAINABLE[("Choices", "classify")].refusal(["Yes"])
     multiple = CLASS_CONFIG.replace('name="kind"', 'name="kind" choice="multiple"')
     with pytest.raises(LabelConfigError, match='choice="multiple"'):
         DetectorModel(project_id=6, label_config=multiple, services=services).setup()
@@ -195,3 +195,29 @@ def test_keypoints_train_pose_weights_grouped_by_their_boxes(services, detector_
     assert prediction["model_version"] == v1.name
     predicted = {r["value"]["keypointlabels"][0] for r in prediction["result"] if r["from_name"] == "corners"}
     assert predicted == {"top left", "bottom right"}  # threshold 0: every object's points come back
+
+
+OBB_CONFIG = ('<View><Image name="image" value="$image"/>'
+              '<RectangleLabels name="ships" toName="image" model_obb="true" model_score_threshold="0">'
+              '<Label value="Widget"/></RectangleLabels></View>')
+
+
+def test_rotated_boxes_train_obb_weights_that_predict_rotations(services, detector_env, monkeypatch):
+    tasks = tasks_of(6)
+    for task in tasks:  # each scene's boxes, turned by a few degrees about their top-left corner
+        for i, region in enumerate(task["annotations"][0]["result"]):
+            region.update(from_name="ships", type="rectanglelabels")
+            region["value"]["rotation"] = 5.0 * (i + 1)
+        task["annotations"][0]["result"] = [r for r in task["annotations"][0]["result"] if "rotation" in r["value"]]
+    model = DetectorModel(project_id=8, label_config=OBB_CONFIG, services=services, extra_params=SMALL)
+    monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
+    result = FineTuner(model, None).run()
+    v1 = model.registry.current()
+    ships = v1.metadata["controls"]["ships"]
+    assert result["serving"] and ships["task"] == "obb" and ships["weights"] == "weights.pt"
+    assert set(ships["metrics"]) >= {"map50", "map50_95"} and ships["report"]["n_boxes"] > 0
+
+    fresh = DetectorModel(project_id=8, label_config=OBB_CONFIG, services=services, extra_params=SMALL)
+    prediction = fresh.predict([{"id": 99, "data": {"image": data_uri(scene(9)[0])}}])[0]
+    assert prediction["model_version"] == v1.name and prediction["result"]
+    assert all("rotation" in r["value"] and r["value"]["rectanglelabels"] == ["Widget"] for r in prediction["result"])

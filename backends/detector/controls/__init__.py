@@ -3,15 +3,28 @@
 Each knows which YOLO task it needs and how to turn that task's output into its tag's regions.
 """
 
-from .base import ControlModel
+from typing import Any
+
+from .base import ControlModel, truthy
 from .choices import ChoicesModel
 from .keypoints import KeyPointLabelsModel
 from .polygon import PolygonLabelsModel
 from .rectangle import RectangleLabelsModel
+from .rotated import RotatedRectangleLabelsModel
 
 CONTROL_MODELS: dict[str, type[ControlModel]] = {
     cls.tag: cls for cls in (RectangleLabelsModel, PolygonLabelsModel, KeyPointLabelsModel, ChoicesModel)
 }
 
-__all__ = ["CONTROL_MODELS", "ControlModel", "ChoicesModel", "KeyPointLabelsModel", "PolygonLabelsModel",
-           "RectangleLabelsModel"]
+
+
+def control_model_for(control: Any) -> type[ControlModel] | None:
+    """The class serving a Label Studio control: by tag, and for ``<RectangleLabels
+    model_obb="true">`` the rotated boxes of a YOLO OBB model."""
+    if control.tag == "RectangleLabels" and truthy((control.attr or {}).get("model_obb", "false")):
+        return RotatedRectangleLabelsModel
+    return CONTROL_MODELS.get(control.tag)
+
+
+__all__ = ["CONTROL_MODELS", "ChoicesModel", "ControlModel", "KeyPointLabelsModel", "PolygonLabelsModel",
+           "RectangleLabelsModel", "RotatedRectangleLabelsModel", "control_model_for"]

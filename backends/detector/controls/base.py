@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from backends.core.errors import LabelConfigError
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -31,7 +31,12 @@ class ControlModel(ABC):
                 f"{self.tag} {self.from_name!r}: model_score_threshold={attrs['model_score_threshold']!r} is not a number"
             ) from None
         self.model_path: str | None = attrs.get("model_path")
-        self.skip = _truthy(attrs.get("model_skip", "false"))
+        self.skip = truthy(attrs.get("model_skip", "false"))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(tag, YOLO task): what the control is trained as (a RectangleLabels trains detect or obb)."""
+        return self.tag, self.yolo_task
 
     # -- label mapping --------------------------------------------------------------------------
     def label_map(self, model_names: dict[int, str]) -> dict[int, str]:
