@@ -107,6 +107,8 @@ class DetectorModel(LabelLoopModel):
                 plans.append(Plan(control, check_allowed(control.model_path, self.allowed_weight_dirs), None))
             elif current is not None and entry is not None:
                 plans.append(Plan(control, str(Path(current.path) / entry["weights"]), current.name))
+            elif control.own_weights_only:
+                continue  # e.g. the segmenter's <BrushLabels>, until brush annotations have trained
             else:  # e.g. a second box control: the version's classes are not its labels
                 plans.append(Plan(control, self.settings.base_for(control.yolo_task), None))
         return plans

@@ -3,8 +3,8 @@ one class per control tag, behind the tiny interface of :class:`Trainable`.
 
 - ``RectangleLabels`` -> detect weights (``dataset.py``); with ``model_obb="true"``, obb weights
   from the boxes' rotated corners;
-- ``PolygonLabels`` -> segment weights (``segment_dataset.py``, which also reads brush masks for
-  the ``BrushLabels`` control to come);
+- ``PolygonLabels`` and ``BrushLabels`` -> segment weights (``segment_dataset.py``, brush masks
+  traced to polygons);
 - ``Choices`` on the image -> classify weights (``class_dataset.py``), one class per image;
 - ``KeyPointLabels`` (not smart) -> pose weights (``pose_dataset.py``), points grouped by box.
 
@@ -121,6 +121,12 @@ class Polygons(Trainable):
         return found, report
 
 
+class Brushes(Polygons):
+    """``BrushLabels``: each mask decoded and traced to one polygon of all its parts."""
+
+    tag, task = "BrushLabels", "segment"
+
+
 class Classes(Trainable):
     """``Choices``: ``choice="multiple"`` never gets here, it is refused at ``/setup``
     (``controls/choices.py``): a classify model gives one class per image."""
@@ -159,7 +165,7 @@ class Poses(Trainable):
 POSE_NAMES = ("object",)
 #: by (control tag, YOLO task): a RectangleLabels trains detect, or obb with model_obb="true"
 TRAINABLE: dict[tuple[str, str], Trainable] = {(cls.tag, cls.task): cls() for cls in
-                                               (Boxes, RotatedBoxes, Polygons, Classes, Poses)}
+                                               (Boxes, RotatedBoxes, Polygons, Brushes, Classes, Poses)}
 
 
 def trainable_for(control: ControlModel) -> Trainable:

@@ -73,3 +73,23 @@ def test_rotated_boxes_land_on_the_corners_ultralytics_found(detector_env):
         got = tuple(sorted((round(x, 4), round(y, 4)) for x, y in rect_corners(region["value"], 160, 120)))
         assert got in found_by_ultralytics
         assert 0 <= region["value"]["rotation"] < 360 and region["value"]["width"] <= 100
+
+
+def test_brush_masks_are_rle_of_the_task_image_inside_each_objects_box(detector_env):
+    from backends.core.rle import rle2mask
+
+    path = one_class_checkpoint("segment", detector_env, {0: "cat"})
+    config = ('<View><Image name="image" value="$image"/><BrushLabels name="mask" toName="image">'
+              '<Label value="Cat"/></BrushLabels></View>')
+    brush = control(config, "BrushLabels")
+    result = raw_result(path)
+    regions = brush.regions(result, {0: "cat"}, 320, 240)  # the task image: twice the inferred copy
+    assert regions and len(regions) <= len(result.boxes)
+    boxes = result.boxes.xyxyn.tolist()
+    for region in regions:
+        mask = rle2mask(region["value"]["rle"], 240, 320)
+        ys, xs = mask.nonzero()
+        assert region["value"]["brushlabels"] == ["Cat"] and region["type"] == "brushlabels" and len(xs)
+        x1, y1, x2, y2 = xs.min() / 320, ys.min() / 240, (xs.max() + 1) / 320, (ys.max() + 1) / 240
+        assert any(x1 >= bx1 - 0.02 and y1 >= by1 - 0.02 and x2 <= bx2 + 0.02 and y2 <= by2 + 0.02
+                   for bx1, by1, bx2, by2 in boxes), "a mask outside every box"

@@ -79,11 +79,12 @@ def test_skip_and_unsupported_configs(services):
         DetectorModel(project_id=1, label_config=text_only, services=services).setup()
 
 
-def test_smart_keypoints_are_left_to_the_segmenter(services):
+def test_smart_keypoints_and_an_untrained_brush_are_left_to_the_segmenter(services):
     from backends.stack.demo import DEMO_CONFIG
 
-    controls = DetectorModel(project_id=1, label_config=DEMO_CONFIG, services=services).controls
-    assert [c.tag for c in controls] == ["RectangleLabels"]
+    model = DetectorModel(project_id=1, label_config=DEMO_CONFIG, services=services)
+    assert [c.tag for c in model.controls] == ["RectangleLabels", "BrushLabels"]  # the brush trains on submit
+    assert [p.control.tag for p in model.plans()] == ["RectangleLabels"]  # ... and paints once it has
 
 
 def test_model_path_outside_allowed_dirs_is_refused(services):

@@ -221,3 +221,49 @@ def test_rotated_boxes_train_obb_weights_that_predict_rotations(services, detect
     prediction = fresh.predict([{"id": 99, "data": {"image": data_uri(scene(9)[0])}}])[0]
     assert prediction["model_version"] == v1.name and prediction["result"]
     assert all("rotation" in r["value"] and r["value"]["rectanglelabels"] == ["Widget"] for r in prediction["result"])
+
+
+BRUSH_CONFIG = ('<View><Image name="image" value="$image"/>'
+                '<BrushLabels name="mask" toName="image" model_score_threshold="0"><Label value="Widget"/>'
+                '</BrushLabels></View>')
+
+
+def brush_tasks(n):
+    """Each scene's widgets painted with the brush, as the segmenter's masks are submitted."""
+    import numpy as np
+
+    from backends.core.rle import mask2rle
+
+    out = []
+    for i in range(n):
+        image, boxes = scene(i)
+        result = []
+        for x, y, w, h in boxes:
+            mask = np.zeros((120, 160), dtype=np.uint8)
+            mask[y:y + h, x:x + w] = 255
+            result.append({"from_name": "mask", "to_name": "image", "type": "brushlabels", "original_width": 160,
+                           "original_height": 120,
+                           "value": {"format": "rle", "rle": mask2rle(mask), "brushlabels": ["Widget"]}})
+        out.append({"id": i + 1, "data": {"image": data_uri(image)},
+                    "annotations": [{"id": i + 1, "result": result, "was_cancelled": False}]})
+    return out
+
+
+def test_brush_masks_train_segment_weights_that_then_predict_masks(services, detector_env, monkeypatch):
+    from backends.core.rle import rle2mask
+
+    model = DetectorModel(project_id=9, label_config=BRUSH_CONFIG, services=services, extra_params=SMALL)
+    task = {"id": 99, "data": {"image": data_uri(scene(9)[0])}}
+    before = model.predict([task])[0]
+    assert before["result"] == []  # the base weights do not paint: <BrushLabels> is often the segmenter's
+    tasks = brush_tasks(6)
+    monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
+    result = FineTuner(model, None).run()
+    mask = model.registry.current().metadata["controls"]["mask"]
+    assert result["serving"] and mask["task"] == "segment" and mask["report"]["n_objects"] == sum(
+        len(scene(i)[1]) for i in range(6))
+
+    after = DetectorModel(project_id=9, label_config=BRUSH_CONFIG, services=services, extra_params=SMALL).predict([task])[0]
+    assert after["model_version"] == result["version"] and after["result"]
+    for region in after["result"]:
+        assert region["type"] == "brushlabels" and rle2mask(region["value"]["rle"], 120, 160).any()

@@ -6,6 +6,7 @@ Each knows which YOLO task it needs and how to turn that task's output into its 
 from typing import Any
 
 from .base import ControlModel, truthy
+from .brush import BrushLabelsModel
 from .choices import ChoicesModel
 from .keypoints import KeyPointLabelsModel
 from .polygon import PolygonLabelsModel
@@ -13,7 +14,8 @@ from .rectangle import RectangleLabelsModel
 from .rotated import RotatedRectangleLabelsModel
 
 CONTROL_MODELS: dict[str, type[ControlModel]] = {
-    cls.tag: cls for cls in (RectangleLabelsModel, PolygonLabelsModel, KeyPointLabelsModel, ChoicesModel)
+    cls.tag: cls for cls in (RectangleLabelsModel, PolygonLabelsModel, BrushLabelsModel, KeyPointLabelsModel,
+                              ChoicesModel)
 }
 
 
@@ -26,5 +28,5 @@ def control_model_for(control: Any) -> type[ControlModel] | None:
     return CONTROL_MODELS.get(control.tag)
 
 
-__all__ = ["CONTROL_MODELS", "ChoicesModel", "ControlModel", "KeyPointLabelsModel", "PolygonLabelsModel",
+__all__ = ["CONTROL_MODELS", "BrushLabelsModel", "ChoicesModel", "ControlModel", "KeyPointLabelsModel", "PolygonLabelsModel",
            "RectangleLabelsModel", "RotatedRectangleLabelsModel", "control_model_for"]

@@ -16,8 +16,10 @@ def truthy(value: Any) -> bool:
 class ControlModel(ABC):
     #: The Label Studio control tag served, e.g. "RectangleLabels".
     tag: ClassVar[str]
-    #: The YOLO task whose output it reads: detect, segment, pose or classify.
+    #: The YOLO task whose output it reads: detect, segment, pose, classify or obb.
     yolo_task: ClassVar[str]
+    #: True: served only by weights of its own (a trained version's, or model_path), never the base's
+    own_weights_only: ClassVar[bool] = False
 
     def __init__(self, control: Any, default_threshold: float) -> None:
         self.control = control
