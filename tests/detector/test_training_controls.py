@@ -40,8 +40,8 @@ def tasks_of(n):
              "annotations": [{"id": i + 1, "result": regions(scene(i)[1]), "was_cancelled": False}]} for i in range(n)]
 
 
-def train(services, monkeypatch, tasks):
-    model = DetectorModel(project_id=3, label_config=CONFIG, services=services, extra_params=SMALL)
+def train(services, monkeypatch, tasks, config=CONFIG, project=3):
+    model = DetectorModel(project_id=project, label_config=config, services=services, extra_params=SMALL)
     monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
     return model, FineTuner(model, None).run()
 
@@ -116,9 +116,7 @@ def class_tasks(n):
 
 def test_choices_train_classify_weights_that_serve_beside_the_boxes(services, detector_env, monkeypatch):
     tasks = class_tasks(6)
-    model = DetectorModel(project_id=5, label_config=CLASS_CONFIG, services=services, extra_params=SMALL)
-    monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
-    result = FineTuner(model, None).run()
+    model, result = train(services, monkeypatch, tasks, CLASS_CONFIG, 5)
     v1 = model.registry.current()
     kind = v1.metadata["controls"]["kind"]
     assert result["serving"] and kind["trained"] and (kind["task"], kind["weights"]) == ("classify", "controls/kind.pt")
@@ -177,9 +175,7 @@ def pose_tasks(n):
 
 def test_keypoints_train_pose_weights_grouped_by_their_boxes(services, detector_env, monkeypatch):
     tasks = pose_tasks(6)
-    model = DetectorModel(project_id=7, label_config=POSE_CONFIG, services=services, extra_params=SMALL)
-    monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
-    result = FineTuner(model, None).run()
+    model, result = train(services, monkeypatch, tasks, POSE_CONFIG, 7)
     v1 = model.registry.current()
     corners = v1.metadata["controls"]["corners"]
     # two keypoints of the config, trained among the base's 17 so that its keypoint branch carries over
@@ -209,9 +205,7 @@ def test_rotated_boxes_train_obb_weights_that_predict_rotations(services, detect
             region.update(from_name="ships", type="rectanglelabels")
             region["value"]["rotation"] = 5.0 * (i + 1)
         task["annotations"][0]["result"] = [r for r in task["annotations"][0]["result"] if "rotation" in r["value"]]
-    model = DetectorModel(project_id=8, label_config=OBB_CONFIG, services=services, extra_params=SMALL)
-    monkeypatch.setattr(FineTuner, "_fetch_tasks", lambda self: tasks)
-    result = FineTuner(model, None).run()
+    model, result = train(services, monkeypatch, tasks, OBB_CONFIG, 8)
     v1 = model.registry.current()
     ships = v1.metadata["controls"]["ships"]
     assert result["serving"] and ships["task"] == "obb" and ships["weights"] == "weights.pt"

@@ -6,10 +6,10 @@ import numpy as np
 
 from backends.core.rle import mask2rle
 
-from .base import ControlModel
+from .polygon import PolygonLabelsModel
 
 
-class BrushLabelsModel(ControlModel):
+class BrushLabelsModel(PolygonLabelsModel):
     """Segment models as brush masks: each object's mask at the task image's size, in Label
     Studio's RLE. The mask is filled from ultralytics' outline of it (``masks.xyn``, every part
     joined), which is already mapped to the original image whatever the inference size and
@@ -24,16 +24,10 @@ class BrushLabelsModel(ControlModel):
     own_weights_only = True
 
     def regions(self, result: Any, names: dict[int, str], width: int, height: int) -> list[dict[str, Any]]:
-        if result.masks is None:
-            return []
         import cv2
 
-        mapping = self.label_map(names)
         out = []
-        for polygon, conf, cls in zip(result.masks.xyn, result.boxes.conf.tolist(), result.boxes.cls.tolist()):
-            label = mapping.get(int(cls))
-            if label is None or conf < self.threshold or len(polygon) < 3:
-                continue
+        for label, polygon, conf in self.outlines(result, names):
             mask = np.zeros((height, width), dtype=np.uint8)
             cv2.fillPoly(mask, [np.round(np.asarray(polygon) * (width, height)).astype(np.int32)], 255)
             if mask.any():
