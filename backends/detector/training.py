@@ -58,12 +58,13 @@ def save_checkpoint(model: Any, path: Path, task: str = "detect") -> Path:
 
 
 def adapt_head(model: Any, names: list[str], kpt_shape: list[int] | None = None) -> Any:
-    """A copy of a DetectionModel (SegmentationModel, ClassificationModel) whose head predicts exactly
-    ``names``.
+    """A copy of a YOLO model (detect, segment, pose, OBB, classify) whose head predicts exactly
+    ``names`` (and, for pose, ``kpt_shape`` keypoints).
 
     Everything whose shape is unchanged is copied; in the class branch (``cv3``, and ``one2one_cv3``
-    on end-to-end heads; a classify head's ``Linear``) each output row of a class the old model knew by the same name (case-
-    insensitive) is copied too, so "Dog" keeps what it learned and a new "Hydrant" starts fresh.
+    on end-to-end heads; a classify head's ``Linear``) each output row of a class the old model
+    knew by the same name (case-insensitive) is copied too, so "Dog" keeps what it learned and a
+    new "Hydrant" starts fresh. A pose head's keypoint branch is kept when the keypoint count is.
     YOLO11's class branch is ``max(ch, min(nc, 100))`` channels wide: when the class count moves it
     across that width (80 COCO classes -> 3 project classes), the branch cannot be carried over and
     is trained anew on top of the kept backbone, neck and box branch.
@@ -88,7 +89,6 @@ def adapt_head(model: Any, names: list[str], kpt_shape: list[int] | None = None)
                 old_i = old_index.get(label.lower())
                 if old_i is not None:
                     _copy_row(module, old, new_i, old_i)
-
     new.names = dict(enumerate(names))
     new.args = getattr(model, "args", {})
     return new
@@ -153,8 +153,7 @@ class FineTuner:
         datasets = [trainable_for(c).data(tasks, c, self._image_key(c.to_name)) for c in controls]
         enough = [d for d in datasets if not d.refused and len(d.samples) >= self.settings.min_annotations]
         if not enough:
-            reason = "; ".join(f"{d.from_name}: {d.refused or f'{len(d.samples)} annotated tasks'}" for d in datasets) \
-                + f"; trained from min_annotations={self.settings.min_annotations}"
+            reason = "; ".join(f"{d.from_name}: {self._why_not(d)}" for d in datasets)
             log.info("detector project %s: not training: %s", self.detector.project_id, reason)
             return {"skipped": reason, "report": {d.from_name: d.report.to_json() for d in datasets}}
         workdir = owned_tempdir(self._work_root(), WORKDIR_PREFIX)
@@ -172,9 +171,7 @@ class FineTuner:
         changed = [d for d in enough if (before.get(d.from_name) or {}).get("fingerprint") != d.fingerprint()]
         trained = [self._train_control(workdir / f"c{i}", d, current, before.get(d.from_name))
                    for i, d in enumerate(changed or enough)]
-        not_trained = {d.from_name: d.refused or f"{len(d.samples)} annotated tasks, fewer than min_annotations="
-                       f"{self.settings.min_annotations}" for d in datasets
-                       if d.from_name not in {e.from_name for e in enough}}
+        not_trained = {d.from_name: self._why_not(d) for d in datasets if d.from_name not in {e.from_name for e in enough}}
         make_current = any(t.accepted for t in trained)
         entries = self._entries(trained, datasets, current, before, make_current)
         primary = self._primary(entries)
@@ -314,6 +311,10 @@ class FineTuner:
             tags = dict.fromkeys(tag for tag, _ in TRAINABLE)
             raise LabelConfigError(f"training needs a {' or '.join(f'<{t}>' for t in tags)} control without model_path")
         return found
+
+    def _why_not(self, data: ControlData) -> str:
+        """Why a control is not trained by this job (the job's ``not_trained``, or ``skipped``)."""
+        return data.refused or f"{len(data.samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
 
     def _first_box(self) -> str | None:
         return next((c.from_name for c in self.detector.controls if c.yolo_task == "detect"), None)

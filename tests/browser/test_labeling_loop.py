@@ -133,3 +133,36 @@ def test_an_older_model_version_chosen_for_prelabeling_is_what_the_editor_shows(
 
 def boxes(result: list[dict]) -> list[tuple[float, ...]]:
     return sorted(tuple(round(r["value"][k], 2) for k in ("x", "y", "width", "height")) for r in result)
+
+
+PRELABEL_CONFIG = ('<View><Image name="image" value="$image"/>'
+                   '<PolygonLabels name="outline" toName="image"><Label value="person"/></PolygonLabels>'
+                   '<RectangleLabels name="turned" toName="image" model_obb="true"><Label value="person"/>'
+                   '</RectangleLabels></View>')
+EDITOR_ROTATIONS = ("() => window.Htx.annotationStore.selected.regionStore.regions"
+                    ".filter(r => r.type === 'rectangleregion').map(r => r.rotation)")
+
+
+def test_a_never_opened_task_shows_its_prelabelled_polygon_and_rotated_box(label_studio, start_backend, tmp_path,
+                                                                          page):
+    from tests.browser.conftest import backend_env
+
+    # a detector of its own: the suite's keeps 3 regions a task, too few for random OBB weights
+    # to be sure of one rotated box inside the image
+    _, detector = start_backend("backends.detector", {**backend_env(label_studio, tmp_path / "det"),
+                                                      "DETECTOR_MAX_DET": "30"})
+    project = label_studio.create_project(PRELABEL_CONFIG, title="loop prelabel never opened")
+    task, *_ = label_studio.upload_images(project, scenes(3, offset=300))
+    assert ui.connect_model(page, label_studio.url, project, "detector", detector)["body"]["_status"] == 201
+    requests.post(f"{detector}/jobs", json={"project": project, "kind": "prelabel"}, timeout=5).raise_for_status()
+    wait_until(lambda: [j for j in jobs(detector, project) if j["kind"] == "prelabel" and j["state"] == "done"], 120,
+               "the prelabel job", 1)
+    (prediction,) = label_studio.predictions(task)
+    assert {r["type"] for r in prediction["result"]} == {"polygonlabels", "rectanglelabels"}, prediction
+    assert any(r["value"].get("rotation") for r in prediction["result"] if r["type"] == "rectanglelabels")
+
+    ui.open_task(page, label_studio.url, project, task)  # its first opening
+    page.wait_for_function(f"() => {ui.REGION_COUNT} === {len(prediction['result'])}")
+    assert set(page.evaluate(ui.REGION_TYPES)) == {"polygonregion", "rectangleregion"}
+    assert any(abs(rotation) > 0.1 for rotation in page.evaluate(EDITOR_ROTATIONS))  # drawn turned, not axis-aligned
+    page.screenshot(path=str(ARTIFACTS / "browser-never-opened-polygon-and-rotated-box.png"))
