@@ -103,3 +103,29 @@ def test_one_version_serves_and_changes_all_five_controls(label_studio, detector
     for r in after["result"]:
         if r["type"] == "brushlabels":
             assert rle2mask(r["value"]["rle"], H, W).any()
+
+
+OBB_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image" '
+              'model_obb="true"><Label value="Widget"/></RectangleLabels></View>')
+
+
+def test_an_obb_project_trains_on_rotated_boxes_and_prelabels_rotations(label_studio, detector):
+    project = label_studio.create_project(OBB_CONFIG, title="rotated boxes")
+    scenes = {f"r{i}.png": scene(i) for i in range(7)}
+    tasks = label_studio.upload_images(project, {name: png for name, (png, _) in scenes.items()})
+    label_studio.connect_backend(project, detector, "detector")
+    for task, (_, boxes) in zip(tasks[:-1], scenes.values()):
+        turned = [r for r in annotation(boxes) if r["from_name"] == "box"]
+        for i, r in enumerate(turned):
+            r["value"]["rotation"] = 10.0 * (i + 1)
+        label_studio.annotate(task, turned)
+    wait_until(lambda: requests.get(f"{detector}/versions?project={project}", timeout=5).json().get("details"), 600,
+               "a version", interval=2)
+    versions = requests.get(f"{detector}/versions?project={project}", timeout=5).json()
+    current = next(v for v in versions["details"] if v["name"] == versions["current"])
+    assert current["controls"]["box"]["task"] == "obb" and current["controls"]["box"]["trained"]
+    assert current["controls"]["box"]["report"]["n_boxes"] == sum(len(b) for _, b in list(scenes.values())[:-1])
+
+    label_studio.retrieve_predictions(project, [tasks[-1]])
+    after = next(p for p in label_studio.predictions(tasks[-1]) if p["model_version"] == versions["current"])
+    assert after["result"] and all("rotation" in r["value"] for r in after["result"])
