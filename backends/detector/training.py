@@ -30,8 +30,9 @@ from backends.core.jobs import JobCancelled, NoJob
 from backends.core.scratch import owned_tempdir, remove_orphans
 from backends.core.timings import Timings
 
-from .corrections import Region, by_hand, total_corrections
-from .dataset import rect_to_yolo, split
+from .compared import predicted_shape, truth_shapes
+from .corrections import Shape, by_hand, total_corrections
+from .dataset import split
 from .downloads import shown
 from .trainable import TRAINABLE, ControlData, trainable_for
 from .weights import WEIGHTS_FILE, load_model, version_controls
@@ -193,7 +194,7 @@ class FineTuner:
                 metadata["corrections"] = {
                     t.data.from_name: self._corrections(Path(staged.path) / entries[t.data.from_name]["weights"],
                                                         current, t)
-                    for t in trained if t.data.task == "detect"}
+                    for t in trained}
             metadata["timings"]["corrections"] = self.timings["corrections"]
             version = staged.publish(metadata, make_current=make_current)
         if make_current:
@@ -286,23 +287,24 @@ class FineTuner:
     def _corrections(self, new: Path, current: Any, trained: Trained) -> dict[str, Any]:
         """Corrections per val image (corrections.py) for the new version, the version it would
         replace (or the base weights) and labeling by hand, on the same images."""
-        control, names, val = trained.data.control, trained.data.names, trained.val
-        truths = [[Region(names[c], _corners(cx, cy, w, h)) for c, cx, cy, w, h in s.boxes] for s in val]
+        data, val = trained.data, trained.val
+        truths = [truth_shapes(s, data) for s in val]
         pictures = [trained.images[s.task_id] for s in val]
-        old = version_controls(current, self._first_box()).get(control.from_name) if current is not None else None
-        before = str(Path(current.path) / old["weights"]) if old else self._base_weights("detect")
+        old = version_controls(current, self._first_box()).get(data.from_name) if current is not None else None
+        before = str(Path(current.path) / old["weights"]) if old else self._base_weights(data.task)
         shown_before = current.name if old else shown(before)
-        out: dict[str, Any] = {"version": self._corrections_of(str(new), control, pictures, truths),
+        out: dict[str, Any] = {"version": self._corrections_of(str(new), data, pictures, truths),
                                "by_hand": by_hand(truths).to_json()}
         try:
-            out["before"] = {"weights": shown_before, **self._corrections_of(before, control, pictures, truths)}
+            out["before"] = {"weights": shown_before, **self._corrections_of(before, data, pictures, truths)}
         except LabelLoopError as exc:  # e.g. base weights with no class named as a label
             out["before"] = {"weights": shown_before, "error": exc.message}
         return out
 
-    def _corrections_of(self, weights: str, control: Any, pictures: list[Any], truths: list[list[Region]]
+    def _corrections_of(self, weights: str, data: ControlData, pictures: list[Any], truths: list[list[Shape]]
                         ) -> dict[str, Any]:
-        predicted = [[_region(r) for r in regions] for regions in self.detector.regions_from(weights, control, pictures)]
+        regions = self.detector.regions_from(weights, data.control, pictures)
+        predicted = [[predicted_shape(r, data.task) for r in image] for image in regions]
         return total_corrections(list(zip(predicted, truths))).to_json()
 
     def _trainable_controls(self) -> list[Any]:
@@ -504,17 +506,6 @@ def _total_loss(tloss: Any) -> float | None:
 
 def _f1(p: float, r: float) -> float:
     return 2 * p * r / (p + r) if p + r > 0 else 0.0
-
-
-def _corners(cx: float, cy: float, w: float, h: float) -> tuple[float, float, float, float]:
-    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-
-
-def _region(result: dict[str, Any]) -> Region:
-    """A predicted rectangle as the annotation's boxes are compared: clipped, axis-aligned, 0..1."""
-    value = result["value"]
-    box = rect_to_yolo(value, result.get("original_width") or 1, result.get("original_height") or 1)
-    return Region(value["rectanglelabels"][0], _corners(*box) if box else (0.0, 0.0, 0.0, 0.0))
 
 
 def _file_name(from_name: str) -> str:

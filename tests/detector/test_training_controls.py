@@ -57,7 +57,10 @@ def test_boxes_and_polygons_train_into_one_version_and_an_unchanged_control_is_c
     assert (controls["box"]["task"], controls["outline"]["task"]) == ("detect", "segment")
     assert set(controls["outline"]["metrics"]) >= {"map50", "map50_95", "box", "per_class"}  # mask mAP, box mAP
     assert controls["outline"]["report"]["n_objects"] == sum(len(scene(i)[1]) for i in range(6))
-    assert v1.metadata["from_name"] == "box" and set(v1.metadata["corrections"]) == {"box"}
+    assert v1.metadata["from_name"] == "box" and set(v1.metadata["corrections"]) == {"box", "outline"}
+    outlines = v1.metadata["corrections"]["outline"]  # every val polygon drawn by hand; the version's edits
+    val_objects = sum(len(scene(t - 1)[1]) for t in controls["outline"]["val_task_ids"])
+    assert outlines["by_hand"]["draws"] == val_objects and outlines["version"]["images"] == controls["outline"]["n_val"]
 
     fresh = DetectorModel(project_id=3, label_config=CONFIG, services=services, extra_params=SMALL)
     plans = {p.control.from_name: p for p in fresh.plans()}
@@ -121,7 +124,10 @@ def test_choices_train_classify_weights_that_serve_beside_the_boxes(services, de
     kind = v1.metadata["controls"]["kind"]
     assert result["serving"] and kind["trained"] and (kind["task"], kind["weights"]) == ("classify", "controls/kind.pt")
     assert set(kind["metrics"]) == {"top1", "top5"} and kind["names"] == ["One", "Two"]
-    assert kind["report"]["n_annotated"] == 6 and "corrections" not in kind
+    assert kind["report"]["n_annotated"] == 6
+    classes = v1.metadata["corrections"]["kind"]  # one class per val image: a draw by hand, else 0 or 1 relabel
+    assert classes["by_hand"]["draws"] == kind["n_val"] and classes["version"]["deletes"] == 0
+    assert classes["version"]["edits"] == classes["version"]["relabels"] + classes["version"]["draws"] <= kind["n_val"]
 
     fresh = DetectorModel(project_id=5, label_config=CLASS_CONFIG, services=services, extra_params=SMALL)
     prediction = fresh.predict([{"id": 99, "data": {"image": data_uri(scene(9)[0])}}])[0]
