@@ -16,8 +16,11 @@
     from base, at most 0.5x the corrections of labeling by hand.
 (c) ``loop``: seconds from an annotation submit in a real Label Studio to a new version serving,
     for 50 labeled images at imgsz 320 on CPU.
+(f) ``prelabel``: the prelabel job over 1,000 tasks through a real Label Studio, as a ratio of
+    its throughput to raw batched ``YOLO.predict`` on the same images (bench/prelabel_throughput.py;
+    goal >= 0.8).
 
-    .venv/bin/python bench/detector.py [--parts a,m,w,b,c] [--quick]
+    .venv/bin/python bench/detector.py [--parts a,m,w,b,c,f] [--quick] [--tasks 1000]
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from backends.detector.training import adapt_head, evaluate, fine_tune, save_che
 from backends.detector.weights import configure_ultralytics, load_model, onnx_for  # noqa: E402
 from backends.stack.processes import backend_process, free_port, label_studio_process  # noqa: E402
 from bench import fmnist  # noqa: E402
+from bench.prelabel_throughput import part_prelabel  # noqa: E402
 from bench.protocol import serve_image  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -391,6 +395,7 @@ def main() -> None:
     parser.add_argument("--parts", default="a,b,c")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--requests", type=int, default=30)
+    parser.add_argument("--tasks", type=int, default=1000, help="(f): tasks the prelabel job writes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-detector-"))
     configure_ultralytics(work)
@@ -408,6 +413,9 @@ def main() -> None:
     if "c" in parts:
         results["loop"] = part_loop(work, args.quick)
         print(json.dumps(results["loop"], indent=2))
+    if "f" in parts:
+        results["prelabel"] = part_prelabel(work, 50 if args.quick else args.tasks, coco_checkpoint(work))
+        print(json.dumps(results["prelabel"], indent=2))
     results["machine"] = {"cpus": os.cpu_count(), "quick": args.quick}
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
