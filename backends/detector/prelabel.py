@@ -9,6 +9,7 @@ times out on large ones (label-studio #6330, #6422, #9098); this job is the back
 2. the same pre-labels as ``/predict`` (``DetectorModel.task_regions``), in batches of
    ``PREDICT_BATCH``, written in bulk imports of ``BULK`` by the writer the active queue uses
    (``core.predictions.PredictionWriter``);
+   seconds per stage (list, predict with its image loads, write) in the result's ``timings``;
    progress (done, total, tasks/s, ETA) in ``GET /jobs/<id>`` and ``/metrics``, cancellable
    between batches; a task whose image does not load, or deleted meanwhile, is skipped and counted;
 3. the project's ``model_version`` (which predictions the labeling stream shows) set to the
@@ -30,6 +31,7 @@ from backends.core.errors import LabelLoopError, http_status, raise_if_outage
 from backends.core.jobs import JobCancelled, NoJob
 from backends.core.labelstudio import is_labeled
 from backends.core.predictions import BULK, PredictionWriter, TaskPrediction
+from backends.core.timings import Timings
 
 if TYPE_CHECKING:
     from backends.core.jobs import JobReporter
@@ -51,12 +53,14 @@ class Prelabeler:
     def __init__(self, detector: DetectorModel, job: JobReporter | None, events: Sequence[Event] = ()) -> None:
         self.detector, self.job, self.events = detector, job if job is not None else NoJob(), list(events)
         self.ls = detector.services.ls
+        self.timings = Timings()  # listing, predicting (image loads included), writing: in the result
 
     def run(self) -> dict[str, Any]:
         started = time.time()
         version = self.detector.serving_version()
         asked = asked_tasks(self.events)
-        listed = self._listed(asked)
+        with self.timings("list"):
+            listed = self._listed(asked)
         todo = [t for t in listed if not carries(t, version)]
         capped = todo[self.detector.settings.prelabel_max_tasks:]
         todo = todo[:self.detector.settings.prelabel_max_tasks]
@@ -67,7 +71,7 @@ class Prelabeler:
         summary = {"version": version, "listed": len(listed), "already": already, "capped": len(capped), **counts,
                    "missing": missing, "superseded_by": superseded,
                    "project_model_version": self._point_project(version, carried) if not superseded else None,
-                   "seconds": round(time.time() - started, 2)}
+                   "seconds": round(time.time() - started, 2), "timings": dict(self.timings)}
         if superseded:  # a rollback or an upload mid-run: the rest is the new version's, in a job of its own
             self.detector.services.journal.record(self.detector.backend, self.detector.project, "VERSION_CHANGED",
                                                   {"version": superseded}, kind="prelabel")
@@ -98,31 +102,42 @@ class Prelabeler:
             for start in range(0, len(todo), PREDICT_BATCH):
                 self.job.check_cancelled()
                 batch = todo[start:start + PREDICT_BATCH]
-                serving, regions = self.detector.task_regions(batch, alone=False)
-                if serving != version:
-                    self._flush(writer, pending, counts)
-                    return counts, serving
-                errors = [r for r in regions if isinstance(r, LabelLoopError)]
-                raise_if_outage(errors, len(batch), "a batch")
-                pending.extend(TaskPrediction(int(task["id"]), score_of(found), found)
-                               for task, found in zip(batch, regions) if isinstance(found, list))
-                counts["unloadable"] += len(errors)
-                if len(pending) >= BULK:
-                    self._flush(writer, pending, counts)
-                    pending = []
+                self._predict_batch(writer, version, batch, pending, counts)
                 self._progress(len(todo), start + len(batch), started)
+        except _Superseded as taken_over:
+            self._flush(writer, pending, counts)
+            return counts, taken_over.version
         except JobCancelled:
             self._flush(writer, pending, counts)  # what was predicted is kept
             raise
         self._flush(writer, pending, counts)
         return counts, None
 
+    def _predict_batch(self, writer: PredictionWriter, version: str, batch: list[dict[str, Any]],
+                       pending: list[TaskPrediction], counts: dict[str, int]) -> None:
+        """Predict ``batch`` into ``pending``, written (and emptied) once it holds ``BULK``.
+        Raises ``_Superseded`` when another version serves now."""
+        with self.timings("predict"):
+            serving, regions = self.detector.task_regions(batch, alone=False)
+        if serving != version:
+            raise _Superseded(serving)
+        errors = [r for r in regions if isinstance(r, LabelLoopError)]
+        raise_if_outage(errors, len(batch), "a batch")
+        pending.extend(TaskPrediction(int(task["id"]), score_of(found), found)
+                       for task, found in zip(batch, regions) if isinstance(found, list))
+        counts["unloadable"] += len(errors)
+        if len(pending) >= BULK:
+            self._flush(writer, pending, counts)
+            pending.clear()
+
     def _flush(self, writer: PredictionWriter, entries: list[TaskPrediction], counts: dict[str, int]) -> None:
         """Write ``entries`` against their tasks read again just now: a labeler who opened one
         meanwhile had Label Studio ask ``/predict`` and store its answer (the writer then counts it
         ``unchanged`` instead of writing a second, identical prediction), and a task deleted
         meanwhile is ``skipped``."""
-        if entries:
+        if not entries:
+            return
+        with self.timings("write"):
             ids = [e.task_id for e in entries]
             now = {int(t["id"]): t for t in self.ls.iter_tasks(self.detector.project, after=min(ids) - 1,
                                                                 until=max(ids))}
@@ -163,6 +178,14 @@ class Prelabeler:
         rate = done / max(time.time() - started, 1e-6)
         self.job.progress(stage="pre-labeling", done=done, total=total, tasks_per_s=round(rate, 2),
                           eta_s=round((total - done) / rate, 1) if rate else None)
+
+
+class _Superseded(Exception):
+    """Another version serves now: the rest of the run is its own job's."""
+
+    def __init__(self, version: str) -> None:
+        super().__init__(version)
+        self.version = version
 
 
 def asked_tasks(events: Sequence[Any]) -> set[int] | None:

@@ -57,6 +57,7 @@ def test_a_publish_pre_labels_every_unlabeled_task(label_studio, start_backend, 
     result = prelabel["result"]
     assert result["version"] == current and result["created"] == 10 and result["unloadable"] == 1, result
     assert result["project_model_version"] == {"value": current, "changed": True}
+    assert set(result["timings"]) == {"list", "predict", "write"} and result["timings"]["predict"] > 0, result
     written = predictions_by_task(label_studio, project)
     assert {t for t, ps in written.items() if any(p["model_version"] == current for p in ps)} == set(tasks[2:])
     assert gone not in written and all(written[t][0]["result"] for t in tasks[2:]), "boxes on every unopened task"
