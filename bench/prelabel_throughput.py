@@ -52,6 +52,15 @@ def raw_seconds(weights: Path, images: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
+def wait_warm(log: Path, timeout_s: float = 300) -> None:
+    """Until the server logged its warm-up's end: a job racing the warm-up would time its imports."""
+    deadline = time.monotonic() + timeout_s
+    while WARMUP_DONE not in log.read_text():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {WARMUP_DONE!r} in {log} after {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
 def part_prelabel(work: Path, n: int, weights: Path) -> dict[str, Any]:
     token, ls_port, det_port = secrets.token_hex(20), free_port(), free_port()
     ls = label_studio_process(work / "ls-f", ls_port, "bench@example.com", secrets.token_urlsafe(12), token)
@@ -60,14 +69,12 @@ def part_prelabel(work: Path, n: int, weights: Path) -> dict[str, Any]:
     env = {"DATA_DIR": str(work / "det-f"), "LABEL_STUDIO_URL": base, "LABEL_STUDIO_API_KEY": token,
            "YOLO_OFFLINE": "1", "DETECTOR_BASE_WEIGHTS": str(weights), "DETECTOR_WEIGHTS_DIRS": json.dumps([str(work)]),
            "DETECTOR_RUNTIME": "torch", "DETECTOR_PRELABEL": "request", "DETECTOR_PRELABEL_MAX_TASKS": str(n),
-           "LOG_LEVEL": "WARNING"}
+           "LOG_LEVEL": "INFO"}  # INFO: the warm-up's end is an INFO line, waited for below
     det = backend_process("backends.detector", det_port, env, work / "det-f.log").start(timeout=120)
     http = requests.Session()
     http.headers["Authorization"] = f"Token {token}"
     try:
-        deadline = time.monotonic() + 300
-        while WARMUP_DONE not in (work / "det-f.log").read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_warm(work / "det-f.log")
         shown = photos(n)
         project = http.post(f"{base}/api/projects", json={"title": "prelabel", "label_config": CONFIG}).json()["id"]
         for start in range(0, n, 50):  # one multipart of 1,000 photos is slow for Label Studio to parse
@@ -77,10 +84,11 @@ def part_prelabel(work: Path, n: int, weights: Path) -> dict[str, Any]:
                                            "is_interactive": False, "auto_update": True}).raise_for_status()
         started = time.perf_counter()
         job = requests.post(f"{detector}/jobs", json={"project": project, "kind": "prelabel"}, timeout=30).json()["job"]
-        rates = []
+        rates, first_batch_s = [], None
         while (state := requests.get(f"{detector}/jobs/{job}", timeout=30).json())["state"] not in ("done", "failed"):
             if (state.get("progress") or {}).get("tasks_per_s"):
                 rates.append(state["progress"]["tasks_per_s"])
+                first_batch_s = first_batch_s or round(time.perf_counter() - started, 1)
             time.sleep(1)
         job_s = time.perf_counter() - started
         stored = http.get(f"{base}/api/projects/{project}").json()["total_predictions_number"]
@@ -92,5 +100,7 @@ def part_prelabel(work: Path, n: int, weights: Path) -> dict[str, Any]:
             "job_tasks_per_s": round(n / job_s, 2), "raw_predict_seconds": round(raw_s, 1),
             "raw_tasks_per_s": round(n / raw_s, 2), "throughput_ratio": round(raw_s / job_s, 3),
             "goal_ratio": 0.8, "predictions_read_back": stored, "progress_samples": len(rates),
+            # the job process's start, its imports and the first batch: a fixed cost per job
+            "seconds_to_first_progress": first_batch_s,
             "job_result": state.get("result"), "runtime": "torch", "raw_batch": RAW_BATCH,
             "image_sizes": sorted({Image.open(io.BytesIO(b)).size for _, b in shown[:10]})}
