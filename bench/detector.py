@@ -10,7 +10,9 @@
     image (goal: the endpoint >= 1.2x faster), per runtime and with the default (auto).
 (w) ``first_predict``: the first /predict after a server start vs a warm one, with the server's
     warm-up (a real inference in the background) and without it (goal: first <= 1.2x warm).
-(e) ``corrections`` (inside (b)): corrections per test image (detector/corrections.py: deletes,
+(d) ``transfer_tasks``: (b) for segment, pose, classify and OBB weights (bench/transfer_tasks.py),
+    25/50/100 labeled images, each task scored by its own metric (mask, pose, OBB mAP50; top-1).
+(e) ``corrections`` (inside (b), and for masks inside (d)'s segment runs, to 200 labels): corrections per test image (detector/corrections.py: deletes,
     draws, adjusts, relabels) for each of (b)'s fine-tuned models, at the serving score threshold,
     against labeling by hand (every box drawn); 25/50/100/200 labeled images. Goal: at 100 labels
     from base, at most 0.5x the corrections of labeling by hand.
@@ -20,7 +22,8 @@
     its throughput to raw batched ``YOLO.predict`` on the same images (bench/prelabel_throughput.py;
     goal >= 0.8).
 
-    .venv/bin/python bench/detector.py [--parts a,m,w,b,c,f] [--quick] [--tasks 1000]
+    .venv/bin/python bench/detector.py [--parts a,m,w,b,c,d,f] [--quick] [--tasks 1000]
+        [--kinds segment,pose,classify,obb]
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from backends.stack.processes import backend_process, free_port, label_studio_pr
 from bench import fmnist  # noqa: E402
 from bench.prelabel_throughput import part_prelabel  # noqa: E402
 from bench.protocol import serve_image  # noqa: E402
+from bench.transfer_tasks import part_tasks  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 FIRST_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
@@ -396,6 +400,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--tasks", type=int, default=1000, help="(f): tasks the prelabel job writes")
+    parser.add_argument("--kinds", default="segment,pose,classify,obb", help="(d): the YOLO tasks to run")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-detector-"))
     configure_ultralytics(work)
@@ -410,6 +415,9 @@ def main() -> None:
         results["first_predict"] = part_first_predict(work, args.requests)
     if "b" in parts:
         results["transfer"] = part_transfer(work, args.quick)
+    if "d" in parts:
+        kinds = args.kinds.split(",")
+        results["transfer_tasks"] = {**results.get("transfer_tasks", {}), **part_tasks(work, args.quick, kinds)}
     if "c" in parts:
         results["loop"] = part_loop(work, args.quick)
         print(json.dumps(results["loop"], indent=2))
