@@ -12,8 +12,9 @@
     warm-up (a real inference in the background) and without it (goal: first <= 1.2x warm).
 (d) ``transfer_tasks``: (b) for segment, pose, classify and OBB weights (bench/transfer_tasks.py),
     25/50/100 labeled images, each task scored by its own metric (mask, pose, OBB mAP50; top-1).
-(e) ``corrections`` (inside (b), and for masks inside (d)'s segment runs, to 200 labels): corrections per test image (detector/corrections.py: deletes,
-    draws, adjusts, relabels) for each of (b)'s fine-tuned models, at the serving score threshold,
+(e) ``corrections`` (inside (b), and for masks inside (d)'s segment runs, to 200 labels):
+    corrections per test image (detector/corrections.py: deletes, draws, adjusts, relabels) for
+    each of (b)'s fine-tuned models, at the serving score threshold,
     against labeling by hand (every box drawn); 25/50/100/200 labeled images. Goal: at 100 labels
     from base, at most 0.5x the corrections of labeling by hand.
 (c) ``loop``: seconds from an annotation submit in a real Label Studio to a new version serving,

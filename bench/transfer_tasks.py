@@ -38,6 +38,7 @@ from backends.detector.settings import DetectorSettings
 from backends.detector.trainable import trainable_for
 from backends.detector.training import adapt_head, evaluate, fine_tune, save_checkpoint
 from backends.detector.weights import load_model
+from backends.segmenter.regions import polygon_points  # the largest outer contour, in percent
 from bench import fmnist
 
 SIZE = 320
@@ -81,7 +82,7 @@ def results(kind: str, items: list[fmnist.PlacedItem], names: list[str]) -> list
     out = []
     for item in items:
         if kind == "segment":
-            out.append(region("mask", "polygonlabels", {"points": outline(item.mask),
+            out.append(region("mask", "polygonlabels", {"points": polygon_points(item.mask, 0.0),
                                                         "polygonlabels": [names[item.label]]}))
         elif kind == "pose":
             out.append(region("box", "rectanglelabels", {**box_of(item.mask), "rectanglelabels": ["item"]}))
@@ -92,16 +93,6 @@ def results(kind: str, items: list[fmnist.PlacedItem], names: list[str]) -> list
         else:
             out.append(region("rotated", "rectanglelabels", {**item.rect, "rectanglelabels": [names[item.label]]}))
     return out
-
-
-def outline(mask: Any) -> list[list[float]]:
-    """The mask's largest outer contour, in percent."""
-    import cv2
-    import numpy as np
-
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    largest = max(contours, key=cv2.contourArea).reshape(-1, 2)
-    return [[100 * (x + 0.5) / SIZE, 100 * (y + 0.5) / SIZE] for x, y in largest.tolist()]
 
 
 def box_of(mask: Any) -> dict[str, float]:
@@ -172,6 +163,7 @@ def one_task(work: Path, kind: str, train_set: Any, test_set: Any, n_base: int, 
     base_score = evaluate(base, base_yaml, settings, base_names, workdir=work / "base", task=kind)[metric]
     test = canvases_for(kind, *test_set, NEW_CLASSES, 30 if quick else 120, 99)
     test_yaml, test_data = dataset(kind, work / "test-data", test, names, 0.999)
+    hand = by_hand([truth_shapes(s, test_data) for s in test_data.samples]).to_json()  # one test set for every row
     rows = []
     for n in budgets + ([200] if kind == "segment" and not quick else []):  # (e) for masks: to 200
         data_yaml, data = dataset(kind, work / f"ft-{n}", canvases_for(kind, *train_set, NEW_CLASSES, n, 10 + n), names)
@@ -185,7 +177,6 @@ def one_task(work: Path, kind: str, train_set: Any, test_set: Any, n_base: int, 
                                                       task=kind)[metric], 4)
             row[f"{label}_seconds"] = round(time.time() - t0, 1)
             row[f"{label}_corrections"] = corrections_on(best, kind, names, test, test_data)
-        hand = by_hand([truth_shapes(s, test_data) for s in test_data.samples]).to_json()
         row["by_hand_corrections"] = hand
         row["from_base_over_by_hand"] = round(row["from_base_corrections"]["per_image"] / hand["per_image"], 3)
         rows.append(row)
