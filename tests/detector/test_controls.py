@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import io
+import math
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from label_studio_sdk.label_interface import LabelInterface
 from PIL import Image
 
@@ -66,13 +69,43 @@ def test_rotated_boxes_land_on_the_corners_ultralytics_found(detector_env):
     assert rotated.yolo_task == "obb"
     result = raw_result(path)
     regions = rotated.regions(result, {0: "ship"}, 160, 120)
-    found_by_ultralytics = {tuple(sorted((round(x, 4), round(y, 4)) for x, y in c))
-                            for c in result.obb.xyxyxyxyn.tolist()}
-    assert regions  # (the boxes larger than the image are left out: Label Studio refuses them)
+    by_centre = {(round(cx, 3), round(cy, 3), round(r, 5)): (w, h) for cx, cy, w, h, r in result.obb.xywhr.tolist()}
+    assert regions
     for region in regions:
-        got = tuple(sorted((round(x, 4), round(y, 4)) for x, y in rect_corners(region["value"], 160, 120)))
-        assert got in found_by_ultralytics
-        assert 0 <= region["value"]["rotation"] < 360 and region["value"]["width"] <= 100
+        corners = [(160 * x, 120 * y) for x, y in rect_corners(region["value"], 160, 120)]
+        cx, cy = sum(x for x, _ in corners) / 4, sum(y for _, y in corners) / 4
+        r = math.radians(region["value"]["rotation"])
+        key = next(k for k in by_centre if abs(k[0] - cx) < 1e-3 and abs(k[1] - cy) < 1e-3
+                   and abs(math.sin(k[2] - r)) < 1e-4)
+        w, h = by_centre[key]  # ultralytics' centre and angle, its size or that size shrunk to fit
+        assert region["value"]["width"] <= 100 * w / 160 + 1e-6
+        assert abs(region["value"]["width"] / region["value"]["height"] - (w / 160) / (h / 120)) < 1e-6
+        assert all(-1e-6 <= x <= 160 + 1e-6 and -1e-6 <= y <= 120 + 1e-6 for x, y in corners)
+        assert 0 <= region["value"]["rotation"] < 360
+
+
+@settings(max_examples=300, deadline=None)
+@given(cx=st.floats(-50, 250), cy=st.floats(-50, 200), w=st.floats(0.5, 400), h=st.floats(0.5, 400),
+       r=st.floats(-4, 4))
+def test_a_rotated_box_fits_the_image_or_is_left_out(cx, cy, w, h, r):
+    from backends.detector.controls.rotated import fit_inside, ls_rotated_box
+    from backends.detector.dataset import rect_corners
+
+    fitted = fit_inside(cx, cy, w, h, r, 160, 120)
+    if not (0 < cx < 160 and 0 < cy < 120):
+        assert fitted is None or cx in (0, 160) or cy in (0, 120)
+        return
+    assert fitted is not None
+    fw, fh = fitted
+    assert fw <= w and fh <= h and abs(fw * h - fh * w) <= 1e-6 * w * h  # shrunk, never grown, shape kept
+    value = ls_rotated_box(cx, cy, fw, fh, r, 160, 120)
+    assert all(0 <= value[k] <= 100 for k in ("x", "y", "width", "height")), value
+    corners = rect_corners(value, 160, 120)
+    assert all(-1e-6 <= x <= 1 + 1e-6 and -1e-6 <= y <= 1 + 1e-6 for x, y in corners)
+    inside = all(0 <= x <= 1 and 0 <= y <= 1 for x, y in rect_corners(ls_rotated_box(cx, cy, w, h, r, 160, 120),
+                                                                         160, 120))
+    if inside and w <= 160 and h <= 120:
+        assert math.isclose(fw, w, rel_tol=1e-6)  # a box already on the image keeps its size
 
 
 def test_brush_masks_are_rle_of_the_task_image_inside_each_objects_box(detector_env):

@@ -129,3 +129,5 @@ def test_an_obb_project_trains_on_rotated_boxes_and_prelabels_rotations(label_st
     label_studio.retrieve_predictions(project, [tasks[-1]])
     after = next(p for p in label_studio.predictions(tasks[-1]) if p["model_version"] == versions["current"])
     assert after["result"] and all("rotation" in r["value"] for r in after["result"])
+    # boxes the model put past the image's edge come back shrunk onto it, never left out or refused
+    assert all(0 <= r["value"][k] <= 100 for r in after["result"] for k in ("x", "y", "width", "height"))
