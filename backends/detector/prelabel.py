@@ -54,6 +54,7 @@ class Prelabeler:
         self.detector, self.job, self.events = detector, job if job is not None else NoJob(), list(events)
         self.ls = detector.services.ls
         self.timings = Timings()  # listing, predicting (image loads included), writing: in the result
+        self._logged_at = 0.0  # when progress last reached the log: once every PROGRESS_LOG_S
 
     def run(self) -> dict[str, Any]:
         started = time.time()
@@ -175,9 +176,18 @@ class Prelabeler:
         return any(b.title == model_version and str(b.model_version or "").startswith(VERSION_PREFIX) for b in backends)
 
     def _progress(self, total: int, done: int, started: float) -> None:
-        rate = done / max(time.time() - started, 1e-6)
-        self.job.progress(stage="pre-labeling", done=done, total=total, tasks_per_s=round(rate, 2),
-                          eta_s=round((total - done) / rate, 1) if rate else None)
+        now = time.time()
+        rate = done / max(now - started, 1e-6)
+        eta = round((total - done) / rate, 1) if rate else None
+        self.job.progress(stage="pre-labeling", done=done, total=total, tasks_per_s=round(rate, 2), eta_s=eta)
+        if now - self._logged_at >= PROGRESS_LOG_S or done >= total:  # an operator tailing the log sees it move
+            self._logged_at = now
+            log.info("detector project %s: pre-labeling %d/%d task(s), %.2f/s, ETA %s s", self.detector.project_id,
+                     done, total, rate, eta)
+
+
+#: seconds between two progress lines in the log (GET /jobs/<id> and /metrics get every batch)
+PROGRESS_LOG_S = 30.0
 
 
 class _Superseded(Exception):

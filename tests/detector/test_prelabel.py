@@ -22,3 +22,22 @@ def test_a_task_carries_a_version_by_its_exact_name():
 
 def test_the_score_is_the_mean_region_confidence():
     assert score_of([{"score": 0.2}, {"score": 0.6}, {"value": {}}]) == 0.4 and score_of([]) == 0.0
+
+
+def test_progress_reaches_the_job_every_batch_and_the_log_every_30_s(caplog, monkeypatch):
+    from backends.detector import prelabel
+
+    reported = []
+    job = SimpleNamespace(progress=lambda **kw: reported.append(kw))
+    labeler = prelabel.Prelabeler(SimpleNamespace(services=SimpleNamespace(ls=None), project_id=4), job)
+    clock = iter([100.0, 110.0, 131.0, 140.0])
+    monkeypatch.setattr(prelabel, "time", SimpleNamespace(time=lambda: next(clock)))  # (not logging's clock)
+    caplog.set_level("INFO", logger=prelabel.__name__)
+    labeler._logged_at = 100.0
+    for done in (10, 20, 30, 40):
+        labeler._progress(40, done, started=90.0)
+    assert [r["done"] for r in reported] == [10, 20, 30, 40]
+    assert reported[0]["tasks_per_s"] == 1.0 and reported[0]["eta_s"] == 30.0
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["detector project 4: pre-labeling 30/40 task(s), 0.73/s, ETA 13.7 s",
+                     "detector project 4: pre-labeling 40/40 task(s), 0.80/s, ETA 0.0 s"], lines
