@@ -54,6 +54,11 @@ class ControlData:
         lines = sorted((s.task_id, s.label_lines()) for s in self.samples)
         return hashlib.sha256(json.dumps([self.task, self.names, lines]).encode()).hexdigest()[:16]
 
+    def has_objects(self) -> bool:
+        """Whether any annotation holds a region of this control. A set of negatives only would
+        teach the weights to find nothing, erasing what they knew (a base's COCO people, say)."""
+        return any(s.label_lines() for s in self.samples)
+
     def widened(self, keypoints: int) -> ControlData:
         """A pose control's data with at least ``keypoints`` keypoints per object (the others
         absent); the fingerprint stays the one of the annotations (``self``)."""

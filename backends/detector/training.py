@@ -152,7 +152,7 @@ class FineTuner:
         with self.timings("fetch"):
             tasks = self._fetch_tasks()
         datasets = [trainable_for(c).data(tasks, c, self._image_key(c.to_name)) for c in controls]
-        enough = [d for d in datasets if not d.refused and len(d.samples) >= self.settings.min_annotations]
+        enough = [d for d in datasets if self._why_not(d) is None]
         if not enough:
             reason = "; ".join(f"{d.from_name}: {self._why_not(d)}" for d in datasets)
             log.info("detector project %s: not training: %s", self.detector.project_id, reason)
@@ -314,9 +314,17 @@ class FineTuner:
             raise LabelConfigError(f"training needs a {' or '.join(f'<{t}>' for t in tags)} control without model_path")
         return found
 
-    def _why_not(self, data: ControlData) -> str:
-        """Why a control is not trained by this job (the job's ``not_trained``, or ``skipped``)."""
-        return data.refused or f"{len(data.samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
+    def _why_not(self, data: ControlData) -> str | None:
+        """Why a control is not trained by this job (the job's ``not_trained``, or ``skipped``);
+        None when it is trained."""
+        if data.refused:
+            return data.refused
+        if len(data.samples) < self.settings.min_annotations:
+            return f"{len(data.samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
+        if not data.has_objects():
+            return (f"no {data.control.tag} region of {data.from_name!r} in any of the {len(data.samples)} annotated "
+                    "tasks: nothing to learn (the weights it has keep serving)")
+        return None
 
     def _first_box(self) -> str | None:
         return next((c.from_name for c in self.detector.controls if c.yolo_task == "detect"), None)

@@ -9,6 +9,7 @@ import filecmp
 import json
 from pathlib import Path
 
+from backends.detector import model as detector_model
 from backends.detector.model import DetectorModel
 from backends.detector.training import FineTuner
 from tests.detector.conftest import data_uri, one_class_checkpoint, scene
@@ -267,3 +268,43 @@ def test_brush_masks_train_segment_weights_that_then_predict_masks(services, det
     assert after["model_version"] == result["version"] and after["result"]
     for region in after["result"]:
         assert region["type"] == "brushlabels" and rle2mask(region["value"]["rle"], 120, 160).any()
+
+
+PEOPLE_CONFIG = CONFIG.replace("</View>", '<RectangleLabels name="people" toName="image" model_score_threshold="0">'
+                                          '<Label value="Person"/></RectangleLabels></View>')
+
+
+def test_a_store_from_before_controls_were_listed_serves_and_trains_on(services, detector_env, monkeypatch):
+    """A version as the one-box-control code published it (``names``, ``from_name``, ``metrics``,
+    weights.pt; no ``controls``), trained on the *second* box control, keeps serving that control,
+    and a job of today's code starts from it without losing it."""
+    # bases whose class is the project's, so the controls the legacy version does not serve predict too
+    monkeypatch.setenv("DETECTOR_BASE_WEIGHTS", str(one_class_checkpoint("detect", detector_env, {0: "Widget"})))
+    monkeypatch.setenv("DETECTOR_SEG_WEIGHTS", str(one_class_checkpoint("segment", detector_env, {0: "Widget"})))
+    detector_model.env_settings.cache_clear()
+    model = DetectorModel(project_id=5, label_config=PEOPLE_CONFIG, services=services, extra_params=SMALL)
+    person = one_class_checkpoint("detect", detector_env / "legacy", {0: "Person"})  # (named by kind and size)
+    with model.registry.stage() as staged:
+        (Path(staged.path) / "weights.pt").write_bytes(person.read_bytes())
+        legacy = staged.publish({"names": ["Person"], "from_name": "people", "decision": "publish=always",
+                                 "metrics": {"map50": 0.1, "map50_95": 0.05}, "current_metrics": None,
+                                 "n_annotations": 6, "start_weights": "yolo11n.pt", "job": 1})
+    plans = {p.control.from_name: p for p in model.plans()}
+    assert plans["people"].version == legacy.name and plans["box"].version is None
+    prediction = model.predict([{"id": 99, "data": {"image": data_uri(scene(9)[0])}}])[0]
+    assert prediction["model_version"] == legacy.name
+    assert {r["from_name"] for r in prediction["result"]} >= {"people"}
+
+    _, result = train(services, monkeypatch, tasks_of(6), config=PEOPLE_CONFIG, project=5)
+    new = model.registry.current()
+    assert result["serving"] and new.name != legacy.name
+    controls = new.metadata["controls"]
+    assert controls["box"]["trained"] and controls["outline"]["trained"]
+    people = controls["people"]  # no region of its own, only negatives: the legacy weights serve it on
+    assert people["trained"] is False and people["carried_from"] == legacy.name
+    assert "no RectangleLabels region of 'people'" in result["not_trained"]["people"]
+    assert filecmp.cmp(Path(new.path) / people["weights"], person, shallow=False)
+    assert people["weights"] != controls["box"]["weights"]
+    served = {p.control.from_name: p.weights for p in DetectorModel(project_id=5, label_config=PEOPLE_CONFIG,
+                                                                      services=services).plans()}
+    assert served["people"] == str(Path(new.path) / people["weights"])
