@@ -65,6 +65,7 @@ def detector(label_studio, start_backend, tmp_path):
     env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": one_class_checkpoint("detect", weights, {0: "widget"}),
            "DETECTOR_SEG_WEIGHTS": one_class_checkpoint("segment", weights, {0: "widget"}),
            "DETECTOR_CLS_WEIGHTS": one_class_checkpoint("classify", weights, {0: "one", 1: "two"}),
+           "DETECTOR_OBB_WEIGHTS": one_class_checkpoint("obb", weights, {0: "widget"}),
            "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
            "LABEL_STUDIO_API_KEY": label_studio.token, "TRAIN_DEBOUNCE_S": 2, "DETECTOR_EPOCHS": 1,
            "DETECTOR_IMGSZ": 64, "DETECTOR_BATCH": 4, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 5,
@@ -114,6 +115,8 @@ def test_an_obb_project_trains_on_rotated_boxes_and_prelabels_rotations(label_st
     scenes = {f"r{i}.png": scene(i) for i in range(7)}
     tasks = label_studio.upload_images(project, {name: png for name, (png, _) in scenes.items()})
     label_studio.connect_backend(project, detector, "detector")
+    label_studio.retrieve_predictions(project, [tasks[-1]])
+    (before,) = label_studio.predictions(tasks[-1])
     for task, (_, boxes) in zip(tasks[:-1], scenes.values()):
         turned = [r for r in annotation(boxes) if r["from_name"] == "box"]
         for i, r in enumerate(turned):
@@ -129,5 +132,6 @@ def test_an_obb_project_trains_on_rotated_boxes_and_prelabels_rotations(label_st
     label_studio.retrieve_predictions(project, [tasks[-1]])
     after = next(p for p in label_studio.predictions(tasks[-1]) if p["model_version"] == versions["current"])
     assert after["result"] and all("rotation" in r["value"] for r in after["result"])
+    assert by_control(after) != by_control(before), "the same rotated boxes as the base weights'"
     # boxes the model put past the image's edge come back shrunk onto it, never left out or refused
     assert all(0 <= r["value"][k] <= 100 for r in after["result"] for k in ("x", "y", "width", "height"))
