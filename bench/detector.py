@@ -372,27 +372,65 @@ def part_loop(work: Path, quick: bool) -> dict[str, Any]:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
+    """(b) mAP vs labels; (e) corrections per image vs labels for boxes and masks; (d) each task's
+    metric from base vs from scratch; (a) inference latency."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
     if "transfer" in results:
         rows = results["transfer"]["rows"]
         ns = [r["labeled_images"] for r in rows]
-        axes[0].plot(ns, [r["from_base_map50"] for r in rows], "o-", label="fine-tuned from base")
-        axes[0].plot(ns, [r["from_scratch_map50"] for r in rows], "s--", label="from scratch")
-        axes[0].set(xlabel="labeled images (classes 5-9)", ylabel="mAP50 on test canvases", title="Transfer learning")
-        axes[0].legend()
+        axes[0][0].plot(ns, [r["from_base_map50"] for r in rows], "o-", label="fine-tuned from base")
+        axes[0][0].plot(ns, [r["from_scratch_map50"] for r in rows], "s--", label="from scratch")
+        axes[0][0].set(xlabel="labeled images (classes 5-9)", ylabel="mAP50 on test canvases",
+                       title="(b) Transfer learning, boxes")
+        axes[0][0].legend()
+    plot_corrections(axes[0][1], results)
+    plot_tasks(axes[1][0], results.get("transfer_tasks", {}))
     if "predict" in results:
         p = results["predict"]
         labels = ["raw torch", "/predict torch", "raw onnx", "/predict onnx"]
         values = [p["raw_torch_p50_ms"], p["predict_endpoint_torch_p50_ms"], p["raw_onnx_p50_ms"], p["predict_endpoint_onnx_p50_ms"]]
-        axes[1].bar(labels, values)
-        axes[1].set(ylabel="p50 ms", title="Inference latency (CPU)")
+        axes[1][1].bar(labels, values)
+        axes[1][1].set(ylabel="p50 ms", title="(a) Inference latency (CPU)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def plot_corrections(ax: Any, results: dict[str, Any]) -> None:
+    """(e): corrections per test image, boxes (b) and masks (d's segment rows), vs labels."""
+    series = [("boxes", results.get("transfer", {}).get("rows", []), "C0"),
+              ("masks", results.get("transfer_tasks", {}).get("segment", {}).get("rows", []), "C1")]
+    for what, rows, colour in series:
+        rows = [r for r in rows if "from_base_corrections" in r]
+        if not rows:
+            continue
+        ns = [r["labeled_images"] for r in rows]
+        ax.plot(ns, [r["from_base_corrections"]["per_image"] for r in rows], "o-", color=colour,
+                label=f"{what}: from base")
+        ax.plot(ns, [r["from_scratch_corrections"]["per_image"] for r in rows], "s--", color=colour,
+                label=f"{what}: from scratch")
+        ax.plot(ns, [r["by_hand_corrections"]["per_image"] for r in rows], ":", color=colour,
+                label=f"{what}: no model (all by hand)")
+    ax.set(xlabel="labeled images", ylabel="corrections per test image", title="(e) Corrections per image")
+    if ax.lines:
+        ax.legend(fontsize=8)
+
+
+def plot_tasks(ax: Any, tasks: dict[str, Any]) -> None:
+    """(d): each task's own metric on its test canvases, from base vs from scratch."""
+    for i, (kind, found) in enumerate(sorted(tasks.items())):
+        rows, metric = found.get("rows", []), found.get("metric", "")
+        ns = [r["labeled_images"] for r in rows]
+        ax.plot(ns, [r[f"from_base_{metric}"] for r in rows], "o-", color=f"C{i}", label=f"{kind} {metric}: from base")
+        ax.plot(ns, [r[f"from_scratch_{metric}"] for r in rows], "s--", color=f"C{i}", label=f"{kind}: from scratch")
+    ax.set(xlabel="labeled images (classes 5-9)", ylabel="metric on test canvases",
+           title="(d) Segment, pose, classify, OBB")
+    if ax.lines:
+        ax.legend(fontsize=7)
 
 
 def main() -> None:
