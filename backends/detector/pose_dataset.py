@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,12 +64,16 @@ class PoseReport:
 
 
 def pose_samples(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, image_key: str,
-                 index_of: dict[str, int], report: PoseReport) -> list[PoseSample]:
-    """Samples of keypoint control ``from_name``; ``index_of`` maps a label to its ``model_index``."""
+                 index_of: dict[str, int], report: PoseReport, config_labels: Collection[str] = ()
+                 ) -> list[PoseSample]:
+    """Samples of keypoint control ``from_name``; ``index_of`` maps a label to its ``model_index``;
+    ``config_labels`` (every label of the control) tells a label removed from the config from one
+    that has no ``model_index``, so the report names the right cause."""
     k = max(index_of.values()) + 1
     samples = []
     for task, annotation, url in annotated_images(tasks, image_key, report.skipped_tasks):
-        points, boxes = _points_and_boxes(annotation.get("result") or [], from_name, to_name, index_of, report)
+        points, boxes = _points_and_boxes(annotation.get("result") or [], from_name, to_name, index_of, report,
+                                          set(config_labels) | set(index_of))
         if not points:
             report.n_unannotated += 1
             continue
@@ -85,7 +89,7 @@ def pose_samples(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, 
 
 
 def _points_and_boxes(result: list[dict[str, Any]], from_name: str, to_name: str, index_of: dict[str, int],
-                      report: PoseReport) -> tuple[list[tuple[int, Point]], list[Box]]:
+                      report: PoseReport, known: set[str]) -> tuple[list[tuple[int, Point]], list[Box]]:
     points, boxes = [], []
     for item in result:
         value = item.get("value") or {}
@@ -98,7 +102,8 @@ def _points_and_boxes(result: list[dict[str, Any]], from_name: str, to_name: str
         elif item.get("from_name") == from_name and item.get("type") == "keypointlabels":
             labels = value.get("keypointlabels") or []
             if not labels or labels[0] not in index_of:
-                report.dropped["label without model_index"] += 1
+                report.dropped["label without model_index" if labels and labels[0] in known
+                               else "label not in the config"] += 1
                 continue
             try:
                 x, y = float(value["x"]) / 100, float(value["y"]) / 100

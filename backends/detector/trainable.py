@@ -159,7 +159,8 @@ class Poses(Trainable):
     def data(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str) -> ControlData:
         index_of = {label: index for index, label in getattr(control, "index_to_label", {}).items()}
         report = PoseReport()
-        samples = pose_samples(tasks, control.from_name, control.to_name, image_key, index_of, report)
+        samples = pose_samples(tasks, control.from_name, control.to_name, image_key, index_of, report,
+                               control.control.labels)
         return ControlData(control, self.task, list(POSE_NAMES), samples, report, self,
                            kpt_shape=[max(index_of.values()) + 1, 3])
 

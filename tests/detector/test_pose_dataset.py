@@ -12,6 +12,7 @@ from backends.detector.dataset import write_dataset
 from backends.detector.pose_dataset import PoseReport, PoseSample, pose_samples
 
 INDEX = {"nose": 0, "tail": 2}  # K = 3: keypoint 1 has no label in this config
+CONFIG_LABELS = ["nose", "whisker", "tail"]  # whisker: a label without model_index
 
 
 def point(label, x, y, from_name="pts"):
@@ -30,7 +31,7 @@ def task(i, result):
 
 def samples(*tasks):
     report = PoseReport()
-    return pose_samples(tasks, "pts", "image", "image", INDEX, report), report
+    return pose_samples(tasks, "pts", "image", "image", INDEX, report, CONFIG_LABELS), report
 
 
 def test_points_go_to_the_smallest_box_that_holds_them():
@@ -55,11 +56,12 @@ def test_with_no_box_the_image_is_one_object_boxed_by_its_points():
 def test_every_point_that_fits_no_object_is_dropped_and_counted():
     found, report = samples(
         task(1, [box(0, 0, 10, 10), point("nose", 5, 5), point("nose", 6, 6), point("tail", 50, 50),
-                 point("ear", 5, 5), point("nose", 5, 5, from_name="other")]),
+                 point("ear", 5, 5), point("whisker", 5, 5), point("nose", 5, 5, from_name="other")]),
         task(2, [box(0, 0, 10, 10)]),  # no points: not a sample, not a negative
         task(3, [box(0, 0, 10, 10), point("tail", 90, 90)]))  # every point outside: skipped, said why
     assert [s.task_id for s in found] == [1]
-    assert report.dropped == {"second point of one keypoint": 1, "outside every box": 2, "label without model_index": 1}
+    assert report.dropped == {"second point of one keypoint": 1, "outside every box": 2, "label without model_index": 1,
+                              "label not in the config": 1}
     assert report.n_unannotated == 1 and report.skipped_tasks == {3: "no keypoint inside a box"}
 
 
