@@ -9,6 +9,8 @@ import filecmp
 import json
 from pathlib import Path
 
+import numpy as np
+
 from backends.detector import model as detector_model
 from backends.detector.model import DetectorModel
 from backends.detector.training import FineTuner
@@ -308,3 +310,66 @@ def test_a_store_from_before_controls_were_listed_serves_and_trains_on(services,
     served = {p.control.from_name: p.weights for p in DetectorModel(project_id=5, label_config=PEOPLE_CONFIG,
                                                                       services=services).plans()}
     assert served["people"] == str(Path(new.path) / people["weights"])
+
+
+BAD_CONFIG = ('<View><Image name="image" value="$image"/>'
+              '<RectangleLabels name="box" toName="image" model_score_threshold="0"><Label value="Widget"/>'
+              '</RectangleLabels><PolygonLabels name="outline" toName="image"><Label value="Widget"/></PolygonLabels>'
+              '<BrushLabels name="paint" toName="image"><Label value="Widget"/></BrushLabels>'
+              '<KeyPointLabels name="corners" toName="image"><Label value="top left" model_index="0"/>'
+              '<Label value="bottom right" model_index="1"/><Label value="centre"/></KeyPointLabels>'
+              '<Choices name="only" toName="image"><Choice value="Yes"/></Choices></View>')
+
+
+def bad_input_tasks(n):
+    """Good boxes, outlines, masks and corners on every scene; and on each, every kind of bad
+    input a real project accumulates: a two-point polygon, a brush RLE that does not decode, a
+    keypoint whose label has no model_index, regions of a label since removed from the config,
+    and a choice of the config's only class."""
+    from backends.core.rle import mask2rle
+
+    out = pose_tasks(n)
+    for task in out:
+        result = task["annotations"][0]["result"]
+        for x, y, w, h in scene(task["id"] - 1)[1]:
+            mask = np.zeros((120, 160), dtype=np.uint8)
+            mask[y:y + h, x:x + w] = 255
+            result.append({"from_name": "paint", "to_name": "image", "type": "brushlabels", "original_width": 160,
+                           "original_height": 120, "value": {"format": "rle", "rle": mask2rle(mask),
+                                                             "brushlabels": ["Widget"]}})
+        result += regions(scene(task["id"] - 1)[1], ("outline",))
+        region = {"to_name": "image", "original_width": 160, "original_height": 120}
+        result += [
+            {**region, "from_name": "outline", "type": "polygonlabels",
+             "value": {"points": [[1, 1], [20, 20]], "polygonlabels": ["Widget"]}},
+            {**region, "from_name": "paint", "type": "brushlabels",
+             "value": {"format": "rle", "rle": [7, 7, 7], "brushlabels": ["Widget"]}},
+            {**region, "from_name": "corners", "type": "keypointlabels",
+             "value": {"x": 50, "y": 50, "width": 1, "keypointlabels": ["centre"]}},
+            {**region, "from_name": "box", "type": "rectanglelabels",
+             "value": {"x": 5, "y": 5, "width": 10, "height": 10, "rotation": 0, "rectanglelabels": ["Gadget"]}},
+            {**region, "from_name": "outline", "type": "polygonlabels",
+             "value": {"points": [[1, 1], [20, 1], [20, 20]], "polygonlabels": ["Gadget"]}},
+            {"from_name": "only", "to_name": "image", "type": "choices", "value": {"choices": ["Yes"]}}]
+    return out
+
+
+def test_bad_input_is_dropped_counted_and_named_and_the_job_still_publishes(services, detector_env, monkeypatch):
+    monkeypatch.setenv("DETECTOR_SEG_WEIGHTS", str(one_class_checkpoint("segment", detector_env, {0: "Widget"})))
+    detector_model.env_settings.cache_clear()
+    n = 6
+    model, result = train(services, monkeypatch, bad_input_tasks(n), BAD_CONFIG, 11)
+    assert result["serving"], result
+    controls = model.registry.current().metadata["controls"]
+    assert {name for name, c in controls.items() if c["trained"]} == {"box", "outline", "paint", "corners"}
+    assert "two classes" in result["not_trained"]["only"]  # one class: nothing to classify, and it says so
+    assert controls["box"]["report"]["dropped_unknown_label"] == n
+    assert controls["outline"]["report"]["dropped"] == {"polygon with fewer than 3 points": n, "unknown label": n}
+    (undecodable,) = controls["paint"]["report"]["dropped"]
+    assert undecodable.startswith("undecodable brush mask") and controls["paint"]["report"]["dropped"][undecodable] == n
+    assert controls["corners"]["report"]["dropped"] == {"label without model_index": n}
+    # every annotation's good regions were kept: nothing else was lost with the bad ones
+    objects = sum(len(scene(i)[1]) for i in range(n))
+    assert controls["box"]["report"]["n_boxes"] == objects
+    assert controls["outline"]["report"]["n_objects"] == controls["paint"]["report"]["n_objects"] == objects
+    assert controls["corners"]["report"]["n_objects"] == objects
