@@ -67,7 +67,8 @@ def test_a_publish_pre_labels_every_unlabeled_task(label_studio, start_backend, 
 
 
 def test_on_request_named_tasks_then_the_rest_then_nothing(label_studio, start_backend, detector_env):
-    detector = start_backend("backends.detector", {**detector_env, "DETECTOR_PRELABEL": "request"})[1]
+    detector = start_backend("backends.detector", {**detector_env, "DETECTOR_PRELABEL": "request",
+                                                   "DETECTOR_PRELABEL_MAX_TASKS": 3})[1]
     project, tasks = scenes_project(label_studio, 6, "prelabel on request")
     label_studio.connect_backend(project, detector, "detector", train_on_submit=False)
     # a queue version of another backend points the editor elsewhere: it is not ours to change
@@ -86,7 +87,11 @@ def test_on_request_named_tasks_then_the_rest_then_nothing(label_studio, start_b
 
     job = requests.post(f"{detector}/jobs", json={"project": project, "kind": "prelabel"}, timeout=5)
     rest = job_result(detector, job.json()["job"])["result"]
-    assert (rest["created"], rest["already"], rest["listed"]) == (4, 2, 6), "what the first run wrote is skipped"
+    assert (rest["created"], rest["already"], rest["listed"]) == (3, 2, 6), "what the first run wrote is skipped"
+    assert rest["capped"] == 1, "DETECTOR_PRELABEL_MAX_TASKS=3: the fourth task waits for the next run"
+    job = requests.post(f"{detector}/jobs", json={"project": project, "kind": "prelabel"}, timeout=5)
+    last = job_result(detector, job.json()["job"])["result"]
+    assert (last["created"], last["already"], last["capped"]) == (1, 5, 0)
     job = requests.post(f"{detector}/jobs", json={"project": project, "kind": "prelabel"}, timeout=5)
     again = job_result(detector, job.json()["job"])["result"]
     assert (again["created"], again["already"]) == (0, 6)

@@ -132,3 +132,12 @@ def test_weights_that_cannot_be_exported_are_served_by_pytorch_under_auto(servic
     assert "ONNX export failed" in caplog.text
     caplog.clear()
     assert model.serving_weights(str(path)) == str(path) and not caplog.text  # remembered: no second try
+
+
+@pytest.mark.parametrize("when, queued", [("publish", 1), ("request", 0)])
+def test_a_new_version_queues_a_whole_project_prelabel_only_where_the_project_asks(services, detector_env, when,
+                                                                                     queued):
+    path = one_class_checkpoint("detect", detector_env, {0: "widget"})
+    detector(services, prelabel=when).import_version(path=str(path))
+    counts = services.journal.count_jobs("detector")
+    assert sum(counts.values()) == queued, counts
