@@ -405,7 +405,8 @@ def plot_corrections(ax: Any, results: dict[str, Any]) -> None:
     series = [("boxes", results.get("transfer", {}).get("rows", []), "C0"),
               ("masks", results.get("transfer_tasks", {}).get("segment", {}).get("rows", []), "C1")]
     for what, rows, colour in series:
-        rows = [r for r in rows if "from_base_corrections" in r]
+        rows = [r for r in rows if all((r.get(f"{k}_corrections") or {}).get("per_image") is not None
+                                       for k in ("from_base", "from_scratch", "by_hand"))]
         if not rows:
             continue
         ns = [r["labeled_images"] for r in rows]
@@ -423,7 +424,8 @@ def plot_corrections(ax: Any, results: dict[str, Any]) -> None:
 def plot_tasks(ax: Any, tasks: dict[str, Any]) -> None:
     """(d): each task's own metric on its test canvases, from base vs from scratch."""
     for i, (kind, found) in enumerate(sorted(tasks.items())):
-        rows, metric = found.get("rows", []), found.get("metric", "")
+        metric = found.get("metric", "")
+        rows = [r for r in found.get("rows", []) if f"from_base_{metric}" in r and f"from_scratch_{metric}" in r]
         ns = [r["labeled_images"] for r in rows]
         ax.plot(ns, [r[f"from_base_{metric}"] for r in rows], "o-", color=f"C{i}", label=f"{kind} {metric}: from base")
         ax.plot(ns, [r[f"from_scratch_{metric}"] for r in rows], "s--", color=f"C{i}", label=f"{kind}: from scratch")

@@ -64,16 +64,15 @@ class PoseReport:
 
 
 def pose_samples(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, image_key: str,
-                 index_of: dict[str, int], report: PoseReport, config_labels: Collection[str] = ()
-                 ) -> list[PoseSample]:
+                 index_of: dict[str, int], report: PoseReport, config_labels: Collection[str]) -> list[PoseSample]:
     """Samples of keypoint control ``from_name``; ``index_of`` maps a label to its ``model_index``;
     ``config_labels`` (every label of the control) tells a label removed from the config from one
     that has no ``model_index``, so the report names the right cause."""
     k = max(index_of.values()) + 1
+    known = set(config_labels) | set(index_of)
     samples = []
     for task, annotation, url in annotated_images(tasks, image_key, report.skipped_tasks):
-        points, boxes = _points_and_boxes(annotation.get("result") or [], from_name, to_name, index_of, report,
-                                          set(config_labels) | set(index_of))
+        points, boxes = _points_and_boxes(annotation.get("result") or [], from_name, to_name, index_of, report, known)
         if not points:
             report.n_unannotated += 1
             continue
@@ -86,6 +85,13 @@ def pose_samples(tasks: Iterable[dict[str, Any]], from_name: str, to_name: str, 
         report.n_points += sum(p is not None for _, pts in objects for p in pts)
         samples.append(PoseSample(task["id"], url, objects))
     return samples
+
+
+def _why_unplaced(labels: list[str], known: set[str]) -> str:
+    """Why a point has no place in the skeleton, as its report counts it."""
+    if not labels:
+        return "point without label"
+    return "label without model_index" if labels[0] in known else "label not in the config"
 
 
 def _points_and_boxes(result: list[dict[str, Any]], from_name: str, to_name: str, index_of: dict[str, int],
@@ -102,8 +108,7 @@ def _points_and_boxes(result: list[dict[str, Any]], from_name: str, to_name: str
         elif item.get("from_name") == from_name and item.get("type") == "keypointlabels":
             labels = value.get("keypointlabels") or []
             if not labels or labels[0] not in index_of:
-                report.dropped["label without model_index" if labels and labels[0] in known
-                               else "label not in the config"] += 1
+                report.dropped[_why_unplaced(labels, known)] += 1
                 continue
             try:
                 x, y = float(value["x"]) / 100, float(value["y"]) / 100

@@ -55,8 +55,9 @@ class ControlData:
         return hashlib.sha256(json.dumps([self.task, self.names, lines]).encode()).hexdigest()[:16]
 
     def has_objects(self) -> bool:
-        """Whether any annotation holds a region of this control. A set of negatives only would
-        teach the weights to find nothing, erasing what they knew (a base's COCO people, say)."""
+        """Whether any annotation holds a usable region of this control (one its dataset kept).
+        A set of negatives only would teach the weights to find nothing, erasing what they knew
+        (a base's COCO people, say)."""
         return any(s.label_lines() for s in self.samples)
 
     def widened(self, keypoints: int) -> ControlData:

@@ -322,8 +322,9 @@ class FineTuner:
         if len(data.samples) < self.settings.min_annotations:
             return f"{len(data.samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
         if not data.has_objects():
-            return (f"no {data.control.tag} region of {data.from_name!r} in any of the {len(data.samples)} annotated "
-                    "tasks: nothing to learn (the weights it has keep serving)")
+            return (f"no usable {data.control.tag} region of {data.from_name!r} in any of the {len(data.samples)} "
+                    "annotated tasks (its report counts what was dropped): nothing to learn; the weights it has "
+                    "keep serving")
         return None
 
     def _first_box(self) -> str | None:

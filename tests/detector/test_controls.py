@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+from types import SimpleNamespace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -57,55 +58,81 @@ def test_keypoints_are_named_by_model_index(detector_env):
     assert expected and got == expected
 
 
-def test_rotated_boxes_land_on_the_corners_ultralytics_found(detector_env):
+def rotated_control():
     from backends.detector.controls import control_model_for
-    from backends.detector.dataset import rect_corners
 
-    path = one_class_checkpoint("obb", detector_env, {0: "ship"})
     config = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image" model_obb="true">'
               '<Label value="Ship"/></RectangleLabels></View>')
     (found,) = LabelInterface(config).controls
-    rotated = control_model_for(found)(found, 0.0)
+    return control_model_for(found)(found, 0.0)
+
+
+def test_rotated_boxes_land_on_the_corners_ultralytics_found(detector_env):
+    from backends.detector.controls.rotated import ls_rotated_box, ls_takes
+    from backends.detector.dataset import rect_corners
+
+    path = one_class_checkpoint("obb", detector_env, {0: "ship"})
+    rotated = rotated_control()
     assert rotated.yolo_task == "obb"
     result = raw_result(path)
     regions = rotated.regions(result, {0: "ship"}, 160, 120)
-    by_centre = {(round(cx, 3), round(cy, 3), round(r, 5)): (w, h) for cx, cy, w, h, r in result.obb.xywhr.tolist()}
-    assert regions
+    taken = [(cx, cy, w, h, r) for cx, cy, w, h, r in result.obb.xywhr.tolist()
+             if ls_takes(ls_rotated_box(cx, cy, w, h, r, 160, 120))]
+    found_by_ultralytics = {tuple(sorted((round(x, 4), round(y, 4)) for x, y in c))
+                            for c in result.obb.xyxyxyxyn.tolist()}
+    assert regions  # random weights: some as found, the others fitted onto the image
+    exact = [tuple(sorted((round(x, 4), round(y, 4)) for x, y in rect_corners(region["value"], 160, 120)))
+             for region in regions]
+    assert sum(corners in found_by_ultralytics for corners in exact) == len(taken)  # as found, where LS takes them
     for region in regions:
-        corners = [(160 * x, 120 * y) for x, y in rect_corners(region["value"], 160, 120)]
-        cx, cy = sum(x for x, _ in corners) / 4, sum(y for _, y in corners) / 4
-        r = math.radians(region["value"]["rotation"])
-        key = next(k for k in by_centre if abs(k[0] - cx) < 1e-3 and abs(k[1] - cy) < 1e-3
-                   and abs(math.sin(k[2] - r)) < 1e-4)
-        w, h = by_centre[key]  # ultralytics' centre and angle, its size or that size shrunk to fit
-        assert region["value"]["width"] <= 100 * w / 160 + 1e-6
-        assert abs(region["value"]["width"] / region["value"]["height"] - (w / 160) / (h / 120)) < 1e-6
-        assert all(-1e-6 <= x <= 160 + 1e-6 and -1e-6 <= y <= 120 + 1e-6 for x, y in corners)
-        assert 0 <= region["value"]["rotation"] < 360
+        assert 0 <= region["value"]["rotation"] < 360 and region["value"]["width"] <= 100
+
+
+def test_a_box_past_the_images_edge_comes_back_fitted_onto_it():
+    """ultralytics does not clip rotated boxes: one wider than the image, and one turned 180°
+    about a corner past the right edge, are boxes Label Studio refuses; both come back on the image."""
+    import torch
+
+    from backends.detector.dataset import rect_corners
+
+    boxes = torch.tensor([[100.0, 60.0, 200.0, 30.0, 0.0], [150.0, 60.0, 40.0, 30.0, math.pi], [80.0, 60.0, 40.0, 20.0, 0.3]])
+    result = SimpleNamespace(orig_shape=(120, 160), obb=SimpleNamespace(
+        xywhr=boxes, conf=torch.tensor([0.9, 0.8, 0.7]), cls=torch.zeros(3)))
+    regions = rotated_control().regions(result, {0: "ship"}, 160, 120)
+    assert len(regions) == 3
+    wide, turned, inside = (r["value"] for r in regions)
+    assert (round(wide["x"], 4), round(wide["width"], 4), round(wide["height"], 4)) == (0, 100, 25)  # clipped
+    assert (round(turned["x"], 4), round(turned["width"], 4), round(turned["rotation"], 3)) == (100, 18.75, 180)
+    assert math.isclose(inside["width"], 25) and math.isclose(inside["height"], 100 * 20 / 120)  # untouched
+    for value in (wide, turned):
+        assert all(-1e-6 <= x <= 1 + 1e-6 and -1e-6 <= y <= 1 + 1e-6 for x, y in rect_corners(value, 160, 120))
 
 
 @settings(max_examples=300, deadline=None)
 @given(cx=st.floats(-50, 250), cy=st.floats(-50, 200), w=st.floats(0.5, 400), h=st.floats(0.5, 400),
        r=st.floats(-4, 4))
-def test_a_rotated_box_fits_the_image_or_is_left_out(cx, cy, w, h, r):
-    from backends.detector.controls.rotated import fit_inside, ls_rotated_box
+def test_every_rotated_box_is_one_label_studio_takes_and_the_model_s_own_where_it_can_be(cx, cy, w, h, r):
+    from backends.detector.controls.rotated import ls_rotated_box, ls_takes, ls_value
     from backends.detector.dataset import rect_corners
 
-    fitted = fit_inside(cx, cy, w, h, r, 160, 120)
-    if not (0 < cx < 160 and 0 < cy < 120):
-        assert fitted is None or cx in (0, 160) or cy in (0, 120)
+    predicted = ls_rotated_box(cx, cy, w, h, r, 160, 120)
+    value = ls_value((cx, cy, w, h), r, 160, 120)
+    if ls_takes(predicted):
+        assert value == predicted  # the model's own box wherever Label Studio takes it
         return
-    assert fitted is not None
-    fw, fh = fitted
-    assert fw <= w and fh <= h and abs(fw * h - fh * w) <= 1e-6 * w * h  # shrunk, never grown, shape kept
-    value = ls_rotated_box(cx, cy, fw, fh, r, 160, 120)
-    assert all(0 <= value[k] <= 100 for k in ("x", "y", "width", "height")), value
-    corners = rect_corners(value, 160, 120)
-    assert all(-1e-6 <= x <= 1 + 1e-6 and -1e-6 <= y <= 1 + 1e-6 for x, y in corners)
-    inside = all(0 <= x <= 1 and 0 <= y <= 1 for x, y in rect_corners(ls_rotated_box(cx, cy, w, h, r, 160, 120),
-                                                                         160, 120))
-    if inside and w <= 160 and h <= 120:
-        assert math.isclose(fw, w, rel_tol=1e-6)  # a box already on the image keeps its size
+    if value is None:
+        return  # nothing of it on the image, or a sliver under a pixel
+    assert ls_takes(value) and math.isclose(value["rotation"], predicted["rotation"])
+    corners = [(160 * x, 120 * y) for x, y in rect_corners(value, 160, 120)]
+    assert all(-1e-6 <= x <= 160 + 1e-6 and -1e-6 <= y <= 120 + 1e-6 for x, y in corners)  # on the image
+    # and inside the predicted box: in its frame, every corner lies within its half-sizes
+    cos, sin = math.cos(r), math.sin(r)
+    for x, y in corners:
+        along, across = (x - cx) * cos + (y - cy) * sin, -(x - cx) * sin + (y - cy) * cos
+        assert abs(along) <= w / 2 + 1e-6 * max(w, 160) and abs(across) <= h / 2 + 1e-6 * max(h, 160)
+    # fitted tight: a corner touches an edge of the image, or a side is as long as the image's
+    tight = any(min(x, 160 - x, y, 120 - y) < 1e-3 for x, y in corners)
+    assert tight or math.isclose(value["width"], 100, rel_tol=1e-6) or math.isclose(value["height"], 100, rel_tol=1e-6)
 
 
 def test_brush_masks_are_rle_of_the_task_image_inside_each_objects_box(detector_env):

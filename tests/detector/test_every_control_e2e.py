@@ -94,6 +94,12 @@ def test_one_version_serves_and_changes_all_five_controls(label_studio, detector
         "box": ("detect", True), "outline": ("segment", True), "paint": ("segment", True),
         "corners": ("pose", True), "count": ("classify", True)}
     assert current["not_trained"] == {}
+    # each control's own metrics, and its corrections per val image, as GET /versions lists them
+    assert {n: {"map50", "map50_95"} <= set(c["metrics"]) for n, c in controls.items() if n != "count"} == {
+        "box": True, "outline": True, "paint": True, "corners": True}
+    assert {"top1", "top5"} <= set(controls["count"]["metrics"])
+    assert set(current["corrections"]) == set(CONTROLS)
+    assert all(c["version"]["images"] == controls[n]["n_val"] for n, c in current["corrections"].items())
 
     label_studio.retrieve_predictions(project, [probe])
     after = next(p for p in label_studio.predictions(probe) if p["model_version"] == versions["current"])

@@ -56,12 +56,13 @@ def test_with_no_box_the_image_is_one_object_boxed_by_its_points():
 def test_every_point_that_fits_no_object_is_dropped_and_counted():
     found, report = samples(
         task(1, [box(0, 0, 10, 10), point("nose", 5, 5), point("nose", 6, 6), point("tail", 50, 50),
-                 point("ear", 5, 5), point("whisker", 5, 5), point("nose", 5, 5, from_name="other")]),
+                 point("ear", 5, 5), point("whisker", 5, 5), point("nose", 5, 5, from_name="other"),
+                 {**point("nose", 5, 5), "value": {"x": 5, "y": 5, "width": 1, "keypointlabels": []}}]),
         task(2, [box(0, 0, 10, 10)]),  # no points: not a sample, not a negative
         task(3, [box(0, 0, 10, 10), point("tail", 90, 90)]))  # every point outside: skipped, said why
     assert [s.task_id for s in found] == [1]
     assert report.dropped == {"second point of one keypoint": 1, "outside every box": 2, "label without model_index": 1,
-                              "label not in the config": 1}
+                              "label not in the config": 1, "point without label": 1}
     assert report.n_unannotated == 1 and report.skipped_tasks == {3: "no keypoint inside a box"}
 
 

@@ -33,11 +33,11 @@ def test_progress_reaches_the_job_every_batch_and_the_log_every_30_s(caplog, mon
     clock = iter([100.0, 110.0, 131.0, 140.0])
     monkeypatch.setattr(prelabel, "time", SimpleNamespace(time=lambda: next(clock)))  # (not logging's clock)
     caplog.set_level("INFO", logger=prelabel.__name__)
-    labeler._logged_at = 100.0
     for done in (10, 20, 30, 40):
         labeler._progress(40, done, started=90.0)
     assert [r["done"] for r in reported] == [10, 20, 30, 40]
     assert reported[0]["tasks_per_s"] == 1.0 and reported[0]["eta_s"] == 30.0
     lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["detector project 4: pre-labeling 30/40 task(s), 0.73/s, ETA 13.7 s",
+    assert lines == ["detector project 4: pre-labeling 10/40 task(s), 1.00/s, ETA 30.0 s",  # the first batch
+                     "detector project 4: pre-labeling 30/40 task(s), 0.73/s, ETA 13.7 s",
                      "detector project 4: pre-labeling 40/40 task(s), 0.80/s, ETA 0.0 s"], lines

@@ -304,7 +304,7 @@ def test_a_store_from_before_controls_were_listed_serves_and_trains_on(services,
     assert controls["box"]["trained"] and controls["outline"]["trained"]
     people = controls["people"]  # no region of its own, only negatives: the legacy weights serve it on
     assert people["trained"] is False and people["carried_from"] == legacy.name
-    assert "no RectangleLabels region of 'people'" in result["not_trained"]["people"]
+    assert "no usable RectangleLabels region of 'people'" in result["not_trained"]["people"]
     assert filecmp.cmp(Path(new.path) / people["weights"], person, shallow=False)
     assert people["weights"] != controls["box"]["weights"]
     served = {p.control.from_name: p.weights for p in DetectorModel(project_id=5, label_config=PEOPLE_CONFIG,

@@ -141,3 +141,6 @@ def test_a_new_version_queues_a_whole_project_prelabel_only_where_the_project_as
     detector(services, prelabel=when).import_version(path=str(path))
     counts = services.journal.count_jobs("detector")
     assert sum(counts.values()) == queued, counts
+    if queued:
+        (job,) = services.journal.pending_jobs("detector")
+        assert job.kind == "prelabel"
