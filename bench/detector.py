@@ -48,7 +48,7 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 import requests  # noqa: E402
 
 from backends.core.app import WARMUP_DONE  # noqa: E402
-from backends.detector.corrections import Region, by_hand, total_corrections  # noqa: E402
+from backends.detector.corrections import Region, by_hand  # noqa: E402
 from backends.detector.dataset import split, write_dataset  # noqa: E402
 from backends.detector.settings import DetectorSettings  # noqa: E402
 from backends.detector.training import adapt_head, evaluate, fine_tune, save_checkpoint  # noqa: E402
@@ -57,7 +57,7 @@ from backends.stack.processes import backend_process, free_port, label_studio_pr
 from bench import fmnist  # noqa: E402
 from bench.prelabel_throughput import part_prelabel  # noqa: E402
 from bench.protocol import serve_image  # noqa: E402
-from bench.transfer_tasks import part_tasks  # noqa: E402
+from bench.transfer_tasks import THRESHOLDS, at_threshold, part_tasks, sweep  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 FIRST_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
@@ -300,16 +300,18 @@ def truth_regions(boxes: list[Any], names: list[str], size: tuple[int, int]) -> 
 
 
 def corrections_on_test_set(weights: Path, test: list[Any], names: list[str]) -> dict[str, Any]:
-    """(e) Corrections per test image for ``weights`` at the serving score threshold."""
+    """(e) Corrections per test image for ``weights`` at the serving score threshold, and per
+    image at each of ``THRESHOLDS`` (``by_threshold``): one inference at the lowest, filtered."""
     from ultralytics import YOLO
 
     model, threshold = YOLO(str(weights)), DetectorSettings().score_threshold
-    pairs = []
+    scored = []
     for img, boxes in test:
-        (result,) = model.predict(img, conf=threshold, imgsz=320, verbose=False)
-        predicted = [Region(names[int(c)], tuple(b)) for b, c in zip(result.boxes.xyxyn.tolist(), result.boxes.cls.tolist())]
-        pairs.append((predicted, truth_regions(boxes, names, img.size)))
-    return total_corrections(pairs).to_json()
+        (result,) = model.predict(img, conf=min(THRESHOLDS), imgsz=320, verbose=False)
+        predicted = [(Region(names[int(c)], tuple(b)), s) for b, c, s in
+                     zip(result.boxes.xyxyn.tolist(), result.boxes.cls.tolist(), result.boxes.conf.tolist())]
+        scored.append((predicted, truth_regions(boxes, names, img.size)))
+    return {**at_threshold(scored, threshold).to_json(), "by_threshold": sweep(scored)}
 
 
 # -- (c) ------------------------------------------------------------------------------------------

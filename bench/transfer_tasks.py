@@ -185,6 +185,21 @@ def one_task(work: Path, kind: str, train_set: Any, test_set: Any, n_base: int, 
             "base_seconds": round(time.time() - started, 1), "test_images": len(test_data.samples), "rows": rows}
 
 
+#: (e) the score thresholds swept: which one a version should serve is a question of how many
+#: corrections its pre-labels cost, and the default (0.25) is only one answer
+THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def at_threshold(scored: list[Any], threshold: float) -> Any:
+    """Corrections of ``(scored predictions, truths)`` pairs when only scores >= threshold are shown."""
+    return total_corrections([([p for p, s in predicted if s >= threshold], truth) for predicted, truth in scored])
+
+
+def sweep(scored: list[Any]) -> dict[str, float | None]:
+    """Corrections per image at each of ``THRESHOLDS``."""
+    return {str(t): at_threshold(scored, t).to_json()["per_image"] for t in THRESHOLDS}
+
+
 def corrections_on(weights: Path, kind: str, names: list[str], canvases: list[Any], data: Any) -> dict[str, Any]:
     """Corrections per image on the test canvases: ``weights``' pre-labels, as the control makes
     them for ``/predict``, against the annotations the dataset holds (the same ``truth_shapes``
@@ -192,11 +207,12 @@ def corrections_on(weights: Path, kind: str, names: list[str], canvases: list[An
     from ultralytics import YOLO
 
     model, shown = YOLO(str(weights)), control(kind, names)
+    serving, shown.threshold = shown.threshold, min(THRESHOLDS)  # one inference, filtered per threshold
     kwargs = {} if kind == "classify" else {"conf": shown.threshold, "imgsz": SIZE}
-    pairs = []
+    scored = []
     for sample in data.samples:
         image = canvases[sample.task_id][0]
         (result,) = model.predict(image, verbose=False, **kwargs)
         regions = shown.regions(result, model.names, *image.size)
-        pairs.append(([predicted_shape(r, kind) for r in regions], truth_shapes(sample, data)))
-    return total_corrections(pairs).to_json()
+        scored.append(([(predicted_shape(r, kind), r.get("score", 1.0)) for r in regions], truth_shapes(sample, data)))
+    return {**at_threshold(scored, serving).to_json(), "by_threshold": sweep(scored)}
