@@ -152,19 +152,21 @@ class FineTuner:
         with self.timings("fetch"):
             tasks = self._fetch_tasks()
         datasets = [trainable_for(c).data(tasks, c, self._image_key(c.to_name)) for c in controls]
-        enough = [d for d in datasets if self._why_not(d) is None]
+        why_not = {d.from_name: self._why_not(d) for d in datasets}
+        enough = [d for d in datasets if why_not[d.from_name] is None]
         if not enough:
-            reason = "; ".join(f"{d.from_name}: {self._why_not(d)}" for d in datasets)
+            reason = "; ".join(f"{name}: {why}" for name, why in why_not.items())
             log.info("detector project %s: not training: %s", self.detector.project_id, reason)
             return {"skipped": reason, "report": {d.from_name: d.report.to_json() for d in datasets}}
         workdir = owned_tempdir(self._work_root(), WORKDIR_PREFIX)
         try:
-            return self._train_and_publish(workdir, datasets, enough, started)
+            not_trained = {name: why for name, why in why_not.items() if why is not None}
+            return self._train_and_publish(workdir, datasets, enough, not_trained, started)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _train_and_publish(self, workdir: Path, datasets: list[ControlData], enough: list[ControlData],
-                           started: float) -> dict[str, Any]:
+                           not_trained: dict[str, str], started: float) -> dict[str, Any]:
         current = self.registry.current()
         before = version_controls(current, self._first_box()) if current is not None else {}
         # only the controls whose training set changed since the serving version; all when none did
@@ -172,7 +174,6 @@ class FineTuner:
         changed = [d for d in enough if (before.get(d.from_name) or {}).get("fingerprint") != d.fingerprint()]
         trained = [self._train_control(workdir / f"c{i}", d, current, before.get(d.from_name))
                    for i, d in enumerate(changed or enough)]
-        not_trained = {d.from_name: self._why_not(d) for d in datasets if d.from_name not in {e.from_name for e in enough}}
         make_current = any(t.accepted for t in trained)
         entries = self._entries(trained, datasets, current, before, make_current)
         primary = self._primary(entries)

@@ -146,9 +146,8 @@ def _reach(start: float, step: float, end: float) -> float:
 
 
 def ls_rotated_box(cx: float, cy: float, w: float, h: float, r: float, width: int, height: int) -> dict[str, float]:
-    """A box (pixels: centre, size, clockwise angle in radians) as Label Studio's rectangle value."""
-    cos, sin = math.cos(r), math.sin(r)
-    x = cx - w / 2 * cos + h / 2 * sin
-    y = cy - w / 2 * sin - h / 2 * cos
+    """A box (pixels: centre, size, clockwise angle in radians) as Label Studio's rectangle value:
+    its turning corner is the first of :func:`box_corners`."""
+    x, y = box_corners((cx, cy, w, h), r)[0]
     return {"x": 100 * x / width, "y": 100 * y / height, "width": 100 * w / width, "height": 100 * h / height,
             "rotation": math.degrees(r) % 360}
