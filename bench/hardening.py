@@ -186,7 +186,9 @@ def part_memory(calls: int, only: list[str] | None = None, segmenter: str = "one
                      {"YOLO_OFFLINE": "1", "DETECTOR_BASE_WEIGHTS": "yolo11n.yaml", "DETECTOR_PREDICT_IMGSZ": "320"}),
         "active": ("backends.active", CLASSIFY_CONFIG, False, calls, {"ACTIVE_BACKBONE": "small_cnn"}),
         "segmenter": ("backends.segmenter", SEGMENT_CONFIG, True, calls,
-                      {"SAM_ALLOW_RANDOM": "1", **(stub_encoder_env() if segmenter == "stub-encoder" else {})}),
+                      # SAM vit_b, as the recorded figures (and the stub, which replaces its encoder)
+                      {"SAM_ALLOW_RANDOM": "1", "SAM_ENGINE": "sam",
+                       **(stub_encoder_env() if segmenter == "stub-encoder" else {})}),
     }
     results = {}
     for name, (module, config, click, n, extra) in cases.items():

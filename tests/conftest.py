@@ -26,6 +26,15 @@ def sample(name: str) -> dict:
     return json.loads(local.read_text())["request_body"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_sam_onnx_exports(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One MobileSAM ONNX export for the whole run, not one per segmenter a test starts (~10 s
+    each): the exports depend only on the (random, seeded) weights. Subprocesses inherit it."""
+    import os
+
+    os.environ.setdefault("SAM_ONNX_DIR", str(tmp_path_factory.mktemp("sam-onnx")))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> CoreSettings:
     return CoreSettings(DATA_DIR=tmp_path / "data", TRAIN_DEBOUNCE_S=0.0, EMBEDDED_WORKER=False, WARMUP=False,

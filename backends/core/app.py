@@ -95,12 +95,12 @@ def _body() -> dict[str, Any]:
     limit = g.body_limit
     if limit.cut_short(len(request.get_data(cache=True)), request.content_length):
         raise LabelLoopError(limit.refusal(request.path, None), status=413)
+    if nesting_depth(request.get_data(cache=True)) > MAX_JSON_DEPTH:
+        raise too_deep
     try:
         data = request.get_json(silent=True, force=True)
-    except RecursionError:  # the parser recurses once per level
+    except RecursionError:  # the parser recurses once per level (a guard: the count above comes first)
         raise too_deep from None
-    if data is not None and nesting_depth(data) > MAX_JSON_DEPTH:
-        raise too_deep
     if data is None:
         raise BadRequest("request body is not valid JSON")
     if not isinstance(data, dict):

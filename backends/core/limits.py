@@ -12,8 +12,9 @@ JSON nesting is bounded too: Python's parser recurses, so ``[[[[...]]]]`` 100,00
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .settings import CoreSettings
@@ -52,15 +53,23 @@ def body_limit(path: str, mimetype: str, settings: CoreSettings) -> BodyLimit:
     return BodyLimit(SMALL_BODY_BYTES, "fixed")
 
 
-def nesting_depth(value: Any, stop_at: int = MAX_JSON_DEPTH + 1) -> int:
-    """How deep ``value`` nests lists and dicts (iterative: the point is not to recurse), stopping
-    once ``stop_at`` is reached."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, dict)):
-            deepest = max(deepest, depth)
+def nesting_depth(text: bytes, stop_at: int = MAX_JSON_DEPTH + 1) -> int:
+    """How deep a JSON text nests lists and objects, read from its brackets before it is parsed,
+    stopping once ``stop_at`` is reached. Strings are cut out first (a bracket in a label is no
+    level) and everything but brackets dropped at C speed: a body is mostly numbers (brush RLE), and
+    walking the parsed value instead cost 9 ms of a 50 ms click whose task carries 100 masks."""
+    deepest = depth = 0
+    for char in _STRING.sub(b'""', text).translate(None, _NOT_BRACKETS):
+        depth += 1 if char in _OPENERS else -1
+        if depth > deepest:
+            deepest = depth
             if deepest >= stop_at:
-                return deepest
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+                break
     return deepest
+
+
+# A JSON string, escapes included; unrolled ("normal* (escape normal*)*"), which is 20x faster on
+# a long string (a base64 image in a task's data) than an alternation tried per character.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_OPENERS = frozenset(b"[{")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from .engine import Embedding
 
@@ -145,7 +146,7 @@ class EmbeddingCache:
         path = self._path(key)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            torch.save({"features": embedding.features.cpu(), "original_size": list(embedding.original_size),
+            torch.save({"features": to_cpu(embedding.features), "original_size": list(embedding.original_size),
                         "input_size": list(embedding.input_size)}, tmp)
             os.replace(tmp, path)
             self._trim_disk()
@@ -173,3 +174,12 @@ class EmbeddingCache:
                 break
             total -= f.stat().st_size
             f.unlink(missing_ok=True)
+
+
+def to_cpu(features: Any) -> Any:
+    """A tensor, or a dict / list of them (SAM 2's levels), on the CPU: what a file can hold."""
+    if isinstance(features, dict):
+        return {k: to_cpu(v) for k, v in features.items()}
+    if isinstance(features, (list, tuple)):
+        return [to_cpu(v) for v in features]
+    return features.cpu()

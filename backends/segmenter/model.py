@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,8 +26,9 @@ from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.media import LoadedImage
 from backends.core.model import LabelLoopModel
 
+from .build import get_engine
 from .cache import EmbeddingCache
-from .engine import Embedding, Prompt, SamEngine, get_engine
+from .engine import Embedding, Prompt, SegmentEngine
 from .prompts import parse_context
 from .regions import brush_region, polygon_region
 from .settings import SegmenterSettings
@@ -74,16 +76,24 @@ _caches: dict[str, EmbeddingCache] = {}
 _caches_lock = threading.Lock()
 
 
-def embedding_cache(services: Any, engine: SamEngine) -> EmbeddingCache:
-    """One cache per process and engine; the disk tier lives under DATA_DIR/sam-embeddings."""
+def embedding_cache(services: Any, engine: SegmentEngine) -> EmbeddingCache:
+    """One cache per process, engine and weights: an embedding is decoded only by the model that
+    made it. The disk tier lives under DATA_DIR/sam-embeddings/<engine>, emptied when the weights
+    change (cache.py)."""
+    key = f"{engine.name}@{engine.weights_id}"
     with _caches_lock:
-        if engine.name not in _caches:
+        if key not in _caches:
             settings = env_settings()
-            _caches[engine.name] = EmbeddingCache(
+            _caches[key] = EmbeddingCache(
                 settings.cache_mb * 1024 * 1024, services.settings.data_dir / "sam-embeddings" / engine.name,
                 settings.disk_cache_mb * 1024 * 1024, weights=engine.weights_id, device=engine.device,
             )
-        return _caches[engine.name]
+        return _caches[key]
+
+
+def engine_for(s: SegmenterSettings, data_dir: Path) -> SegmentEngine:
+    return get_engine(s.engine, s.model_type, s.runtime, str(s.checkpoint) if s.checkpoint else None,
+                      s.allow_random, s.device, s.onnx_dir or data_dir / "sam-onnx")
 
 
 class SegmenterModel(LabelLoopModel):
@@ -100,12 +110,13 @@ class SegmenterModel(LabelLoopModel):
 
     @property
     def base_version(self) -> str:
-        return f"segmenter-{self.settings.model_type}"
+        """From the settings alone: /setup (Label Studio's Connect form) must not wait for weights."""
+        s = self.settings
+        return "-".join(["segmenter", s.engine, *([s.model_type] if s.model_type else [])])
 
     @cached_property
-    def engine(self) -> SamEngine:
-        s = self.settings
-        return get_engine(s.model_type, str(s.checkpoint) if s.checkpoint else None, s.allow_random, s.device)
+    def engine(self) -> SegmentEngine:
+        return engine_for(self.settings, self.services.settings.data_dir)
 
     @property
     def cache(self) -> EmbeddingCache:
@@ -133,7 +144,7 @@ class SegmenterModel(LabelLoopModel):
     def warmup(cls, services: Any) -> None:
         s = env_settings()
         if s.checkpoint or s.allow_random:
-            get_engine(s.model_type, str(s.checkpoint) if s.checkpoint else None, s.allow_random, s.device)
+            engine_for(s, services.settings.data_dir)
 
     # -- embeddings -----------------------------------------------------------------------------
     def embedding_for(self, task: dict[str, Any], to_name: str) -> tuple[Embedding, int, int]:

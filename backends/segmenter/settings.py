@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,8 +11,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class SegmenterSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SAM_", extra="ignore")
 
-    model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_b"
-    checkpoint: Path | None = None  # the official .pth for model_type
+    # Names are checked when the engine is built (engine.py), so a wrong one is a 503 at /predict
+    # that names the setting, not a server that will not start.
+    engine: str = "auto"  # auto, sam, mobile_sam, sam2
+    model_type: str | None = None  # the engine's size; unset: the checkpoint's, else the engine's smallest
+    runtime: str = "auto"  # auto, torch, onnx
+    checkpoint: Path | None = None  # a state dict of the engine (official .pth / ultralytics .pt)
+    onnx_dir: Path | None = None  # ONNX exports, one folder per engine and weights; unset: DATA_DIR/sam-onnx
     allow_random: bool = False  # no checkpoint: random weights (tests, latency measurements)
     device: str = "auto"
     cache_mb: int = Field(512, ge=0)  # in-memory embedding cache (~4 MiB per image)

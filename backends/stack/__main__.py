@@ -81,8 +81,9 @@ def _alive(url: str) -> bool:
 def _offline_defaults(env: dict[str, str]) -> None:
     """No network (or hub) here: random-init weights so the loop still runs end to end."""
     if "SAM_CHECKPOINT" not in os.environ:
-        log.warning("SAM_CHECKPOINT is not set: the segmenter runs SAM vit_b with RANDOM weights (masks are noise, "
-                    "latency is real). Download the official sam_vit_b_01ec64.pth and set SAM_CHECKPOINT to it")
+        log.warning("SAM_CHECKPOINT is not set: the segmenter runs MobileSAM (SAM 2.1 on a GPU) with RANDOM weights "
+                    "(masks are noise, latency is real). Download mobile_sam.pt (or sam2.1_t.pt) from the ultralytics "
+                    "assets release and set SAM_CHECKPOINT to it")
         env["SAM_ALLOW_RANDOM"] = "1"
     if "DETECTOR_BASE_WEIGHTS" in os.environ:
         return

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import requests
 
+from backends.core.devices import omp_threads_before_ultralytics
+
 ROOT = Path(__file__).resolve().parents[2]
 LABEL_STUDIO_BIN = ROOT / "tools" / "label-studio" / ".venv" / "bin" / "label-studio"
 
@@ -128,5 +130,10 @@ def label_studio_process(data_dir: Path, port: int, username: str, password: str
 
 def backend_process(module: str, port: int, env: dict[str, str], log_path: Path, host: str = "127.0.0.1") -> ManagedProcess:
     argv = [sys.executable, "-m", module, "--host", host, "--port", str(port)]
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+    inherited = dict(os.environ)
+    if omp_threads_before_ultralytics() is None:
+        # ultralytics set OMP_NUM_THREADS=1 in this process (a benchmark or a test that imported
+        # it): the backend would take it for the user's and compute on one core
+        inherited.pop("OMP_NUM_THREADS", None)
+    full_env = {**inherited, "PYTHONUNBUFFERED": "1", **env}
     return ManagedProcess(module, argv, full_env, log_path, f"http://{host}:{port}/health")

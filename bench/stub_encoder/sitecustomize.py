@@ -15,7 +15,7 @@ STUB_MARKER = "label-loop bench: SAM image encoder stubbed"
 if os.environ.get("LABEL_LOOP_STUB_ENCODER") == "1":
     import torch
 
-    from backends.segmenter import engine
+    from backends.segmenter import engine, sam_engine
 
     def _embed(self, image):  # type: ignore[no-untyped-def]
         resized = self._predictor.transform.apply_image(image)
@@ -25,7 +25,7 @@ if os.environ.get("LABEL_LOOP_STUB_ENCODER") == "1":
         features = torch.randn(1, 256, 64, 64, device=self.device)
         return engine.Embedding(features, tuple(image.shape[:2]), tuple(resized.shape[:2]))
 
-    engine.SamEngine.embed = _embed
+    sam_engine.SamEngine.embed = _embed  # SAM_ENGINE=sam: bench/hardening.py pins it
     # the bench checks for this line: Python ignores a sitecustomize that fails, and the real
     # encoder would then run for hours under the stub's name
     print(STUB_MARKER, file=sys.stderr, flush=True)

@@ -79,8 +79,11 @@ def test_deep_nesting_is_a_400_that_says_so(client, route, depth):
 
 def test_real_bodies_are_far_from_the_depth_limit():
     for name in ("predict", "predict-interactive", "setup", "webhook-annotation_created", "ui-retrieve-predictions"):
-        assert nesting_depth(sample(name)) <= 10, name
+        assert nesting_depth(json.dumps(sample(name)).encode()) <= 10, name
 
 
-def test_nesting_depth_counts_levels():
-    assert nesting_depth(1) == 0 and nesting_depth([]) == 1 and nesting_depth({"a": [1, {"b": []}]}) == 4
+def test_nesting_depth_counts_levels_and_not_brackets_inside_strings():
+    assert nesting_depth(b"1") == 0 and nesting_depth(b"[]") == 1
+    assert nesting_depth(json.dumps({"a": [1, {"b": []}]}).encode()) == 4
+    assert nesting_depth(json.dumps({"label": "[[[{{{", "x": ['"]]]\\[', [2]]}).encode()) == 3
+    assert nesting_depth(b"[" * 1000, stop_at=65) == 65

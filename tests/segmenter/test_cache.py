@@ -63,3 +63,22 @@ def test_embeddings_read_from_disk_land_on_the_decoders_device(tmp_path, monkeyp
         **kw, "map_location": "cpu"}))  # no GPU here: check what is asked for
     cache = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB, device="cuda")
     assert cache.get_or_compute("k", fake)[1] == "disk" and seen == ["cuda"]
+
+
+def test_sam2s_levels_go_to_disk_and_come_back_whole(tmp_path):
+    levels = {"image_embed": torch.ones(1, 256, 4, 4),
+              "high_res_feats": [torch.full((1, 32, 16, 16), 2.0), torch.full((1, 64, 8, 8), 3.0)]}
+    made = Embedding(levels, (10, 10), (10, 10))
+    EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB).get_or_compute("k", lambda: made)
+    read, source = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB).get_or_compute(
+        "k", lambda: (_ for _ in ()).throw(AssertionError("recomputed")))
+    assert source == "disk" and read.nbytes == made.nbytes
+    assert [float(t.mean()) for t in read.features["high_res_feats"]] == [2.0, 3.0]
+
+
+def test_a_corrupt_cache_file_is_recomputed_and_rewritten(tmp_path):
+    EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB).get_or_compute("k", fake)
+    (tmp_path / "k.pt").write_bytes(b"torn")
+    cache = EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB)
+    assert cache.get_or_compute("k", fake)[1] == "computed"
+    assert EmbeddingCache(memory_bytes=10 * MIB, disk_dir=tmp_path, disk_bytes=10 * MIB).get_or_compute("k", fake)[1] == "disk"
