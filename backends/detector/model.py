@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from backends.core.devices import resolve_device
+from backends.core.downloads import shown
 from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.media import LoadedImage, decode_image
 from backends.core.model import LabelLoopModel
 
 from .controls import CONTROL_MODELS, ControlModel, control_model_for
-from .downloads import shown
 from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
 from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, version_controls, weights_of

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backends.core.devices import resolve_device
+from backends.core.downloads import shown
 from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.jobs import JobCancelled, NoJob
 from backends.core.scratch import owned_tempdir, remove_orphans
@@ -33,7 +34,6 @@ from backends.core.timings import Timings
 from .compared import predicted_shape, truth_shapes
 from .corrections import Shape, by_hand, total_corrections
 from .dataset import split
-from .downloads import shown
 from .trainable import TRAINABLE, ControlData, trainable_for
 from .weights import WEIGHTS_FILE, load_model, version_controls
 

@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from backends.core.caches import keep_caches_under
+from backends.core.downloads import local_weights, needs_download
 from backends.core.errors import LabelConfigError
 
-from .downloads import local_weights, needs_download
 from .safe_weights import check_weights_file, enforce
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import Counter
 
+from backends.core.downloads import local_weights
 from backends.core.errors import LabelConfigError, LabelLoopError
 from backends.core.media import LoadedImage
 from backends.core.model import LabelLoopModel
@@ -36,6 +37,7 @@ from .settings import SegmenterSettings
 if TYPE_CHECKING:
     from backends.core.jobs import JobReporter
     from backends.core.journal import Event
+    from backends.core.settings import CoreSettings
 
 log = logging.getLogger(__name__)
 OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
@@ -91,9 +93,20 @@ def embedding_cache(services: Any, engine: SegmentEngine) -> EmbeddingCache:
         return _caches[key]
 
 
-def engine_for(s: SegmenterSettings, data_dir: Path) -> SegmentEngine:
-    return get_engine(s.engine, s.model_type, s.runtime, str(s.checkpoint) if s.checkpoint else None,
-                      s.allow_random, s.device, s.onnx_dir or data_dir / "sam-onnx")
+def engine_for(s: SegmenterSettings, core: CoreSettings) -> SegmentEngine:
+    return get_engine(s.engine, s.model_type, s.runtime, local_checkpoint(s.checkpoint, core.model_dir / "downloads"),
+                      s.allow_random, s.device, s.onnx_dir or core.data_dir / "sam-onnx")
+
+
+def local_checkpoint(spec: str | None, downloads: Path) -> str | None:
+    """``SAM_CHECKPOINT`` as a local file: a release name or URL is downloaded into the model store
+    once (as the detector's weights are); offline, that is a 503 naming the setting."""
+    if spec is None:
+        return None
+    try:
+        return local_weights(spec, downloads)
+    except LabelConfigError as exc:
+        raise LabelLoopError(f"SAM_CHECKPOINT: {exc.message}", status=503) from None
 
 
 class SegmenterModel(LabelLoopModel):
@@ -116,7 +129,7 @@ class SegmenterModel(LabelLoopModel):
 
     @cached_property
     def engine(self) -> SegmentEngine:
-        return engine_for(self.settings, self.services.settings.data_dir)
+        return engine_for(self.settings, self.services.settings)
 
     @property
     def cache(self) -> EmbeddingCache:
@@ -144,7 +157,7 @@ class SegmenterModel(LabelLoopModel):
     def warmup(cls, services: Any) -> None:
         s = env_settings()
         if s.checkpoint or s.allow_random:
-            engine_for(s, services.settings.data_dir)
+            engine_for(s, services.settings)
 
     # -- embeddings -----------------------------------------------------------------------------
     def embedding_for(self, task: dict[str, Any], to_name: str) -> tuple[Embedding, int, int]:

@@ -16,7 +16,9 @@ class SegmenterSettings(BaseSettings):
     engine: str = "auto"  # auto, sam, mobile_sam, sam2
     model_type: str | None = None  # the engine's size; unset: the checkpoint's, else the engine's smallest
     runtime: str = "auto"  # auto, torch, onnx
-    checkpoint: Path | None = None  # a state dict of the engine (official .pth / ultralytics .pt)
+    # a state dict of the engine: a path, an ultralytics release name (mobile_sam.pt, sam2.1_t.pt:
+    # downloaded into MODEL_DIR/downloads where a network exists) or a URL
+    checkpoint: str | None = None
     onnx_dir: Path | None = None  # ONNX exports, one folder per engine and weights; unset: DATA_DIR/sam-onnx
     allow_random: bool = False  # no checkpoint: random weights (tests, latency measurements)
     device: str = "auto"

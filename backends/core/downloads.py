@@ -2,7 +2,7 @@
 
 Given a release name (``yolo11n.pt``) or a URL, ultralytics downloads the file into the process's
 working directory. In the images that is ``/app``, which the backends' user cannot write (and should
-not: a code folder is no place for state). So the detector resolves such specs itself, before
+not: a code folder is no place for state). So the backends resolve such specs themselves, before
 ultralytics sees them: the file goes to ``MODEL_DIR/downloads/`` once, and every later load (of any
 process sharing the store) finds it there. ultralytics' own download code still does the transfer
 (GitHub release assets, retries, a ``.part`` file renamed only once its size is checked), so what
@@ -24,7 +24,8 @@ from backends.core.errors import LabelConfigError
 
 log = logging.getLogger(__name__)
 
-_RELEASE_WEIGHTS = re.compile(r"^yolo[\w.-]*\.pt$", re.IGNORECASE)
+# ultralytics' release assets: YOLO weights for the detector, MobileSAM / SAM 2.1 for the segmenter
+_RELEASE_WEIGHTS = re.compile(r"^(yolo|sam|mobile_sam)[\w.-]*\.pt$", re.IGNORECASE)
 _URL = re.compile(r"^https?://", re.IGNORECASE)
 _URL_IN_TEXT = re.compile(r"https?:/+[^\s'\"]+", re.IGNORECASE)
 

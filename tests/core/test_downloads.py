@@ -1,18 +1,20 @@
-"""Which weights specs are downloaded, and where they land (backends/detector/downloads.py); the
+"""Which weights specs are downloaded, and where they land (backends/core/downloads.py); the
 download itself, from a read-only working directory, is in test_writes_stay_in_data_dirs.py."""
 
 from __future__ import annotations
 
 import pytest
 
+from backends.core.downloads import download_target, local_weights, needs_download, shown
 from backends.core.errors import LabelConfigError
-from backends.detector.downloads import download_target, local_weights, needs_download, shown
 
 
 def test_release_names_and_urls_are_downloaded_files_and_yamls_are_not(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert needs_download("yolo11n.pt") and needs_download("HTTPS://example.com/w/best.pt")
     assert not needs_download("yolo11n.yaml")  # an architecture: random weights, built offline
+    assert needs_download("mobile_sam.pt") and needs_download("sam2.1_t.pt") and needs_download("sam_b.pt")
+    assert not needs_download("sam_vit_b_01ec64.pth")  # segment-anything's file is no ultralytics asset
     assert not needs_download(str(tmp_path / "mine.pt")) and not needs_download("models/yolo11n.pt")
     (tmp_path / "yolo11n.pt").write_bytes(b"x")
     assert not needs_download("yolo11n.pt")  # a file of that name here wins, as in ultralytics
