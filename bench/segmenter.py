@@ -14,7 +14,7 @@ Also the encoder alone, one embedding's memory, and for ONNX the IoU of its mask
 PyTorch run on the same prompts. Random weights (SAM_ALLOW_RANDOM): compute does not depend on
 the weights' values, so the latency is the real one.
 
-    .venv/bin/python bench/segmenter.py [--cold 3] [--warm 30] [--pairs mobile_sam:onnx,sam:torch]
+    .venv/bin/python bench/segmenter.py [--cold 5] [--warm 30] [--pairs mobile_sam:onnx,sam:torch]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ PAIRS = ("sam:torch", "mobile_sam:torch", "mobile_sam:onnx", "sam2:torch")
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cold", type=int, default=3)
+    parser.add_argument("--cold", type=int, default=5)
     parser.add_argument("--warm", type=int, default=30)
     parser.add_argument("--pairs", default=",".join(PAIRS))
     parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: one pair's in-process part, in a child
@@ -220,15 +220,36 @@ def through_server(url: str, args: Any, seed: int, prefetch: bool) -> dict[str, 
     new_image = [click(click_body(photo(seed + i))) for i in range(args.cold)]
     warm_image = photo(seed)
     crowded = with_regions(click_body(warm_image), 100)
+    click(click_body(warm_image))
     warm, regions = [], []
+    before = decoder_seconds(session, url)
     for _ in range(args.warm):  # interleaved: drift on a noisy machine hits both alike
         warm.append(click(click_body(warm_image)))
         regions.append(click(crowded))
+    total, count = (a - b for a, b in zip(decoder_seconds(session, url), before))
     out = {"new_image": stats(new_image), "warm": stats(warm), "regions_100": stats(regions),
-           "regions_100_body_kib": round(len(json.dumps(crowded)) / 1024, 1)}
+           "regions_100_body_kib": round(len(json.dumps(crowded)) / 1024, 1),
+           # the same clicks' decoder time inside the server (labelloop_sam_decode_seconds): what the
+           # server adds per click, free of the noise between two processes
+           "server_decoder_mean_ms": 1000 * total / count,
+           "warm_mean_over_server_decoder": statistics.mean(warm + regions) / (total / count)}
     if prefetch:
         out["prefetched"] = stats(prefetched_clicks(session, url, click, args, seed + 500))
     return out
+
+
+def decoder_seconds(session: requests.Session, url: str) -> tuple[float, float]:
+    """(sum, count) of the server's ``labelloop_sam_decode_seconds`` histogram."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(session.get(f"{url}/metrics").text):
+        if family.name == "labelloop_sam_decode_seconds":
+            for sample in family.samples:
+                kind = sample.name.rsplit("_", 1)[-1]
+                if kind in found:
+                    found[kind] += sample.value
+    return found["sum"], found["count"]
 
 
 def prefetched_clicks(session: requests.Session, url: str, click: Any, args: Any, seed: int) -> list[float]:

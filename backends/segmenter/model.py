@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from backends.core.downloads import local_weights
 from backends.core.errors import LabelConfigError, LabelLoopError
@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 OUTPUT_TAGS = ("BrushLabels", "PolygonLabels")
 EMBEDDINGS = Counter("labelloop_sam_embeddings_total", "Embedding lookups by where they came from", ["source"])
 MASKS = Counter("labelloop_sam_masks_total", "Masks decoded", ["kind"])
+# The decoder's share of a click: a click's latency minus this is what the server adds (parsing,
+# RLE, JSON, HTTP); bench/segmenter.py compares the two within one server process.
+DECODE_SECONDS = Histogram("labelloop_sam_decode_seconds", "Mask decoder time per prompt", ["engine"],
+                           buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2, 0.5, 1.0))
 
 
 @lru_cache(maxsize=1)
@@ -203,10 +207,14 @@ class SegmenterModel(LabelLoopModel):
         if not parsed.prompt.points and parsed.prompt.box is None:
             raise LabelLoopError(f"all {parsed.outside} prompt regions lie outside the {width}x{height} image", status=422)
         targets = self._targets(parsed.label, image)
-        mask, score = self.engine.decode(embedding, parsed.prompt, self.settings.multimask)
+        mask, score = self.decode(embedding, parsed.prompt, self.settings.multimask)
         MASKS.labels("interactive").inc()
         log.debug("segmenter: task %s: mask of %d px", task.get("id"), int(mask.sum()))
         return self._prediction(mask, score, targets)
+
+    def decode(self, embedding: Embedding, prompt: Prompt, multimask: bool) -> tuple[np.ndarray, float]:
+        with DECODE_SECONDS.labels(self.engine.name).time():
+            return self.engine.decode(embedding, prompt, multimask)
 
     def _clicked_image(self, context: dict[str, Any]) -> str:
         """The <Image> the prompt regions were drawn on: with several images in the config, segmenting
@@ -260,7 +268,7 @@ class SegmenterModel(LabelLoopModel):
                 targets = self._targets(label, image)
             except LabelConfigError:
                 continue  # a box whose label has no mask counterpart
-            mask, score = self.engine.decode(embedding, Prompt([], [], (x1, y1, x2, y2)), False)
+            mask, score = self.decode(embedding, Prompt([], [], (x1, y1, x2, y2)), False)
             MASKS.labels("box").inc()
             result.extend(self._prediction(mask, score, targets)["result"])
             scores.append(score)

@@ -83,3 +83,18 @@ def test_a_release_name_already_in_the_model_store_loads_without_a_network(serve
     engine = segmenter_model.engine_for(env_settings(), settings)
     assert engine.name == "mobile_sam-vit_t-torch" and str(stored.resolve()) in engine.weights_id
     assert np.isfinite(reply.get_json()["results"][0]["score"])
+
+
+def test_the_decoders_time_per_click_is_a_metric_named_by_engine(server):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def decodes():
+        families = text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+        return {s.labels["engine"]: s.value for f in families if f.name == "labelloop_sam_decode_seconds"
+                for s in f.samples if s.name.endswith("_count")}
+
+    client, _ = server(SAM_ENGINE="mobile_sam", SAM_RUNTIME="onnx")
+    before = decodes().get("mobile_sam-vit_t-onnx-random", 0)
+    assert predict(client, [click(50, 50)]).status_code == 200
+    assert predict(client, [box(20, 20, 50, 50)]).status_code == 200
+    assert decodes()["mobile_sam-vit_t-onnx-random"] == before + 2
