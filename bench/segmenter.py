@@ -221,18 +221,22 @@ def through_server(url: str, args: Any, seed: int, prefetch: bool) -> dict[str, 
     warm_image = photo(seed)
     crowded = with_regions(click_body(warm_image), 100)
     click(click_body(warm_image))
-    warm, regions = [], []
+    warm, regions, polygon = [], [], []
     before = decoder_seconds(session, url)
-    for _ in range(args.warm):  # interleaved: drift on a noisy machine hits both alike
+    for _ in range(args.warm):  # interleaved: drift on a noisy machine hits all alike
         warm.append(click(click_body(warm_image)))
         regions.append(click(crowded))
+        polygon.append(click(click_body(warm_image, "polygon")))
     total, count = (a - b for a, b in zip(decoder_seconds(session, url), before))
+    decoder = total / count  # every click above decodes the same prompt on the same embedding
     out = {"new_image": stats(new_image), "warm": stats(warm), "regions_100": stats(regions),
-           "regions_100_body_kib": round(len(json.dumps(crowded)) / 1024, 1),
+           "warm_polygon": stats(polygon), "regions_100_body_kib": round(len(json.dumps(crowded)) / 1024, 1),
            # the same clicks' decoder time inside the server (labelloop_sam_decode_seconds): what the
-           # server adds per click, free of the noise between two processes
-           "server_decoder_mean_ms": 1000 * total / count,
-           "warm_mean_over_server_decoder": statistics.mean(warm + regions) / (total / count)}
+           # server adds per click, free of the noise between two processes; a polygon answer is a
+           # few hundred numbers whatever the mask, a brush one grows with the mask's runs
+           "server_decoder_mean_ms": 1000 * decoder,
+           "warm_mean_over_server_decoder": statistics.mean(warm) / decoder,
+           "warm_polygon_mean_over_server_decoder": statistics.mean(polygon) / decoder}
     if prefetch:
         out["prefetched"] = stats(prefetched_clicks(session, url, click, args, seed + 500))
     return out
