@@ -57,6 +57,7 @@ from backends.stack.processes import backend_process, free_port, label_studio_pr
 from bench import fmnist  # noqa: E402
 from bench.prelabel_throughput import part_prelabel  # noqa: E402
 from bench.protocol import serve_image  # noqa: E402
+from bench.timing import timed  # noqa: E402
 from bench.transfer_tasks import THRESHOLDS, at_threshold, part_tasks, sweep  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -66,16 +67,6 @@ FIRST_CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name
 
 def p50(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
-
-
-def timed(fn: Any, n: int) -> list[float]:
-    fn()  # warm
-    out = []
-    for _ in range(n):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
 
 
 def coco_checkpoint(work: Path) -> Path:

@@ -41,6 +41,7 @@ from backends.segmenter.engine import Prompt  # noqa: E402
 from backends.stack.processes import backend_process, free_port  # noqa: E402
 from bench.image_server import serve  # noqa: E402
 from bench.machine import device_name  # noqa: E402
+from bench.timing import timed  # noqa: E402
 
 OUTPUTS = {
     "brush": '<BrushLabels name="out" toName="image"><Label value="Cat"/></BrushLabels>',
@@ -155,7 +156,7 @@ def in_process(engine_name: str, runtime: str, work: Path, warm: int) -> dict[st
     embedding = engine.embed(image)
     encoder_s = time.perf_counter() - started
     prompt = Prompt([(image.shape[1] * 0.4, image.shape[0] * 0.5)], [1], None)
-    decoder = timed_calls(lambda: engine.decode(embedding, prompt), warm)
+    decoder = timed(lambda: engine.decode(embedding, prompt), warm)
     mask, _ = engine.decode(embedding, prompt)
     row: dict[str, Any] = {"engine": engine.name, "encoder_s": round(encoder_s, 3), "bare_decoder": stats(decoder),
                            "embedding_mib": round(embedding.nbytes / 2**20, 2),
@@ -181,9 +182,9 @@ def int8_trial(engine: Any, torch_engine: Any, image: np.ndarray, work: Path) ->
     prepared, quantised = work / "encoder.pre.onnx", work / "encoder.int8.onnx"
     quant_pre_process(str(engine.folder / "encoder.onnx"), str(prepared), skip_symbolic_shape=True)
     quantize_dynamic(str(prepared), str(quantised), weight_type=QuantType.QUInt8, op_types_to_quantize=["MatMul", "Gemm"])
-    fp32 = min(timed_calls(lambda: engine.embed(image), 3))
+    fp32 = min(timed(lambda: engine.embed(image), 3))
     engine.encoder = ort.InferenceSession(str(quantised), providers=["CPUExecutionProvider"])
-    int8 = min(timed_calls(lambda: engine.embed(image), 3))
+    int8 = min(timed(lambda: engine.embed(image), 3))
     iou = agreement(engine, torch_engine, image)
     return {"fp32_encoder_s": round(fp32, 3), "int8_encoder_s": round(int8, 3), "int8_mask_iou_vs_torch": iou,
             "tolerance": MASK_IOU_TOLERANCE, "kept": iou >= MASK_IOU_TOLERANCE}
@@ -300,16 +301,6 @@ def agreement(onnx: Any, torch_engine: Any, image: np.ndarray) -> float:
         union = np.logical_or(x, y).sum()
         worst = min(worst, float(np.logical_and(x, y).sum() / union) if union else 1.0)
     return round(worst, 4)
-
-
-def timed_calls(fn: Any, n: int) -> list[float]:
-    fn()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return times
 
 
 if __name__ == "__main__":

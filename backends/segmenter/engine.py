@@ -83,7 +83,6 @@ class EngineChoice:
     model_type: str
     runtime: str
     checkpoint: str | None
-    allow_random: bool
     device: str
 
 
@@ -173,7 +172,7 @@ def choose(engine: str, model_type: str | None, runtime: str, checkpoint: str | 
         runtime = "onnx" if engine == "mobile_sam" and device == "cpu" else "torch"
     if runtime not in RUNTIMES:
         raise LabelLoopError(f"SAM_RUNTIME={runtime!r} is not a runtime: one of auto, {', '.join(RUNTIMES)}", status=503)
-    return EngineChoice(engine, model_type, runtime, checkpoint, allow_random, device), state
+    return EngineChoice(engine, model_type, runtime, checkpoint, device), state
 
 
 def _engine_of(model_type: str | None) -> str | None:

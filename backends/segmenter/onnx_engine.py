@@ -32,7 +32,7 @@ from backends.core.errors import LabelLoopError
 
 from .engine import Embedding, Prompt, weights_id
 from .sam_engine import best_mask, engine_name
-from .ultralytics_engine import INPUT_SIZE, UltralyticsEngine
+from .ultralytics_engine import INPUT_SIZE, UltralyticsEngine, sizes
 
 if TYPE_CHECKING:
     from .engine import EngineChoice
@@ -180,13 +180,10 @@ class OnnxEngine:
     def embed(self, image: np.ndarray) -> Embedding:
         import torch
 
-        height, width = image.shape[:2]
-        scale = INPUT_SIZE / max(height, width)
-        with torch.inference_mode():
-            tensor = self.torch_engine.predictor.preprocess([np.ascontiguousarray(image[..., ::-1])])
-        (features,) = self.encoder.run(None, {"image": tensor.cpu().numpy().astype(np.float32)})
+        pixels = self.torch_engine.encoder_input(image).cpu().numpy().astype(np.float32)
+        (features,) = self.encoder.run(None, {"image": pixels})
         self.encoder_runs += 1
-        return Embedding(torch.from_numpy(features), (height, width), (round(height * scale), round(width * scale)))
+        return Embedding(torch.from_numpy(features), *sizes(image))
 
     def decode(self, embedding: Embedding, prompt: Prompt, multimask: bool = False) -> tuple[np.ndarray, float]:
         import torch

@@ -51,13 +51,18 @@ class UltralyticsEngine:
     def embed(self, image: np.ndarray) -> Embedding:
         import torch
 
-        height, width = image.shape[:2]
-        scale = INPUT_SIZE / max(height, width)
         with torch.inference_mode():
-            tensor = self.predictor.preprocess([np.ascontiguousarray(image[..., ::-1])])  # it takes BGR, as OpenCV reads
-            features = self.predictor.get_im_features(tensor)
+            features = self.predictor.get_im_features(self.encoder_input(image))
         self.encoder_runs += 1
-        return Embedding(features, (height, width), (round(height * scale), round(width * scale)))
+        return Embedding(features, *sizes(image))
+
+    def encoder_input(self, image: np.ndarray) -> Any:
+        """The encoder's input tensor for an RGB image: the predictor's own letterbox and
+        normalisation (it takes BGR, as OpenCV reads)."""
+        import torch
+
+        with torch.inference_mode():
+            return self.predictor.preprocess([np.ascontiguousarray(image[..., ::-1])])
 
     def decode(self, embedding: Embedding, prompt: Prompt, multimask: bool = False) -> tuple[np.ndarray, float]:
         import torch
@@ -81,3 +86,10 @@ class UltralyticsEngine:
         scaled = ops.scale_masks(low_res[None].float(), original_size, ((ratio_h, ratio_w), (0.0, 0.0)),
                                  padding=False)[0]
         return scaled > self.predictor.model.mask_threshold
+
+
+def sizes(image: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(original, resized) (height, width): the long side resized to the encoder's ``INPUT_SIZE``."""
+    height, width = image.shape[:2]
+    scale = INPUT_SIZE / max(height, width)
+    return (height, width), (round(height * scale), round(width * scale))
