@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from backends.core.app import create_app
@@ -114,6 +116,23 @@ def test_json_answers_stay_strict_json_when_a_number_is_not_finite(app):
         text = app.json.dumps({"progress": {"loss": float("nan")}, "metrics": [1.5, float("inf")]})
     assert json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}")) == {
         "progress": {"loss": None}, "metrics": [1.5, None]}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4), max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(JSON_VALUES)
+def test_the_fast_encoder_answers_what_the_standard_one_would(app, value):
+    """Compact answers go through orjson; an int beyond 64 bits falls back to the standard encoder."""
+    def finite(obj):
+        return json.loads(json.dumps(obj), parse_constant=lambda name: None)
+
+    with app.app_context():
+        text = app.json.dumps({"value": value, "counts": {3: "int key"}}, separators=(",", ":"))
+    assert json.loads(text) == finite({"value": value, "counts": {"3": "int key"}})
 
 
 @pytest.mark.parametrize("project", ["²", "1" * 25, 10**20, -3])
