@@ -53,8 +53,9 @@ class LabelStudioHarness:
     def create_project(self, label_config: str, title: str = "test", **fields: Any) -> int:
         return self.api("POST", "/api/projects", json={"title": title, "label_config": label_config, **fields})["id"]
 
-    def upload_images(self, project: int, images: dict[str, bytes]) -> list[int]:
-        files = [(name, (name, io.BytesIO(data), "image/png")) for name, data in images.items()]  # one field per file
+    def upload_images(self, project: int, images: dict[str, bytes], content_type: str = "image/png") -> list[int]:
+        """Upload files as the Import dialog does: one task per file (videos too, ``content_type``)."""
+        files = [(name, (name, io.BytesIO(data), content_type)) for name, data in images.items()]  # one field per file
         result = self.api("POST", f"/api/projects/{project}/import?commit_to_project=true", files=files)
         return self.task_ids(project)[-len(images):] if result else []
 

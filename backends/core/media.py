@@ -14,6 +14,8 @@ Rules, in the order they are checked:
 - ``file://`` and unknown schemes are refused.
 Images whose header announces more than ``MEDIA_MAX_PIXELS`` are refused before decoding
 (decompression bombs). Downloads are cached on disk by URL (LRU within ``MEDIA_CACHE_MB``).
+Videos (``load_file``) go by the same rules but are streamed to a file, never held in memory, under
+their own cap (``VIDEO_MAX_BYTES``), deadline (``VIDEO_DOWNLOAD_S``) and cache (``VIDEO_CACHE_MB``).
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ import ipaddress
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import parse_qs, unquote, urljoin, urlsplit
 
 import requests
@@ -51,6 +54,21 @@ MAX_REDIRECTS = 5
 OUTAGE_STATUSES = (429, 502, 503, 504)
 #: a whole download may take this many times MEDIA_TIMEOUT_S (which bounds each read).
 DOWNLOAD_TIMEOUT_FACTOR = 3
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """What ``load_file`` (videos) may download: bytes, seconds for the whole download, cache MB."""
+
+    max_bytes: int = 2 * 1024**3
+    download_s: float = 300.0
+    cache_mb: int = 4096
+
+
+#: reads a fetched response (or raises): into memory for images, into a file for videos
+Reader = Callable[[requests.Response, str], bytes]
+#: file suffixes kept on downloaded videos: ultralytics routes a source to its video reader by them
+VIDEO_SUFFIXES = {".asf", ".avi", ".gif", ".m4v", ".mkv", ".mov", ".mp4", ".mpeg", ".mpg", ".ts", ".wmv", ".webm"}
 
 
 @dataclass(frozen=True)
@@ -109,11 +127,11 @@ def decode_image(data: bytes, url: str = "", max_pixels: int = 100_000_000) -> I
     # ImportError: once ultralytics is imported, PIL.Image.open tries an optional HEIF plugin on
     # unidentified bytes; whatever that plugin's state, those bytes are not an image we can read.
     except (UnidentifiedImageError, OSError, ValueError, ImportError) as exc:
-        raise MediaError(f"{_short(url)} is not a readable image ({type(exc).__name__})") from None
+        raise MediaError(f"{short_url(url)} is not a readable image ({type(exc).__name__})") from None
     width, height = img.size
     if width * height > max_pixels:
         raise MediaError(
-            f"{_short(url)} declares {width}x{height} = {width * height:,} pixels, over MEDIA_MAX_PIXELS="
+            f"{short_url(url)} declares {width}x{height} = {width * height:,} pixels, over MEDIA_MAX_PIXELS="
             f"{max_pixels:,}; refused before decoding (decompression-bomb guard)"
         )
     try:
@@ -122,7 +140,7 @@ def decode_image(data: bytes, url: str = "", max_pixels: int = 100_000_000) -> I
         img = _to_8_bit(img)
         return img if img.mode == "RGB" else img.convert("RGB")
     except (OSError, ValueError, SyntaxError) as exc:
-        raise MediaError(f"{_short(url)} could not be decoded: {exc}") from None
+        raise MediaError(f"{short_url(url)} could not be decoded: {exc}") from None
 
 
 def _to_8_bit(img: Image.Image) -> Image.Image:
@@ -152,6 +170,7 @@ class MediaLoader:
         timeout_s: float = 10.0,
         cache_dir: Path | None = None,
         cache_mb: int = 1024,
+        files: FileLimits = FileLimits(),
         local_files_root: Path | None = None,
         label_studio_host: str | None = None,
     ) -> None:
@@ -162,6 +181,9 @@ class MediaLoader:
         self.max_pixels = max_pixels
         self.timeout_s = timeout_s
         self.cache = _DiskCache(cache_dir, cache_mb * 1024 * 1024) if cache_dir and cache_mb else None
+        self.files = files
+        self._file_dir = (cache_dir / "files") if cache_dir else Path(tempfile.gettempdir()) / "labelloop-files"
+        self._file_cache = _DiskCache(self._file_dir, files.cache_mb * 1024 * 1024, pattern="*.*")
         self._session = requests.Session()
         # Label Studio writes media URLs with its public address in front (its LABEL_STUDIO_HOST,
         # e.g. http://localhost:8080) while we reach it by another (http://label-studio:8080 in
@@ -190,21 +212,61 @@ class MediaLoader:
     def decode(self, data: bytes, url: str = "") -> Image.Image:
         return decode_image(data, url, self.max_pixels)
 
+    def load_file(self, url: str) -> Path:
+        """A video on disk: a local-files path read in place, else downloaded once per URL into the
+        file cache, a chunk at a time (never whole in memory), within ``VIDEO_MAX_BYTES`` and
+        ``VIDEO_DOWNLOAD_S``. The file keeps the URL's video suffix (``.mp4`` when it has none)."""
+        if not isinstance(url, str) or not url.strip():
+            raise MediaError("the task has no video URL (empty value)")
+        url = url.strip()
+        local = self._local_files_path(url)
+        if local is not None:
+            return local
+        suffix = Path(urlsplit(url).path).suffix.lower()
+        target = self._file_cache.path(url, suffix if suffix in VIDEO_SUFFIXES else ".mp4")
+        if self._file_cache.touch(target):
+            return target
+        partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            with partial.open("wb") as out:
+                if url.startswith("data:"):
+                    out.write(self._data_uri(url, self.files.max_bytes))
+                else:
+                    self._fetch(url, lambda response, shown: self._read(response, shown, into=out))
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        self._file_cache.added(target)
+        return target
+
+    def _local_files_path(self, url: str) -> Path | None:
+        """The file a ``/data/local-files/?d=`` URL names, when LOCAL_FILES_DOCUMENT_ROOT is mounted here."""
+        parts = urlsplit(url)
+        on_label_studio = not parts.scheme or parts.netloc.lower() in self._ls_netlocs
+        if self.local_files_root is None or not on_label_studio or not parts.path.startswith("/data/local-files"):
+            return None
+        relative = _check_local_files_path(parts.query)
+        path = self._local_file(relative)
+        if path.stat().st_size > self.files.max_bytes:
+            raise MediaError(f"local-files path {relative!r} is over VIDEO_MAX_BYTES={self.files.max_bytes:,}")
+        return path
+
     # -- fetching -------------------------------------------------------------------------------
-    def _fetch(self, url: str) -> bytes:
+    def _fetch(self, url: str, reader: Reader | None = None) -> bytes:
+        read = reader or self._read
         parts = urlsplit(url)
         if not parts.scheme and url.startswith("/"):
-            return self._fetch_from_label_studio(url)
+            return self._fetch_from_label_studio(url, read)
         if parts.scheme not in ("http", "https"):
             raise MediaError(
-                f"image URL scheme {parts.scheme or '(none)'!r} is not supported ({_short(url)}); use http(s), "
+                f"image URL scheme {parts.scheme or '(none)'!r} is not supported ({short_url(url)}); use http(s), "
                 "a Label Studio /data/ path or a data: URI"
             )
         if parts.netloc.lower() in self._ls_netlocs:
-            return self._fetch_from_label_studio(parts.path + (f"?{parts.query}" if parts.query else ""))
-        return self._fetch_public(url)
+            return self._fetch_from_label_studio(parts.path + (f"?{parts.query}" if parts.query else ""), read)
+        return self._fetch_public(url, read)
 
-    def _fetch_from_label_studio(self, path: str) -> bytes:
+    def _fetch_from_label_studio(self, path: str, read: Reader) -> bytes:
         parts = urlsplit(path)
         if parts.path.startswith("/data/local-files"):
             relative = _check_local_files_path(parts.query)
@@ -212,16 +274,16 @@ class MediaLoader:
                 return self._read_local_file(relative)
         if not self.ls.configured:
             raise MediaError(
-                f"{_short(path)} is stored in Label Studio, which needs credentials: set LABEL_STUDIO_API_KEY"
+                f"{short_url(path)} is stored in Label Studio, which needs credentials: set LABEL_STUDIO_API_KEY"
             )
         response = self._get(urljoin(self.ls.url + "/", path.lstrip("/")), headers=self._ls_headers())
         if response.is_redirect:  # a cloud storage resolver's 303 to a signed URL
             target = urljoin(self.ls.url + "/", response.headers.get("location", ""))
             response.close()
             if urlsplit(target).netloc.lower() in self._ls_netlocs:
-                raise MediaError(f"Label Studio redirected {_short(path)} to itself ({_short(target)})", status=424)
-            return self._fetch_public(target)  # without our credentials, each hop's address checked
-        return self._read(response, path)
+                raise MediaError(f"Label Studio redirected {short_url(path)} to itself ({short_url(target)})", status=424)
+            return self._fetch_public(target, read)  # without our credentials, each hop's address checked
+        return read(response, path)
 
     def _ls_headers(self) -> dict[str, str]:
         # a personal access token is exchanged for an access token first: an expired or revoked PAT,
@@ -237,31 +299,35 @@ class MediaLoader:
     def _read_local_file(self, relative: str) -> bytes:
         """The file Label Studio would serve, read from the same directory (mounted on this machine):
         no HTTP round trip through Label Studio for every image of a local-files storage."""
+        path = self._local_file(relative)
+        if path.stat().st_size > self.max_bytes:
+            raise MediaError(f"local-files path {relative!r} is over MEDIA_MAX_BYTES={self.max_bytes:,}")
+        return path.read_bytes()
+
+    def _local_file(self, relative: str) -> Path:
         assert self.local_files_root is not None
         path = (self.local_files_root / relative).resolve()
         if not path.is_relative_to(self.local_files_root):  # a symlink out of the root
             raise MediaError(f"local-files path {relative!r} resolves outside LOCAL_FILES_DOCUMENT_ROOT", status=403)
         if not path.is_file():
             raise MediaError(f"local-files path {relative!r} is not a file under LOCAL_FILES_DOCUMENT_ROOT", status=404)
-        if path.stat().st_size > self.max_bytes:
-            raise MediaError(f"local-files path {relative!r} is over MEDIA_MAX_BYTES={self.max_bytes:,}")
-        return path.read_bytes()
+        return path
 
-    def _fetch_public(self, url: str) -> bytes:
+    def _fetch_public(self, url: str, read: Reader) -> bytes:
         for _ in range(MAX_REDIRECTS + 1):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https"):
-                raise MediaError(f"redirect to a {parts.scheme!r} URL refused ({_short(url)})")
+                raise MediaError(f"redirect to a {parts.scheme!r} URL refused ({short_url(url)})")
             reason = address_refusal(parts.hostname or "", self.allowed_hosts)
             if reason:
-                raise MediaError(f"image URL {_short(url)} refused: {reason}", status=403)
+                raise MediaError(f"image URL {short_url(url)} refused: {reason}", status=403)
             response = self._get(url, allow_redirects=False)
             if response.is_redirect:
                 url = urljoin(url, response.headers.get("location", ""))
                 response.close()
                 continue
-            return self._read(response, url)
-        raise MediaError(f"too many redirects fetching {_short(url)}")
+            return read(response, url)
+        raise MediaError(f"too many redirects fetching {short_url(url)}")
 
     def _get(self, url: str, *, headers: dict[str, str] | None = None, allow_redirects: bool = False) -> requests.Response:
         try:
@@ -269,43 +335,50 @@ class MediaLoader:
                 url, headers=headers, timeout=self.timeout_s, stream=True, allow_redirects=allow_redirects
             )
         except requests.RequestException as exc:
-            raise MediaError(f"could not fetch {_short(url)}: {type(exc).__name__}", status=424, transient=True) from None
+            raise MediaError(f"could not fetch {short_url(url)}: {type(exc).__name__}", status=424, transient=True) from None
 
-    def _read(self, response: requests.Response, url: str) -> bytes:
+    def _read(self, response: requests.Response, url: str, into: BinaryIO | None = None) -> bytes:
+        """The body, within the byte cap and the download deadline: in memory, or (``into``, a
+        video) written to that file a chunk at a time, and ``b""`` returned."""
+        cap, cap_name = (self.files.max_bytes, "VIDEO_MAX_BYTES") if into else (self.max_bytes, "MEDIA_MAX_BYTES")
+        # MEDIA_TIMEOUT_S bounds each socket read; a server trickling bytes would stretch the
+        # whole download without limit, so the download as a whole gets a deadline too
+        allowed_s, allowed_name = ((self.files.download_s, "VIDEO_DOWNLOAD_S") if into else
+                                   (self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR, f"{DOWNLOAD_TIMEOUT_FACTOR} x MEDIA_TIMEOUT_S"))
         with response:
             if response.status_code != 200:
                 hint = " (check LABEL_STUDIO_API_KEY)" if response.status_code in (401, 403) else ""
-                raise MediaError(f"fetching {_short(url)} returned HTTP {response.status_code}{hint}", status=424,
+                raise MediaError(f"fetching {short_url(url)} returned HTTP {response.status_code}{hint}", status=424,
                                  transient=response.status_code in OUTAGE_STATUSES)
             declared = response.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_bytes:
-                raise MediaError(f"{_short(url)} is {int(declared):,} bytes, over MEDIA_MAX_BYTES={self.max_bytes:,}")
-            # MEDIA_TIMEOUT_S bounds each socket read; a server trickling bytes would stretch the
-            # whole download without limit, so the download as a whole gets a deadline too
-            allowed_s = self.timeout_s * DOWNLOAD_TIMEOUT_FACTOR
+            if declared and declared.isdigit() and int(declared) > cap:
+                raise MediaError(f"{short_url(url)} is {int(declared):,} bytes, over {cap_name}={cap:,}")
             deadline = time.monotonic() + allowed_s
             chunks, size = [], 0
             try:
                 for chunk in _arriving(response):
                     size += len(chunk)
-                    if size > self.max_bytes:
-                        raise MediaError(f"{_short(url)} exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
+                    if size > cap:
+                        raise MediaError(f"{short_url(url)} exceeds {cap_name}={cap:,}")
                     if time.monotonic() > deadline:
-                        raise MediaError(f"downloading {_short(url)} took over {allowed_s:g} s "
-                                         f"({DOWNLOAD_TIMEOUT_FACTOR} x MEDIA_TIMEOUT_S); gave up", status=424,
-                                         transient=True)
-                    chunks.append(chunk)
+                        raise MediaError(f"downloading {short_url(url)} took over {allowed_s:g} s ({allowed_name}); gave up",
+                                         status=424, transient=True)
+                    if into is None:
+                        chunks.append(chunk)
+                    else:
+                        into.write(chunk)
             except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:  # broke or stalled mid-body
-                raise MediaError(f"downloading {_short(url)} failed after {size:,} bytes: {type(exc).__name__}",
+                raise MediaError(f"downloading {short_url(url)} failed after {size:,} bytes: {type(exc).__name__}",
                                  status=424, transient=True) from None
             return b"".join(chunks)
 
-    def _data_uri(self, url: str) -> bytes:
+    def _data_uri(self, url: str, cap: int | None = None) -> bytes:
+        cap = cap or self.max_bytes
         header, _, payload = url.partition(",")
         if ";base64" not in header:
             raise MediaError("only base64 data: URIs are supported")
-        if len(payload) * 3 // 4 > self.max_bytes:
-            raise MediaError(f"data: URI exceeds MEDIA_MAX_BYTES={self.max_bytes:,}")
+        if len(payload) * 3 // 4 > cap:
+            raise MediaError(f"data: URI exceeds {'MEDIA_MAX_BYTES' if cap == self.max_bytes else 'VIDEO_MAX_BYTES'}={cap:,}")
         try:
             return base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
@@ -342,28 +415,44 @@ def _check_local_files_path(query: str) -> str:
     return path
 
 
-def _short(url: str, limit: int = 120) -> str:
-    # Never echo query strings (signed URLs carry credentials) nor unbounded input.
+def short_url(url: str, limit: int = 120) -> str:
+    # Never echo query strings (signed URLs carry credentials), data: payloads, nor unbounded input.
+    if url.startswith("data:"):
+        return url.partition(",")[0] + ",..."
     parts = urlsplit(url)
     text = url if parts.path.startswith("/data/local-files") else url.split("?", 1)[0]
     return text if len(text) <= limit else text[:limit] + "..."
 
 
 class _DiskCache:
-    """Downloaded bytes by URL hash; least-recently-used files go first when over the byte budget."""
+    """Downloaded files by URL hash; least-recently-used files go first when over the byte budget.
+    Images are kept as bytes (``get``/``put``, ``*.bin``); videos as files written by the caller
+    (``path``/``touch``/``added``), each under its own suffix."""
 
-    def __init__(self, root: Path, budget: int) -> None:
+    def __init__(self, root: Path, budget: int, pattern: str = "*.bin") -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.budget = budget
+        self.pattern = pattern
         self._lock = threading.Lock()
-        self._size = sum(st.st_size for f in self.root.glob("*.bin") if (st := _stat(f)))
+        self._size = sum(st.st_size for f in self._files() if (st := _stat(f)))
 
-    def _path(self, url: str) -> Path:
-        return self.root / (hashlib.sha256(url.encode()).hexdigest() + ".bin")
+    def _files(self) -> Iterator[Path]:
+        return (f for f in self.root.glob(self.pattern) if not f.name.endswith(".tmp"))
+
+    def path(self, url: str, suffix: str = ".bin") -> Path:
+        return self.root / (hashlib.sha256(url.encode()).hexdigest() + suffix)
+
+    def touch(self, path: Path) -> bool:
+        """Whether ``path`` is cached, marking it recently used."""
+        try:
+            os.utime(path)
+            return True
+        except FileNotFoundError:
+            return False
 
     def get(self, url: str) -> bytes | None:
-        path = self._path(url)
+        path = self.path(url)
         try:
             data = path.read_bytes()
             os.utime(path)  # recency for LRU
@@ -374,7 +463,7 @@ class _DiskCache:
     def put(self, url: str, data: bytes) -> None:
         if len(data) > self.budget:
             return
-        path = self._path(url)
+        path = self.path(url)
         tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             tmp.write_bytes(data)
@@ -383,19 +472,27 @@ class _DiskCache:
             log.warning("media cache write failed: %s", exc)
             tmp.unlink(missing_ok=True)
             return
-        with self._lock:
-            self._size += len(data)
-            if self._size > self.budget:
-                self._evict()
+        self.added(path)
 
-    def _evict(self) -> None:
+    def added(self, path: Path) -> None:
+        """Count a file just written into the folder; evict down to 80 % once over budget (the
+        newest file stays: the caller is about to read it)."""
+        size = st.st_size if (st := _stat(path)) else 0
+        with self._lock:
+            self._size += size
+            if self._size > self.budget:
+                self._evict(keep=path)
+
+    def _evict(self, keep: Path | None = None) -> None:
         # other processes (gunicorn and RQ workers) share this folder and evict too: a file may be
         # gone between listing and stat
-        files = sorted((st.st_mtime, st.st_size, f) for f in self.root.glob("*.bin") if (st := _stat(f)))
+        files = sorted((st.st_mtime, st.st_size, f) for f in self._files() if (st := _stat(f)))
         total = sum(size for _, size, _ in files)
         for _, size, f in files:
             if total <= self.budget * 0.8:
                 break
+            if f == keep:
+                continue
             total -= size
             f.unlink(missing_ok=True)
         self._size = total

@@ -242,17 +242,22 @@ class LabelLoopModel:
 
     def image_url(self, task: dict[str, Any], object_name: str | None = None) -> str:
         """The URL of the task's image for the config's ``<Image>`` tag (first one if unnamed)."""
-        images = [o for o in self.label_interface.objects if o.tag.lower() == "image"]
-        if not images:
-            raise LabelConfigError("the label config has no <Image> tag; this backend works on images")
-        obj = next((o for o in images if o.name == object_name), images[0])
+        return self.media_url(task, object_name, "image")
+
+    def media_url(self, task: dict[str, Any], object_name: str | None, kind: str) -> str:
+        """The URL in the task's data for the config's ``<Image>`` or ``<Video>`` tag (``kind``)
+        named ``object_name`` (the first of that kind if unnamed); cloud URIs go through Label Studio."""
+        objects = [o for o in self.label_interface.objects if o.tag.lower() == kind]
+        if not objects:
+            raise LabelConfigError(f"the label config has no <{kind.title()}> tag; this backend works on {kind}s")
+        obj = next((o for o in objects if o.name == object_name), objects[0])
         key = obj.value_name
         data = task.get("data")
         if not isinstance(data, dict) or key not in data:
-            raise MediaError(f"task {task.get('id')} has no data.{key} (the <Image> tag's value ${key})")
+            raise MediaError(f"task {task.get('id')} has no data.{key} (the <{obj.tag}> tag's value ${key})")
         if not isinstance(data[key], str) or not data[key]:
             raise MediaError(f"task {task.get('id')} data.{key} is {type(data[key]).__name__} {str(data[key])[:80]!r}, "
-                             "not an image URL")
+                             f"not {'an image' if kind == 'image' else 'a video'} URL")
         return storage_url(data[key], task.get("id"))
 
     def load_task_image(self, task: dict[str, Any], object_name: str | None = None) -> LoadedImage:

@@ -8,7 +8,7 @@ from .caches import keep_caches_under
 from .journal import Journal
 from .labelstudio import LabelStudioClient
 from .logs import register_secret
-from .media import MediaLoader
+from .media import FileLimits, MediaLoader
 from .registry import ModelRegistry
 from .settings import CoreSettings
 
@@ -40,6 +40,7 @@ class Services:
             timeout_s=settings.media_timeout_s,
             cache_dir=settings.media_cache_dir,
             cache_mb=settings.media_cache_mb,
+            files=FileLimits(settings.video_max_bytes, settings.video_download_s, settings.video_cache_mb),
             local_files_root=settings.local_files_root,
             label_studio_host=settings.label_studio_host,
         )

@@ -72,6 +72,10 @@ class CoreSettings(BaseSettings):
     media_max_pixels: int = Field(100_000_000, alias="MEDIA_MAX_PIXELS", gt=0)
     media_timeout_s: float = Field(10.0, alias="MEDIA_TIMEOUT_S", gt=0)
     media_cache_mb: int = Field(1024, alias="MEDIA_CACHE_MB", ge=0)
+    # videos are streamed to disk, never held in memory: their own cap, download deadline and cache
+    video_max_bytes: int = Field(2 * 1024**3, alias="VIDEO_MAX_BYTES", gt=0)
+    video_download_s: float = Field(300.0, alias="VIDEO_DOWNLOAD_S", gt=0)
+    video_cache_mb: int = Field(4096, alias="VIDEO_CACHE_MB", ge=0)
     local_files_root: Path | None = Field(None, alias="LOCAL_FILES_DOCUMENT_ROOT")
 
     log_level: str = Field("INFO", alias="LOG_LEVEL")

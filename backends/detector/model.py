@@ -23,10 +23,10 @@ from PIL import Image
 from backends.core.devices import resolve_device
 from backends.core.downloads import shown
 from backends.core.errors import LabelConfigError, LabelLoopError
-from backends.core.media import LoadedImage, decode_image
+from backends.core.media import LoadedImage, decode_image, short_url
 from backends.core.model import LabelLoopModel
 
-from .controls import CONTROL_MODELS, ControlModel, control_model_for
+from .controls import CONTROL_MODELS, ControlModel, VideoRectangleModel, control_model_for
 from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
 from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, version_controls, weights_of
@@ -76,20 +76,21 @@ class DetectorModel(LabelLoopModel):
 
     @cached_property
     def controls(self) -> list[ControlModel]:
-        images = {o.name for o in self.label_interface.objects if o.tag.lower() == "image"}
+        kinds = {o.name: o.tag.lower() for o in self.label_interface.objects}
         found = []
         for control in self.label_interface.controls:
             cls = control_model_for(control)
-            if cls is None or not control.to_name or control.to_name[0] not in images:
+            if cls is None or not control.to_name or kinds.get(control.to_name[0]) != ("video" if cls.on_video else "image"):
                 continue
             if control.tag == "KeyPointLabels" and str((control.attr or {}).get("smart", "")).lower() == "true":
                 continue  # smart keypoints are the labeler's clicks for the segmenter, not pose output
             model = cls(control, self.settings.score_threshold)
             if not model.skip:
+                model.connect(self.label_interface)
                 found.append(model)
         if not found:
             tags = ", ".join(sorted(CONTROL_MODELS))
-            raise LabelConfigError(f"the label config has no control this backend serves on an <Image> ({tags})")
+            raise LabelConfigError(f"the label config has no control this backend serves on an <Image> or <Video> ({tags})")
         return found
 
     def setup(self) -> None:
@@ -131,12 +132,40 @@ class DetectorModel(LabelLoopModel):
         configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         plans = self.plans()
         version = self.serving_version(plans)
-        grouped = _group(plans)
+        alone = len(tasks) == 1 if alone is None else alone
+        grouped = _group([p for p in plans if not p.control.on_video])
         to_names = list(dict.fromkeys(to_name for _, to_name in grouped))
         regions: list[list[dict[str, Any]] | LabelLoopError] = []
-        for chunk in self._decoded_chunks(tasks, to_names, alone=len(tasks) == 1 if alone is None else alone):
+        for chunk in self._decoded_chunks(tasks, to_names, alone=alone):
             regions.extend(self._predict_chunk(chunk, grouped))
+        video_plans = [p for p in plans if p.control.on_video]
+        if video_plans:
+            for i, task in enumerate(tasks):
+                if isinstance(regions[i], list):
+                    regions[i] = self.per_task([task], partial(self._tracked, plans=video_plans), alone=alone)[0]
         return version, regions
+
+    def _tracked(self, task: dict[str, Any], plans: list[Plan]) -> list[dict[str, Any]]:
+        """Tracked ``videorectangle`` regions of the task's video for each video control."""
+        from .video import collect_tracks, probe, tracker_config
+
+        regions: list[dict[str, Any]] = []
+        for plan in plans:
+            control: VideoRectangleModel = plan.control  # type: ignore[assignment]
+            url = self.media_url(task, control.to_name, "video")
+            path = self.services.media.load_file(url)
+            info = probe(path, f"task {task.get('id')}'s video {short_url(url)}")
+            loaded = load_model(self.serving_weights(plan.weights), role="track")
+            mapping = control.label_map(load_model(plan.weights).names)
+            tracker = tracker_config(control.control.attr or {}, self.services.settings.data_dir / "trackers")
+            with loaded.lock:
+                frames = loaded.model.track(
+                    source=str(path), stream=True, persist=False, tracker=tracker, conf=control.detection_conf,
+                    imgsz=self.settings.predict_imgsz, max_det=self.settings.max_det, verbose=False,
+                    device=resolve_device(self.settings.device))
+                tracks = collect_tracks(((i, result.boxes) for i, result in enumerate(frames)), mapping)
+            regions.extend(control.video_regions(tracks, info))
+        return regions
 
     def serving_version(self, plans: list[Plan] | None = None) -> str:
         """The ``model_version`` this project's predictions carry: the trained version serving a

@@ -101,16 +101,19 @@ class LoadedModel:
         return self.model.task
 
 
-_cache: OrderedDict[tuple[str, float], LoadedModel] = OrderedDict()
+_cache: OrderedDict[tuple[str, float, str], LoadedModel] = OrderedDict()
 _cache_lock = threading.Lock()
-_load_locks: dict[tuple[str, float], threading.Lock] = {}
+_load_locks: dict[tuple[str, float, str], threading.Lock] = {}
 
 
-def load_model(spec: str, shown_as: str | None = None) -> LoadedModel:
+def load_model(spec: str, shown_as: str | None = None, role: str = "predict") -> LoadedModel:
     """The model for ``spec``, loaded once per process (LRU of a few); concurrent callers wait.
-    ``shown_as`` names the file in a refusal (an upload's own name, not its staged path)."""
+    ``shown_as`` names the file in a refusal (an upload's own name, not its staged path).
+    ``role="track"`` is a second instance of the same weights for video tracking: ``track`` keeps
+    trackers and a video reader on its predictor and holds the lock for a whole video, which must
+    neither leak into nor queue the image predictions of the first instance."""
     spec = resolve(spec)
-    key = (spec, _mtime(spec))
+    key = (spec, _mtime(spec), role)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)

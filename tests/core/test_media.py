@@ -309,3 +309,69 @@ def test_cloud_storage_uris_go_through_label_studios_resolver_and_its_redirect_w
             MediaLoader(client, cache_dir=tmp_path / "strict").load_image(resolver)
     finally:
         storage.shutdown()
+
+
+# -- videos: streamed to a file -------------------------------------------------------------------
+def test_a_video_is_streamed_to_a_file_once_and_keeps_its_suffix(tmp_path, web):
+    import tracemalloc
+
+    from backends.core.media import FileLimits
+
+    base, routes = web
+    body = bytes(range(256)) * 40_000  # 10 MB
+    routes["/v/clip.webm"] = (200, {"Content-Type": "video/webm"}, body)
+    routes["/v/noext"] = (200, {}, body[:1000])
+    media = loader(tmp_path, allowed_hosts=["127.0.0.1"], files=FileLimits(max_bytes=20_000_000))
+    tracemalloc.start()
+    path = media.load_file(base + "/v/clip.webm")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert path.suffix == ".webm" and path.read_bytes() == body
+    assert peak < 2_000_000, f"{peak:,} bytes held to download 10 MB"  # chunks, never the whole file
+    routes["/v/clip.webm"] = (500, {}, b"")
+    assert media.load_file(base + "/v/clip.webm") == path, "second load must come from the file cache"
+    assert media.load_file(base + "/v/noext").suffix == ".mp4"  # ultralytics reads videos by suffix
+    assert not list(path.parent.glob("*.tmp"))
+
+
+def test_video_caps_name_their_setting_and_leave_no_partial_file(tmp_path, web):
+    import time
+
+    from backends.core.media import FileLimits
+
+    base, routes = web
+    routes["/big.mp4"] = (200, {}, b"x" * 5000)
+
+    def trickle(handler):
+        handler.send_response(200)
+        handler.end_headers()
+        for _ in range(30):
+            handler.wfile.write(b"x" * 10)
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    routes["/slow.mp4"] = trickle
+    media = loader(tmp_path, allowed_hosts=["127.0.0.1"], files=FileLimits(max_bytes=4000, download_s=0.5))
+    with pytest.raises(MediaError, match="VIDEO_MAX_BYTES=4,000"):
+        media.load_file(base + "/big.mp4")
+    with pytest.raises(MediaError, match="VIDEO_DOWNLOAD_S") as err:
+        media.load_file(base + "/slow.mp4")
+    assert err.value.status == 424
+    with pytest.raises(MediaError, match="link-local"):
+        media.load_file("http://169.254.169.254/v.mp4")  # the image rules apply to videos too
+    assert not [p for p in (tmp_path / "cache" / "files").iterdir()]
+
+
+def test_a_local_files_video_is_read_in_place(tmp_path):
+    from backends.core.media import FileLimits
+
+    root = tmp_path / "files"
+    root.mkdir()
+    (root / "clip.mp4").write_bytes(b"v" * 100)
+    media = loader(tmp_path, local_files_root=root, files=FileLimits(max_bytes=50))
+    with pytest.raises(MediaError, match="VIDEO_MAX_BYTES"):
+        media.load_file("/data/local-files/?d=clip.mp4")
+    media = loader(tmp_path, local_files_root=root)
+    assert media.load_file("/data/local-files/?d=clip.mp4") == (root / "clip.mp4").resolve()
+    with pytest.raises(MediaError, match="climbs"):
+        media.load_file("/data/local-files/?d=../secret.mp4")

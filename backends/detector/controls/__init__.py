@@ -12,10 +12,11 @@ from .keypoints import KeyPointLabelsModel
 from .polygon import PolygonLabelsModel
 from .rectangle import RectangleLabelsModel
 from .rotated import RotatedRectangleLabelsModel
+from .video_rectangle import VideoRectangleModel
 
 CONTROL_MODELS: dict[str, type[ControlModel]] = {
     cls.tag: cls for cls in (RectangleLabelsModel, PolygonLabelsModel, BrushLabelsModel, KeyPointLabelsModel,
-                              ChoicesModel)
+                              ChoicesModel, VideoRectangleModel)
 }
 
 
@@ -29,4 +30,4 @@ def control_model_for(control: Any) -> type[ControlModel] | None:
 
 
 __all__ = ["CONTROL_MODELS", "BrushLabelsModel", "ChoicesModel", "ControlModel", "KeyPointLabelsModel", "PolygonLabelsModel",
-           "RectangleLabelsModel", "RotatedRectangleLabelsModel", "control_model_for"]
+           "RectangleLabelsModel", "RotatedRectangleLabelsModel", "VideoRectangleModel", "control_model_for"]

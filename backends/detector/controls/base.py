@@ -20,6 +20,8 @@ class ControlModel(ABC):
     yolo_task: ClassVar[str]
     #: True: served only by weights of its own (a trained version's, or model_path), never the base's
     own_weights_only: ClassVar[bool] = False
+    #: True: labels a ``<Video>`` (regions from tracks), not an ``<Image>``
+    on_video: ClassVar[bool] = False
 
     def __init__(self, control: Any, default_threshold: float) -> None:
         self.control = control
@@ -34,6 +36,10 @@ class ControlModel(ABC):
             ) from None
         self.model_path: str | None = attrs.get("model_path")
         self.skip = truthy(attrs.get("model_skip", "false"))
+        self.label_control = control  # whose <Label>s name the classes (another tag's for video boxes)
+
+    def connect(self, interface: Any) -> None:  # noqa: B027 - a hook, empty for most controls
+        """Find what the control needs from the rest of the config (most need nothing)."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -47,8 +53,8 @@ class ControlModel(ABC):
         by_exact = {name: idx for idx, name in model_names.items()}
         by_lower = {name.lower(): idx for idx, name in model_names.items()}
         mapping: dict[int, str] = {}
-        for label in self.control.labels:
-            attrs = self.control.labels_attrs[label].attr or {}
+        for label in self.label_control.labels:
+            attrs = self.label_control.labels_attrs[label].attr or {}
             candidates = [label] + [v.strip() for v in attrs.get("predicted_values", "").split(",") if v.strip()]
             for candidate in candidates:
                 idx = by_exact.get(candidate, by_lower.get(candidate.lower()))
@@ -57,7 +63,7 @@ class ControlModel(ABC):
         if not mapping:
             shown = ", ".join(list(model_names.values())[:30]) + (" ..." if len(model_names) > 30 else "")
             raise LabelConfigError(
-                f"none of the labels of {self.tag} {self.from_name!r} ({', '.join(self.control.labels)}) matches "
+                f"none of the labels of {self.tag} {self.from_name!r} ({', '.join(self.label_control.labels)}) matches "
                 f"a class of the model ({shown}). Rename labels, or add predicted_values=\"model_class\" to a <Label>"
             )
         return mapping

@@ -1,0 +1,64 @@
+"""``<VideoRectangle>`` on a ``<Video>``: boxes tracked across frames, one region per track."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backends.core.errors import LabelConfigError
+
+from ..video import DEFAULT_TOLERANCE, Track, VideoInfo, ls_framerate, ls_frames_count, sequence
+from .base import ControlModel
+
+#: detections down to this confidence reach the tracker: ByteTrack's second association stage
+#: recovers occluded objects from low-score boxes (ultralytics' own ``track`` default)
+TRACK_LOW_CONF = 0.1
+
+
+class VideoRectangleModel(ControlModel):
+    """Tracked boxes on a video. ``<VideoRectangle>`` has no labels of its own: Label Studio labels
+    video boxes with the ``<Labels>`` tag on the same ``<Video>``, so the classes come from there.
+    A track is kept when its mean confidence reaches ``model_score_threshold``; its keyframes are
+    thinned to ``model_keyframe_tolerance`` percent of the frame (default 0.5)."""
+
+    tag = "VideoRectangle"
+    yolo_task = "detect"
+    on_video = True
+
+    def connect(self, interface: Any) -> None:
+        labels = [c for c in interface.controls if c.tag == "Labels" and self.to_name in (c.to_name or [])]
+        if not labels:
+            raise LabelConfigError(f'<VideoRectangle name="{self.from_name}"> needs a <Labels toName="{self.to_name}"> '
+                                   "holding the classes to predict (Label Studio labels video boxes with it)")
+        self.label_control = labels[0]
+        video = interface.get_object(self.to_name)
+        self.framerate = ls_framerate((video.attr or {}).get("framerate"))
+        raw = (self.control.attr or {}).get("model_keyframe_tolerance", DEFAULT_TOLERANCE)
+        try:
+            self.tolerance = float(raw)
+        except ValueError:
+            raise LabelConfigError(f"VideoRectangle {self.from_name!r}: model_keyframe_tolerance={raw!r} "
+                                   "is not a number (percent of the frame)") from None
+
+    @property
+    def detection_conf(self) -> float:
+        """The confidence floor of the boxes handed to the tracker (never 0: ultralytics' ``track``
+        reads a 0 as unset and uses 0.1)."""
+        return max(min(self.threshold, TRACK_LOW_CONF), 1e-6)
+
+    def video_regions(self, tracks: dict[int, Track], info: VideoInfo) -> list[dict[str, Any]]:
+        """One ``videorectangle`` region per track whose mean confidence reaches the threshold."""
+        from label_studio_sdk.label_interface.control_tags import VideoRectangleValue
+
+        out = []
+        for track_id, track in sorted(tracks.items()):
+            if track.score < self.threshold:
+                continue
+            value = {"framesCount": ls_frames_count(info, self.framerate), "duration": round(info.duration, 4),
+                     "sequence": sequence(track, info.fps, self.framerate, self.tolerance), "labels": [track.label]}
+            VideoRectangleValue(**value)  # the SDK's schema (it drops "enabled", so only validates)
+            out.append({"id": f"{self.from_name}-t{track_id}", "from_name": self.from_name, "to_name": self.to_name,
+                        "type": "videorectangle", "origin": "manual", "value": value, "score": round(track.score, 4)})
+        return out
+
+    def regions(self, result: Any, names: dict[int, str], width: int, height: int) -> list[dict[str, Any]]:
+        raise TypeError("a video control makes its regions from tracks (video_regions), not from one image")

@@ -1,0 +1,243 @@
+"""Video pre-labels: a YOLO detector's boxes, tracked across frames by ultralytics' ByteTrack or
+BoT-SORT, as Label Studio ``videorectangle`` regions (one per track).
+
+Plain functions over plain data, so a notebook can call them and tests can feed them known boxes:
+- ``probe``: what the file holds (frame rate, frame count, size), or a 422 naming the task when it
+  does not decode (truncated, not a video, a codec this OpenCV build lacks, zero frames);
+- ``ls_frame``: a file frame's number on Label Studio's timeline, which counts frames at the
+  ``<Video framerate>`` of the config (24 when absent), not at the file's rate: the two are matched
+  by time, so a 30 fps file under the default 24 still lines its boxes up with the picture;
+- ``Track`` / ``collect_tracks``: per-frame tracked boxes grouped by track id; a track's label is
+  the majority of its frames' classes (ties: the larger summed confidence), not the first frame's
+  nor one label for every track (label-studio-ml-backend #664);
+- ``keyframes``: the fewest boxes whose linear interpolation (what Label Studio draws between two
+  keyframes) passes within ``tolerance`` percent of every box dropped, first and last kept;
+- ``sequence``: a track's keyframes in Label Studio's format; where the track is lost for a frame
+  or more (occlusion, leaving the picture) the last keyframe before the gap has ``enabled: false``,
+  so the editor hides the box until the track comes back, and so does the track's very last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backends.core.errors import LabelConfigError, MediaError
+
+#: Label Studio's frame rate for a ``<Video>`` without ``framerate`` (its editor's default)
+LS_DEFAULT_FRAMERATE = 24.0
+TRACKERS = ("bytetrack", "botsort")
+TRACKER_ATTR_PREFIX = "tracker_"
+#: default keyframe tolerance, in percent of the frame's width/height: 0.5 % is 3 px on 640 px
+DEFAULT_TOLERANCE = 0.5
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float  # the file's frame rate
+    frames: int  # as the container announces it (OpenCV's estimate for some formats)
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.fps
+
+
+def probe(path: Path, what: str) -> VideoInfo:
+    """The video's rate, length and size; a ``MediaError`` (422) naming ``what`` (the task and its
+    URL) when OpenCV cannot open it or decode its first frame: a header that parses is not yet a
+    file that decodes (a truncated upload, an unsupported codec)."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise MediaError(f"{what} is not a video this server can read (not a video file, truncated, or a codec "
+                             "its OpenCV build lacks)")
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0)
+        frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        decoded, _ = capture.read()
+    finally:
+        capture.release()
+    if not decoded or frames <= 0:
+        raise MediaError(f"{what} has no frame that decodes (an empty or truncated video, or an unsupported codec)")
+    if not math.isfinite(fps) or fps <= 0:
+        raise MediaError(f"{what} does not state a frame rate; re-encode it (e.g. ffmpeg -i in -r 25 out.mp4)")
+    return VideoInfo(fps, frames, width, height)
+
+
+def ls_framerate(value: Any) -> float:
+    """``<Video framerate>`` as Label Studio's editor reads it: 24 when absent or not a number, and
+    a value below 1 taken as a frame duration (its ``1/x``)."""
+    try:
+        rate = float(value)
+    except (TypeError, ValueError):
+        return LS_DEFAULT_FRAMERATE
+    if not math.isfinite(rate) or rate <= 0:
+        return LS_DEFAULT_FRAMERATE
+    return 1 / rate if rate < 1 else rate
+
+
+def ls_frame(index: int, file_fps: float, ls_fps: float) -> int:
+    """Label Studio's 1-based frame number showing the file's 0-based frame ``index``: the one
+    whose interval ``[(k-1)/ls_fps, k/ls_fps)`` holds the moment that frame starts (the epsilon
+    keeps 29/30 s * 30 = 28.999... on frame 30 at equal rates)."""
+    return int(math.floor(index / file_fps * ls_fps + 1e-6)) + 1
+
+
+def ls_frames_count(info: VideoInfo, ls_fps: float) -> int:
+    return max(1, int(round(info.duration * ls_fps)))
+
+
+@dataclass
+class Track:
+    """One tracked object: the file frames it was seen in and its box there (x, y, width, height in
+    percent of the frame, Label Studio's units), with each frame's class and confidence."""
+
+    indices: list[int] = field(default_factory=list)
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    def add(self, index: int, box: tuple[float, float, float, float], label: str, score: float) -> None:
+        self.indices.append(index)
+        self.boxes.append(box)
+        self.labels.append(label)
+        self.scores.append(score)
+
+    @property
+    def label(self) -> str:
+        """The majority of the frames' labels; a tie goes to the larger summed confidence."""
+        votes: dict[str, tuple[int, float]] = {}
+        for label, score in zip(self.labels, self.scores):
+            count, total = votes.get(label, (0, 0.0))
+            votes[label] = (count + 1, total + score)
+        return max(votes, key=lambda name: votes[name])
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.scores))
+
+
+def collect_tracks(frames: Iterable[tuple[int, Any]], mapping: dict[int, str]) -> dict[int, Track]:
+    """Tracks from ``(file frame index, ultralytics Boxes)`` pairs of a tracking run. Boxes of a
+    class the project has no label for are left out; a frame without tracked boxes (``id`` None:
+    nothing confirmed yet) adds nothing."""
+    tracks: dict[int, Track] = {}
+    for index, boxes in frames:
+        if boxes is None or boxes.id is None:
+            continue
+        for track_id, (x1, y1, x2, y2), cls, conf in zip(boxes.id.tolist(), boxes.xyxyn.tolist(),
+                                                          boxes.cls.tolist(), boxes.conf.tolist()):
+            label = mapping.get(int(cls))
+            if label is not None:
+                box = (100 * x1, 100 * y1, 100 * (x2 - x1), 100 * (y2 - y1))
+                tracks.setdefault(int(track_id), Track()).add(index, box, label, float(conf))
+    return tracks
+
+
+def keyframes(times: np.ndarray, boxes: np.ndarray, tolerance: float) -> list[int]:
+    """Indices of the boxes to keep: linear interpolation between consecutive kept ones (by
+    ``times``) comes within ``tolerance`` of every dropped box on every coordinate. Douglas-Peucker
+    on the box trajectory: split a segment at its worst box until none is off by more."""
+    count = len(times)
+    keep = {0, count - 1}
+    segments = [(0, count - 1)]
+    while segments:
+        first, last = segments.pop()
+        if last - first < 2:
+            continue
+        inside = slice(first + 1, last)
+        along = (times[inside] - times[first]) / (times[last] - times[first])
+        drawn = boxes[first] + along[:, None] * (boxes[last] - boxes[first])
+        error = np.abs(drawn - boxes[inside]).max(axis=1)
+        worst = int(error.argmax())
+        if error[worst] > tolerance:
+            split = first + 1 + worst
+            keep.add(split)
+            segments += [(first, split), (split, last)]
+    return sorted(keep)
+
+
+def spans(indices: list[int]) -> list[tuple[int, int]]:
+    """``[start, end)`` positions of the runs of consecutive file frames in ``indices``."""
+    breaks = [i for i in range(1, len(indices)) if indices[i] - indices[i - 1] > 1]
+    bounds = [0, *breaks, len(indices)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def sequence(track: Track, file_fps: float, ls_fps: float, tolerance: float) -> list[dict[str, Any]]:
+    """The track's keyframes in Label Studio's ``sequence`` format, one lifespan per run of
+    consecutive frames; each lifespan's last keyframe is ``enabled: false``."""
+    out: list[dict[str, Any]] = []
+    boxes = np.asarray(track.boxes, dtype=float)
+    for start, end in spans(track.indices):
+        times = np.asarray(track.indices[start:end], dtype=float)
+        kept = keyframes(times, boxes[start:end], tolerance)
+        frames = [ls_frame(track.indices[start + k], file_fps, ls_fps) for k in kept]
+        for position, (k, frame) in enumerate(zip(kept, frames)):
+            last = position == len(kept) - 1
+            if out and out[-1]["frame"] >= frame:  # two file frames on one Label Studio frame (file rate higher)
+                out[-1]["enabled"] = out[-1]["enabled"] and not last
+                continue
+            x, y, width, height = (round(float(v), 4) for v in boxes[start + k])
+            out.append({"frame": frame, "enabled": not last, "rotation": 0, "x": x, "y": y,
+                        "width": width, "height": height, "time": frame / ls_fps})
+    if out:
+        out[-1]["enabled"] = False
+    return out
+
+
+def tracker_config(attrs: dict[str, Any], scratch: Path) -> str:
+    """The tracker YAML for a ``<VideoRectangle>``: ``model_tracker`` picks ultralytics' own
+    ``bytetrack.yaml`` (default: fast, no appearance model) or ``botsort.yaml``; attributes named
+    ``tracker_<setting>`` override that file's settings (``tracker_track_buffer="60"``), each cast
+    to the type of the value it replaces. A changed config is written once, named by its content."""
+    import yaml
+    from ultralytics.utils.checks import check_yaml
+
+    name = str(attrs.get("model_tracker", "bytetrack")).strip().lower()
+    if name not in TRACKERS:
+        raise LabelConfigError(f"model_tracker={name!r} is not a tracker here; use one of {', '.join(TRACKERS)}")
+    source = Path(check_yaml(f"{name}.yaml"))
+    overrides = {k[len(TRACKER_ATTR_PREFIX):]: v for k, v in attrs.items() if k.startswith(TRACKER_ATTR_PREFIX)}
+    if not overrides:
+        return str(source)
+    settings = yaml.safe_load(source.read_text())
+    for key, raw in overrides.items():
+        if key not in settings or key == "tracker_type":
+            known = ", ".join(k for k in settings if k != "tracker_type")
+            raise LabelConfigError(f"{TRACKER_ATTR_PREFIX}{key}: {name} has no setting {key!r} (it has: {known})")
+        settings[key] = _cast(raw, settings[key], f"{TRACKER_ATTR_PREFIX}{key}")
+    text = yaml.safe_dump(settings, sort_keys=True)
+    target = scratch / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not target.exists():
+        scratch.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{id(text)}.tmp")
+        partial.write_text(text)
+        partial.replace(target)
+    return str(target)
+
+
+def _cast(raw: Any, like: Any, name: str) -> Any:
+    text = str(raw).strip()
+    try:
+        if isinstance(like, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1")
+        if isinstance(like, int):
+            return int(text)
+        if isinstance(like, float):
+            return float(text)
+    except ValueError:
+        raise LabelConfigError(f"{name}={text!r} is not a {type(like).__name__}") from None
+    return text

@@ -1,0 +1,271 @@
+"""Video pre-labels: keyframe thinning, track labels, Label Studio's frame numbers, tracker settings,
+ultralytics' ByteTrack over a generated clip, /predict end to end, bad videos, and a real Label
+Studio storing the tracked regions of an uploaded video."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from label_studio_sdk.label_interface.control_tags import VideoRectangleValue
+
+from backends.core.app import create_app
+from backends.core.errors import LabelConfigError, MediaError
+from backends.core.settings import CoreSettings
+from backends.detector.model import DetectorModel
+from backends.detector.video import (
+    Track,
+    collect_tracks,
+    keyframes,
+    ls_frame,
+    ls_framerate,
+    probe,
+    sequence,
+    tracker_config,
+)
+from bench.fmnist import NAMES
+from bench.moving_items import Mover, clip, fashion_movers
+from tests.detector.conftest import OFFLINE_ENV, one_class_checkpoint
+
+SIZE = (320, 240)
+# random-init weights score every box ~0.0002: trackers that start tracks that low make them track
+LOW = ' tracker_track_high_thresh="0.0001" tracker_new_track_thresh="0.0001" tracker_track_low_thresh="0.00005"'
+CONFIG = ('<View><Labels name="videoLabels" toName="video"><Label value="Trouser"/><Label value="Bag"/></Labels>'
+          '<Video name="video" value="$video" framerate="25.0"/><VideoRectangle name="box" toName="video"{low}/></View>')
+
+
+def interpolated(seq: list[dict], frame: int) -> np.ndarray | None:
+    """The box Label Studio draws at ``frame`` from the keyframes (None where the region is off)."""
+    keys = ("x", "y", "width", "height")
+    before = [k for k in seq if k["frame"] <= frame]
+    if not before:
+        return None
+    k0 = before[-1]
+    if k0["frame"] == frame:
+        return np.array([k0[k] for k in keys])
+    after = [k for k in seq if k["frame"] > frame]
+    if not k0["enabled"] or not after:
+        return None
+    k1 = after[0]
+    t = (frame - k0["frame"]) / (k1["frame"] - k0["frame"])
+    return np.array([k0[k] + t * (k1[k] - k0[k]) for k in keys])
+
+
+# -- keyframes ------------------------------------------------------------------------------------
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 12), st.floats(-3, 3), st.floats(-3, 3), st.floats(-1, 1)), min_size=1,
+                max_size=8), st.floats(0.05, 2.0), st.floats(0, 0.6))
+def test_dropped_boxes_lie_within_the_tolerance_of_what_label_studio_interpolates(legs, tolerance, noise):
+    """Piecewise-linear motion with noise: every box is within ``tolerance`` of the line drawn
+    between the keyframes around it, and the first and last boxes are keyframes."""
+    rng = np.random.default_rng(len(legs))
+    box, boxes = np.array([50.0, 50.0, 10.0, 10.0]), []
+    for frames, dx, dy, dw in legs:
+        for _ in range(frames):
+            box = box + np.array([dx, dy, dw, dw])
+            boxes.append(box + rng.uniform(-noise, noise, 4))
+    boxes = np.array(boxes)
+    times = np.arange(len(boxes), dtype=float)
+    kept = keyframes(times, boxes, tolerance)
+    assert kept[0] == 0 and kept[-1] == len(boxes) - 1 and kept == sorted(set(kept))
+    drawn = np.empty_like(boxes)
+    for a, b in zip(kept, kept[1:]):
+        t = (times[a:b + 1] - times[a]) / (times[b] - times[a])
+        drawn[a:b + 1] = boxes[a] + t[:, None] * (boxes[b] - boxes[a])
+    drawn[kept[0]] = boxes[kept[0]]
+    assert np.abs(drawn - boxes).max() <= tolerance + 1e-9
+
+
+def test_straight_motion_keeps_two_keyframes_and_a_stop_keeps_its_corners():
+    times = np.arange(30, dtype=float)
+    line = np.stack([times, times / 2, np.full(30, 10.0), np.full(30, 8.0)], axis=1)
+    assert keyframes(times, line, 0.5) == [0, 29]
+    stop = line.copy()
+    stop[10:20, :2] = stop[10, :2]  # stands still for 10 frames, then moves on
+    stop[20:, :2] = stop[10, :2] + (stop[20:, :2] - stop[20, :2]) + [1, 0.5]
+    assert {10, 19} <= set(keyframes(times, stop, 0.5))
+
+
+# -- tracks to Label Studio's format --------------------------------------------------------------
+def test_a_tracks_label_is_the_majority_of_its_frames_and_a_tie_goes_to_confidence():
+    track = Track()
+    for i, (label, score) in enumerate([("Bag", 0.9), ("Trouser", 0.5), ("Trouser", 0.5), ("Bag", 0.3),
+                                        ("Trouser", 0.2)]):
+        track.add(i, (0, 0, 1, 1), label, score)
+    assert track.label == "Trouser"
+    tie = Track()
+    for i, (label, score) in enumerate([("Bag", 0.9), ("Trouser", 0.5), ("Trouser", 0.3), ("Bag", 0.2)]):
+        tie.add(i, (0, 0, 1, 1), label, score)
+    assert tie.label == "Bag"
+
+
+def test_a_gap_ends_a_lifespan_and_the_last_keyframe_turns_the_region_off():
+    track = Track()
+    for i in [*range(0, 10), *range(15, 20)]:  # lost for frames 10-14
+        track.add(i, (float(i), 10.0, 5.0, 5.0), "Bag", 0.8)
+    seq = sequence(track, 25.0, 25.0, 0.5)
+    assert [(k["frame"], k["enabled"]) for k in seq] == [(1, True), (10, False), (16, True), (20, False)]
+    assert [k["time"] for k in seq] == [1 / 25, 10 / 25, 16 / 25, 20 / 25]  # Label Studio's frame / framerate
+    assert interpolated(seq, 12) is None and interpolated(seq, 5)[0] == pytest.approx(4.0)
+
+
+def test_label_studio_frames_count_at_the_configs_framerate_matched_by_time():
+    assert [ls_frame(i, 25.0, 25.0) for i in range(3)] == [1, 2, 3]
+    assert ls_frame(30, 30.0, 24.0) == 25  # one second in: frame 25 at Label Studio's default 24
+    assert (ls_framerate(None), ls_framerate("25.0"), ls_framerate("0.04"), ls_framerate("x")) == (24.0, 25.0, 25.0, 24.0)
+    track = Track()
+    for i, x in enumerate([0, 10, 10, 30, 35, 70]):  # 50 fps file, 25 fps config: two file frames a frame
+        track.add(i, (x, 0.0, 5.0, 5.0), "Bag", 0.9)
+    seq = sequence(track, 50.0, 25.0, 0.0)
+    assert [(k["frame"], k["x"]) for k in seq] == [(1, 0), (2, 10), (3, 35)] and seq[-1]["enabled"] is False
+
+
+def test_tracker_settings_come_from_the_control_and_a_wrong_one_is_named(tmp_path):
+    import yaml
+
+    assert tracker_config({}, tmp_path).endswith("bytetrack.yaml")
+    assert tracker_config({"model_tracker": "botsort"}, tmp_path).endswith("botsort.yaml")
+    changed = yaml.safe_load(Path(tracker_config({"tracker_track_buffer": "60", "tracker_fuse_score": "false"},
+                                                 tmp_path)).read_text())
+    assert changed["track_buffer"] == 60 and changed["fuse_score"] is False and changed["tracker_type"] == "bytetrack"
+    for attrs, named in [({"model_tracker": "sort"}, "model_tracker='sort'"),
+                         ({"tracker_max_age": "3"}, "tracker_max_age"),
+                         ({"tracker_track_buffer": "long"}, "tracker_track_buffer='long'")]:
+        with pytest.raises(LabelConfigError, match=named):
+            tracker_config(attrs, tmp_path)
+
+
+# -- ultralytics' ByteTrack over a generated clip -------------------------------------------------
+def tracked_ground_truth(movers: list[Mover], frames: int, jitter: float, tmp_path: Path):
+    """Each frame's ground-truth boxes (with jitter) as detections, tracked by ultralytics' own
+    ByteTrack exactly as its ``track`` callback runs it: what a detector that finds every item gives."""
+    from ultralytics.engine.results import Boxes
+    from ultralytics.trackers.byte_tracker import BYTETracker
+    from ultralytics.utils import YAML, IterableSimpleNamespace
+
+    tracker = BYTETracker(IterableSimpleNamespace(**YAML.load(tracker_config({}, tmp_path))))
+    rng = np.random.default_rng(0)
+    shape = (SIZE[1], SIZE[0])
+    for index in range(frames):
+        dets = [[x, y, x + w, y + h] + rng.uniform(-jitter, jitter, 4) for m in movers if (b := m.boxes.get(index))
+                for x, y, w, h in [b]]
+        rows = [[*d, 0.9, m.label] for d, m in zip(dets, [m for m in movers if index in m.boxes])]
+        tracks = tracker.update(Boxes(np.array(rows, dtype=float).reshape(-1, 6), shape), None)
+        yield index, Boxes(tracks[:, :7], shape) if len(tracks) else None
+
+
+def test_bytetrack_over_a_clip_gives_one_track_per_item_with_its_label_and_a_gap_where_it_hid(tmp_path):
+    movers = fashion_movers([1, 8])
+    movers[1].hidden = range(20, 26)  # the bag hides for six frames
+    clip(tmp_path / "clip.webm", movers, frames=50)
+    mapping = {1: "Trouser", 8: "Bag"}
+    tracks = collect_tracks(tracked_ground_truth(movers, 50, 0.5, tmp_path), mapping)
+    assert sorted(t.label for t in tracks.values()) == ["Bag", "Trouser"], {k: (t.label, len(t.indices)) for k, t in tracks.items()}
+    for track in tracks.values():
+        mover = next(m for m in movers if NAMES[m.label] == track.label)
+        seq = sequence(track, 25.0, 25.0, 0.5)
+        assert len(seq) < len(track.indices) / 3  # thinned: straight motion needs few keyframes
+        VideoRectangleValue(framesCount=50, duration=2.0, sequence=seq, labels=[track.label])
+        for index, (x, y, w, h) in mover.boxes.items():
+            if index < track.indices[0]:
+                continue  # before the tracker confirmed the track
+            drawn = interpolated(seq, index + 1)
+            truth = 100 * np.array([x / SIZE[0], y / SIZE[1], w / SIZE[0], h / SIZE[1]])
+            assert drawn is not None and np.abs(drawn - truth).max() < 0.5 + 100 * 0.5 / SIZE[1] + 0.4, (index, drawn, truth)
+        if track.label == "Bag":  # off while hidden, on again after
+            assert any(not k["enabled"] for k in seq[:-1]) and interpolated(seq, 23) is None
+
+
+def test_probe_names_the_task_for_a_truncated_an_empty_and_a_non_video_file(tmp_path):
+    import cv2
+
+    good = clip(tmp_path / "good.mp4", fashion_movers([1]), frames=10) and tmp_path / "good.mp4"
+    assert probe(good, "task 1").frames == 10 and probe(good, "task 1").fps == pytest.approx(25.0)
+    (tmp_path / "cut.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    (tmp_path / "text.mp4").write_bytes(b"these are not the frames you are looking for" * 50)
+    empty = cv2.VideoWriter(str(tmp_path / "empty.webm"), cv2.VideoWriter_fourcc(*"VP90"), 25, SIZE)
+    empty.release()
+    for name in ("cut.mp4", "text.mp4", "empty.webm"):
+        with pytest.raises(MediaError, match="task 9") as refused:
+            probe(tmp_path / name, "task 9")
+        assert refused.value.status == 422
+
+
+# -- /predict -------------------------------------------------------------------------------------
+@pytest.fixture
+def client(detector_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETECTOR_BASE_WEIGHTS", str(one_class_checkpoint("detect", detector_env, {0: "trouser", 1: "bag"})))
+    monkeypatch.setenv("DETECTOR_SCORE_THRESHOLD", "0")
+    monkeypatch.setenv("DETECTOR_MAX_DET", "3")
+    settings = CoreSettings(DATA_DIR=tmp_path / "data", WARMUP=False, EMBEDDED_WORKER=False)
+    return create_app(DetectorModel, settings, start_worker=False).test_client()
+
+
+def video_uri(path: Path) -> str:
+    return f"data:video/{path.suffix[1:]};base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def test_predict_returns_one_videorectangle_region_per_track_in_label_studios_format(client, tmp_path):
+    clip(tmp_path / "a.webm", fashion_movers([1, 8]), frames=30)
+    task = {"id": 4, "data": {"video": video_uri(tmp_path / "a.webm")}}
+    for config, tracked in [(CONFIG.format(low=LOW), True), (CONFIG.format(low=""), False)]:
+        reply = client.post("/predict", json={"tasks": [task], "label_config": config, "project": "3.1"})
+        assert reply.status_code == 200, reply.get_json()
+        (prediction,) = reply.get_json()["results"]
+        regions = prediction["result"]
+        # random weights score ~0.0002: only trackers told to start tracks that low make any
+        assert bool(regions) is tracked, regions
+        for region in regions:
+            assert region["type"] == "videorectangle" and (region["from_name"], region["to_name"]) == ("box", "video")
+            value = region["value"]
+            VideoRectangleValue(**value)
+            assert value["framesCount"] == 30 and value["duration"] == pytest.approx(1.2)
+            assert value["labels"][0] in ("Trouser", "Bag")
+            frames = [k["frame"] for k in value["sequence"]]
+            assert frames == sorted(set(frames)) and 1 <= frames[0] and frames[-1] <= 30
+            assert value["sequence"][-1]["enabled"] is False
+
+
+def test_a_bad_video_is_a_422_naming_the_task_and_the_other_tasks_still_get_predictions(client, tmp_path):
+    good = clip(tmp_path / "a.webm", fashion_movers([1]), frames=15) and tmp_path / "a.webm"
+    (tmp_path / "cut.webm").write_bytes(good.read_bytes()[:2000])
+    config = CONFIG.format(low=LOW)
+    bad = {"id": 7, "data": {"video": video_uri(tmp_path / "cut.webm")}}
+    reply = client.post("/predict", json={"tasks": [bad], "label_config": config, "project": "3.1"})
+    assert reply.status_code == 422 and "task 7" in reply.get_json()["message"], reply.get_json()
+    tasks = [bad, {"id": 8, "data": {"video": video_uri(good)}}, {"id": 9, "data": {"video": ""}}]
+    reply = client.post("/predict", json={"tasks": tasks, "label_config": config, "project": "3.1"})
+    assert reply.status_code == 200
+    assert [bool(p["result"]) for p in reply.get_json()["results"]] == [False, True, False]
+
+
+def test_a_video_box_without_labels_is_refused_at_setup(client):
+    reply = client.post("/setup", json={"project": "3.1", "schema": '<View><Video name="video" value="$video"/>'
+                                        '<VideoRectangle name="box" toName="video"/></View>'})
+    assert reply.status_code == 422 and '<Labels toName="video">' in reply.get_json()["message"]
+
+
+# -- a real Label Studio --------------------------------------------------------------------------
+@pytest.mark.labelstudio
+def test_label_studio_stores_the_tracked_regions_of_an_uploaded_video(label_studio, start_backend, tmp_path):
+    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "trouser", 1: "bag"})
+    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 3}
+    detector = start_backend("backends.detector", env)[1]
+    project = label_studio.create_project(CONFIG.format(low=LOW), title="video")
+    clip(tmp_path / "walk.webm", fashion_movers([1, 8]), frames=25)
+    (task,) = label_studio.upload_images(project, {"walk.webm": (tmp_path / "walk.webm").read_bytes()}, "video/webm")
+    assert label_studio.task(task)["data"]["video"].startswith("/data/upload/")
+    label_studio.connect_backend(project, detector, "detector", train_on_submit=False)
+    label_studio.retrieve_predictions(project, [task])
+    (stored,) = label_studio.predictions(task)
+    assert stored["model_version"] == "detector-base-detect-2" and stored["result"], stored
+    for region in stored["result"]:
+        assert region["type"] == "videorectangle" and region["value"]["framesCount"] == 25
+        assert region["value"]["sequence"][0]["frame"] >= 1 and "enabled" in region["value"]["sequence"][0]
+    assert requests.get(f"{detector}/health", timeout=5).ok
