@@ -262,10 +262,17 @@ def create_app(
         results = model.predict(tasks, context=context, login=params.get("login"), password=params.get("password"))
         if len(results) != len(tasks):
             raise RuntimeError(f"{model_class.__name__}.predict returned {len(results)} results for {len(tasks)} tasks")
-        for item in results:
+        predictions = [item for item in results if isinstance(item, dict)]  # a list: the task's predictions, or none
+        for item in predictions:
             item.setdefault("model_version", model.model_version)
-        PREDICTIONS.labels(backend).inc(len(results))
-        return jsonify({"results": results, "model_version": results[0]["model_version"]})
+        PREDICTIONS.labels(backend).inc(len(predictions))
+        answer: dict[str, Any] = {"results": results,
+                                  "model_version": predictions[0]["model_version"] if predictions else model.model_version}
+        for note in model.deferred:  # Label Studio ignores the key; an API caller reads why a task got nothing
+            answer.setdefault("deferred", []).append(note)
+            if model.project_id is not None:
+                notify(note["job"], model.project_id)
+        return jsonify(answer)
 
     def notify(job_id: int, project: int) -> None:
         # The event is already journaled: a dispatcher error (Redis down) must not turn into a 5xx

@@ -98,6 +98,9 @@ class LabelLoopModel:
         self.services = services
         # any shape Label Studio stores (its Connect Model form saves a string): see extra_params.py
         self.extra_params = parse_extra_params(extra_params)
+        #: tasks this request left to a background job (``{"task", "job", "reason"}``): their entry in
+        #: ``predict``'s answer is an empty list (Label Studio then stores no prediction for them)
+        self.deferred: list[dict[str, Any]] = []
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -164,7 +167,10 @@ class LabelLoopModel:
         """Validate the project's label config cheaply. Must not load weights."""
         self.label_interface  # noqa: B018 - parse errors surface here
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
+                **kwargs: Any) -> Sequence[dict[str, Any] | list[dict[str, Any]]]:
+        """One entry per task: its prediction, or a list of predictions (Label Studio's protocol
+        allows several; an empty one stores none, see ``deferred``)."""
         raise NotImplementedError
 
     def fit(self, event: str, data: dict[str, Any], *, job: JobReporter | None = None,

@@ -29,6 +29,7 @@ from backends.core.model import LabelLoopModel
 from .controls import CONTROL_MODELS, ControlModel, VideoRectangleModel, control_model_for
 from .prelabel import Prelabeler, score_of
 from .settings import DetectorSettings
+from .video import Pacing, VideoTooLong
 from .weights import check_allowed, configure_ultralytics, load_model, onnx_for, version_controls, weights_of
 
 if TYPE_CHECKING:
@@ -41,6 +42,13 @@ log = logging.getLogger(__name__)
 @lru_cache(maxsize=1)
 def env_settings() -> DetectorSettings:
     return DetectorSettings()
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A task left to a background job (a video too long for ``/predict``): ``note`` says which."""
+
+    note: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -118,34 +126,61 @@ class DetectorModel(LabelLoopModel):
     def allowed_weight_dirs(self) -> list[Path]:
         return [self.services.settings.model_dir, *self.settings.weights_dirs]
 
-    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None,
+                **kwargs: Any) -> list[dict[str, Any] | list[dict[str, Any]]]:
         """Pre-labels for ``tasks``, a chunk at a time: a chunk's images are decoded, run through
         every control's weights and turned into regions before the next chunk is decoded, so a
         /predict of 1,000 tasks holds no more images and ultralytics results than one of 10."""
         version, regions = self.task_regions(tasks)
-        return [self._prediction(r if isinstance(r, list) else None, version) for r in regions]
+        # a deferred task gets no prediction now (an empty list: Label Studio stores none), the job's later
+        return [[] if isinstance(r, Deferred) else self._prediction(r if isinstance(r, list) else None, version)
+                for r in regions]
 
-    def task_regions(self, tasks: list[dict[str, Any]], *, alone: bool | None = None
-                     ) -> tuple[str, list[list[dict[str, Any]] | LabelLoopError]]:
-        """The version serving, and each task's regions (or why its image did not load). ``alone``
-        as in ``per_task``: by default a single task's load error is raised, for ``/predict``'s 4xx."""
+    def task_regions(self, tasks: list[dict[str, Any]], *, alone: bool | None = None, pacing: Pacing | None = None
+                     ) -> tuple[str, list[list[dict[str, Any]] | LabelLoopError | Deferred]]:
+        """The version serving, and each task's regions (or why its image did not load, or, for a
+        video too long to track within ``DETECTOR_VIDEO_PREDICT_S``, the job that will). ``alone``
+        as in ``per_task``: by default a single task's load error is raised, for ``/predict``'s 4xx.
+        ``pacing``: how videos are tracked; by default within ``/predict``'s budget."""
         configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         plans = self.plans()
         version = self.serving_version(plans)
         alone = len(tasks) == 1 if alone is None else alone
         grouped = _group([p for p in plans if not p.control.on_video])
         to_names = list(dict.fromkeys(to_name for _, to_name in grouped))
-        regions: list[list[dict[str, Any]] | LabelLoopError] = []
+        regions: list[list[dict[str, Any]] | LabelLoopError | Deferred] = []
         for chunk in self._decoded_chunks(tasks, to_names, alone=alone):
             regions.extend(self._predict_chunk(chunk, grouped))
         video_plans = [p for p in plans if p.control.on_video]
-        if video_plans:
-            for i, task in enumerate(tasks):
-                if isinstance(regions[i], list):
-                    regions[i] = self.per_task([task], partial(self._tracked, plans=video_plans), alone=alone)[0]
+        pacing = pacing or Pacing(budget_s=self.settings.video_predict_s)
+        for i, task in enumerate(tasks):
+            if video_plans and isinstance(regions[i], list):
+                try:
+                    regions[i] = self.per_task([task], partial(self._tracked, plans=video_plans, pacing=pacing),
+                                               alone=alone)[0]
+                except VideoTooLong as long:
+                    regions[i] = self._defer(task, long, alone)
         return version, regions
 
-    def _tracked(self, task: dict[str, Any], plans: list[Plan]) -> list[dict[str, Any]]:
+    def _defer(self, task: dict[str, Any], long: VideoTooLong, alone: bool) -> Deferred | LabelLoopError:
+        """Queue a prelabel job for a video too long to track inside ``/predict``."""
+        why = (f"task {task.get('id')}'s video: tracking {long.total} frames would take about {long.projected_s:.0f} s "
+               f"(timed on {long.done}), over DETECTOR_VIDEO_PREDICT_S={long.budget_s:g}")
+        task_id = task.get("id")
+        if self.project_id is None or isinstance(task_id, bool) or not isinstance(task_id, int):
+            error = LabelLoopError(f"{why}; no project to queue a prelabel job in: send 'project' with the task",
+                                   status=422)
+            if alone:
+                raise error
+            return error
+        recorded = self.services.journal.record(self.backend, self.project_id, "VIDEO_TOO_LONG_FOR_PREDICT",
+                                                {"tasks": [task_id]}, kind="prelabel")
+        note = {"task": task_id, "job": recorded.job_id, "reason": f"{why}: the prelabel job writes its prediction"}
+        log.info("detector project %s: %s", self.project_id, note["reason"])
+        self.deferred.append(note)
+        return Deferred(note)
+
+    def _tracked(self, task: dict[str, Any], plans: list[Plan], pacing: Pacing) -> list[dict[str, Any]]:
         """Tracked ``videorectangle`` regions of the task's video for each video control."""
         from .video import collect_tracks, probe, tracker_config
 
@@ -163,7 +198,8 @@ class DetectorModel(LabelLoopModel):
                     source=str(path), stream=True, persist=False, tracker=tracker, conf=control.detection_conf,
                     imgsz=self.settings.predict_imgsz, max_det=self.settings.max_det, verbose=False,
                     device=resolve_device(self.settings.device))
-                tracks = collect_tracks(((i, result.boxes) for i, result in enumerate(frames)), mapping)
+                paced = pacing.frames(((i, result.boxes) for i, result in enumerate(frames)), info.frames)
+                tracks = collect_tracks(paced, mapping)
             regions.extend(control.video_regions(tracks, info))
         return regions
 

@@ -33,6 +33,8 @@ from backends.core.labelstudio import is_labeled
 from backends.core.predictions import BULK, PredictionWriter, TaskPrediction
 from backends.core.timings import Timings
 
+from .video import Pacing
+
 if TYPE_CHECKING:
     from backends.core.jobs import JobReporter
     from backends.core.journal import Event
@@ -119,7 +121,8 @@ class Prelabeler:
         """Predict ``batch`` into ``pending``, written (and emptied) once it holds ``BULK``.
         Raises ``_Superseded`` when another version serves now."""
         with self.timings("predict"):
-            serving, regions = self.detector.task_regions(batch, alone=False)
+            # no time limit on a video here (the reason long ones come to this job); its frames are progress
+            serving, regions = self.detector.task_regions(batch, alone=False, pacing=Pacing(report=self._frames))
         if serving != version:
             raise _Superseded(serving)
         errors = [r for r in regions if isinstance(r, LabelLoopError)]
@@ -174,6 +177,11 @@ class Prelabeler:
             return True
         backends = self.ls.sdk.ml.list(project=self.detector.project_id)
         return any(b.title == model_version and str(b.model_version or "").startswith(VERSION_PREFIX) for b in backends)
+
+    def _frames(self, done: int, total: int) -> None:
+        """A video's tracking progress (about once a second): in ``GET /jobs/<id>``, cancellable."""
+        self.job.progress(video_frames_done=done, video_frames_total=total)
+        self.job.check_cancelled()
 
     def _progress(self, total: int, done: int, started: float) -> None:
         now = time.time()

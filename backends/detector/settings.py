@@ -50,6 +50,9 @@ class DetectorSettings(ProjectSettings):
     # decoded pixels a /predict holds at once: a chunk of tasks is inferred and its images dropped
     # once it reaches this (64 MP: five 12 MP photos, ~190 MB as RGB), whatever the request's size
     predict_pixels_held: int = Field(64_000_000, gt=0)
+    # seconds of tracking one video may take inside /predict (Label Studio waits 100 s for the
+    # whole request): a video projected past it is left to a prelabel job, which has no limit
+    video_predict_s: float = Field(60.0, gt=0)
 
     epochs: int = Field(20, gt=0)
     imgsz: int = Field(640, ge=32)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,6 +37,49 @@ TRACKERS = ("bytetrack", "botsort")
 TRACKER_ATTR_PREFIX = "tracker_"
 #: default keyframe tolerance, in percent of the frame's width/height: 0.5 % is 3 px on 640 px
 DEFAULT_TOLERANCE = 0.5
+#: frames timed before a run is projected: the first pays the predictor's setup and is left out
+PACING_SAMPLE = 5
+T = TypeVar("T")
+
+
+class VideoTooLong(Exception):
+    """Tracking this video would take longer than the budget allows (``Pacing.budget_s``)."""
+
+    def __init__(self, projected_s: float, done: int, total: int, budget_s: float) -> None:
+        super().__init__(f"{projected_s:.0f} s projected")
+        self.projected_s, self.done, self.total, self.budget_s = projected_s, done, total, budget_s
+
+
+@dataclass
+class Pacing:
+    """How one tracking run is paced. ``budget_s`` (None: no limit) is what ``/predict`` may spend
+    on a video: after ``PACING_SAMPLE`` frames the run's length is projected from the time per
+    frame so far, and a run projected past the budget stops at once (``VideoTooLong``) instead of
+    outliving Label Studio's 100 s wait. ``report(done, total)`` is called about every
+    ``report_every_s`` and at the end: a job's progress, and its chance to cancel (by raising)."""
+
+    budget_s: float | None = None
+    report: Callable[[int, int], None] | None = None
+    report_every_s: float = 1.0
+
+    def frames(self, frames: Iterable[T], total: int) -> Iterator[T]:
+        started = last_report = time.monotonic()
+        first_done = started
+        done = 0
+        for done, item in enumerate(frames, 1):
+            yield item
+            now = time.monotonic()
+            if done == 1:
+                first_done = now
+            elif self.budget_s is not None and done >= PACING_SAMPLE:
+                projected = (now - started) + (now - first_done) / (done - 1) * max(total - done, 0)
+                if projected > self.budget_s:
+                    raise VideoTooLong(projected, done, total, self.budget_s)
+            if self.report is not None and now - last_report >= self.report_every_s:
+                last_report = now
+                self.report(done, total)
+        if self.report is not None:
+            self.report(done, max(done, total))
 
 
 @dataclass(frozen=True)

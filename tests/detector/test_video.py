@@ -19,7 +19,9 @@ from backends.core.errors import LabelConfigError, MediaError
 from backends.core.settings import CoreSettings
 from backends.detector.model import DetectorModel
 from backends.detector.video import (
+    Pacing,
     Track,
+    VideoTooLong,
     collect_tracks,
     keyframes,
     ls_frame,
@@ -31,6 +33,7 @@ from backends.detector.video import (
 from bench.fmnist import NAMES
 from bench.moving_items import Mover, clip, fashion_movers
 from tests.detector.conftest import OFFLINE_ENV, one_class_checkpoint
+from tests.harness import wait_until
 
 SIZE = (320, 240)
 # random-init weights score every box ~0.0002: trackers that start tracks that low make them track
@@ -196,6 +199,25 @@ def test_probe_names_the_task_for_a_truncated_an_empty_and_a_non_video_file(tmp_
         assert refused.value.status == 422
 
 
+def slow_frames(count: int, seconds: float):
+    import time
+
+    for index in range(count):
+        time.sleep(seconds)
+        yield index
+
+
+def test_pacing_stops_a_run_projected_past_its_budget_after_a_few_frames_and_reports_progress():
+    reports = []
+    with pytest.raises(VideoTooLong) as long:
+        list(Pacing(budget_s=0.5).frames(slow_frames(1000, 0.01), 1000))
+    assert long.value.done == 5 and long.value.projected_s > 5  # ~10 s projected, stopped at the fifth frame
+    assert list(Pacing(budget_s=0.5, report=lambda d, t: reports.append((d, t)), report_every_s=0.02).frames(
+        slow_frames(20, 0.01), 20)) == list(range(20))
+    assert reports[-1] == (20, 20) and len(reports) > 2  # periodic, then the end
+    assert len(list(Pacing().frames(slow_frames(30, 0.001), 30))) == 30  # no budget: never stops
+
+
 # -- /predict -------------------------------------------------------------------------------------
 @pytest.fixture
 def client(detector_env, tmp_path, monkeypatch):
@@ -244,6 +266,24 @@ def test_a_bad_video_is_a_422_naming_the_task_and_the_other_tasks_still_get_pred
     assert [bool(p["result"]) for p in reply.get_json()["results"]] == [False, True, False]
 
 
+def test_a_video_too_long_for_predict_is_left_to_a_prelabel_job_and_the_answer_says_so(client, tmp_path, monkeypatch):
+    from backends.detector import model as detector_model
+
+    monkeypatch.setenv("DETECTOR_VIDEO_PREDICT_S", "0.2")
+    detector_model.env_settings.cache_clear()
+    clip(tmp_path / "long.webm", fashion_movers([1, 8]), frames=60)
+    task = {"id": 21, "data": {"video": video_uri(tmp_path / "long.webm")}}
+    reply = client.post("/predict", json={"tasks": [task], "label_config": CONFIG.format(low=LOW), "project": "5.1"})
+    assert reply.status_code == 200, reply.get_json()
+    answer = reply.get_json()
+    assert answer["results"] == [[]]  # Label Studio stores no prediction for it now
+    (note,) = answer["deferred"]
+    assert note["task"] == 21 and "DETECTOR_VIDEO_PREDICT_S=0.2" in note["reason"] and "60 frames" in note["reason"]
+    journal = client.application.extensions["labelloop"]["services"].journal
+    (job,) = [j for j in journal.list_jobs("detector", 5) if j.kind == "prelabel"]
+    assert job.id == note["job"] and job.state == "pending"
+
+
 def test_a_video_box_without_labels_is_refused_at_setup(client):
     reply = client.post("/setup", json={"project": "3.1", "schema": '<View><Video name="video" value="$video"/>'
                                         '<VideoRectangle name="box" toName="video"/></View>'})
@@ -269,3 +309,29 @@ def test_label_studio_stores_the_tracked_regions_of_an_uploaded_video(label_stud
         assert region["type"] == "videorectangle" and region["value"]["framesCount"] == 25
         assert region["value"]["sequence"][0]["frame"] >= 1 and "enabled" in region["value"]["sequence"][0]
     assert requests.get(f"{detector}/health", timeout=5).ok
+
+
+@pytest.mark.labelstudio
+def test_a_long_video_is_pre_labelled_by_the_background_job_with_frame_progress(label_studio, start_backend, tmp_path):
+    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "trouser", 1: "bag"})
+    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 3,
+           "DETECTOR_VIDEO_PREDICT_S": 0.2}
+    detector = start_backend("backends.detector", env)[1]
+    project = label_studio.create_project(CONFIG.format(low=LOW), title="long video")
+    clip(tmp_path / "long.webm", fashion_movers([1, 8]), frames=60)
+    (task,) = label_studio.upload_images(project, {"long.webm": (tmp_path / "long.webm").read_bytes()}, "video/webm")
+    label_studio.connect_backend(project, detector, "detector", train_on_submit=False)
+    label_studio.retrieve_predictions(project, [task])  # /predict defers it: nothing stored by this call
+
+    def finished():
+        jobs = requests.get(f"{detector}/jobs?project={project}", timeout=5).json()["jobs"]
+        return next((j for j in jobs if j["kind"] == "prelabel" and j["state"] in ("done", "failed")), None)
+
+    job = wait_until(finished, 180, "the prelabel job to track the video", interval=1)
+    assert job["state"] == "done", job
+    assert job["progress"]["video_frames_done"] == job["progress"]["video_frames_total"] >= 60, job["progress"]
+    assert job["result"]["created"] == 1, job["result"]
+    (stored,) = label_studio.predictions(task)
+    assert stored["result"] and {r["type"] for r in stored["result"]} == {"videorectangle"}
+    assert stored["model_version"] == "detector-base-detect-2"
