@@ -6,7 +6,8 @@ one class per control tag, behind the tiny interface of :class:`Trainable`.
 - ``PolygonLabels`` and ``BrushLabels`` -> segment weights (``segment_dataset.py``, brush masks
   traced to polygons);
 - ``Choices`` on the image -> classify weights (``class_dataset.py``), one class per image;
-- ``KeyPointLabels`` (not smart) -> pose weights (``pose_dataset.py``), points grouped by box.
+- ``KeyPointLabels`` (not smart) -> pose weights (``pose_dataset.py``), points grouped by box;
+- ``VideoRectangle`` -> detect weights from sampled frames (``video_dataset.py``), split by video.
 
 Each control trains on its own regions only: two controls on one image are two datasets, two
 sets of weights, and one version naming both (``training.py``). A control's **fingerprint** is a
@@ -25,6 +26,7 @@ from .class_dataset import ClassReport, ClassSample, class_samples, write_class_
 from .dataset import BuildReport, LabelledSample, rect_to_obb, samples_from_tasks, write_dataset
 from .pose_dataset import PoseReport, PoseSample, pose_samples
 from .segment_dataset import SegmentReport, segment_samples
+from .video_dataset import frame_samples
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -89,7 +91,7 @@ class Trainable:
         return write_dataset(root, data.samples, images, data.names, train, val)
 
     def data(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str) -> ControlData:
-        names = list(control.control.labels)
+        names = list(control.label_control.labels)  # a VideoRectangle's come from its <Labels>
         samples, report = self.samples(tasks, control, image_key, {n: i for i, n in enumerate(names)})
         return ControlData(control, self.task, names, samples, report, self, self.refusal(names))
 
@@ -169,10 +171,24 @@ class Poses(Trainable):
         return write_dataset(root, data.samples, images, data.names, train, val, {"kpt_shape": data.kpt_shape})
 
 
+class VideoBoxes(Trainable):
+    """``VideoRectangle``: boxes interpolated as Label Studio shows them, on frames sampled every
+    ``VIDEO_SAMPLE_S`` seconds; the same detect weights and evaluation as ``RectangleLabels``."""
+
+    tag, task = "VideoRectangle", "detect"
+    sample_s: float = 0.5
+
+    def samples(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str,
+                class_index: dict[str, int]) -> tuple[list[Any], Any]:
+        report = BuildReport()
+        return frame_samples(tasks, control, image_key, class_index, report, self.sample_s), report
+
+
 POSE_NAMES = ("object",)
 #: by (control tag, YOLO task): a RectangleLabels trains detect, or obb with model_obb="true"
 TRAINABLE: dict[tuple[str, str], Trainable] = {(cls.tag, cls.task): cls() for cls in
-                                               (Boxes, RotatedBoxes, Polygons, Brushes, Classes, Poses)}
+                                               (Boxes, RotatedBoxes, Polygons, Brushes, Classes, Poses,
+                                                VideoBoxes)}
 
 
 def trainable_for(control: ControlModel) -> Trainable:

@@ -22,7 +22,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from backends.core.devices import resolve_device
 from backends.core.downloads import shown
@@ -35,6 +35,7 @@ from .compared import predicted_shape, truth_shapes
 from .corrections import Shape, by_hand, total_corrections
 from .dataset import split
 from .trainable import TRAINABLE, ControlData, trainable_for
+from .video_dataset import FrameSample, load_frames
 from .weights import WEIGHTS_FILE, load_model, version_controls
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class FineTuner:
             usable = [s for s in data.samples if s.task_id in images]
             if not usable:
                 raise LabelLoopError(f"{data.from_name}: no annotated image could be loaded; see the job's report")
-            train_ids, val_ids = split([s.task_id for s in usable], self.settings.val_ratio, self.settings.seed)
+            train_ids, val_ids = split_by_group(usable, self.settings.val_ratio, self.settings.seed)
         serving = Path(current.path) / before["weights"] if current is not None and before else None
         with self.timings("prepare"):
             start, data = self._start_checkpoint(str(serving) if serving else self._base_weights(data.task), data,
@@ -350,7 +351,10 @@ class FineTuner:
         return tasks
 
     def _load_images(self, samples: Sequence[Any], report: Any) -> dict[int, Any]:
-        """The samples' images, loaded once per job (two controls on one image share it)."""
+        """The samples' images, loaded once per job (two controls on one image share it); a
+        video's sampled frames in one pass over it."""
+        if samples and isinstance(samples[0], FrameSample):
+            return self._load_frames(cast("list[FrameSample]", list(samples)), report)
         images = {}
         for i, sample in enumerate(samples):
             self.job.check_cancelled()
@@ -363,6 +367,18 @@ class FineTuner:
                 log.warning("detector: task %s left out of training: %s", sample.task_id, exc.message)
             if i % 20 == 0:
                 self.job.progress(stage="loading images", loaded=i + 1, total=len(samples))
+        return images
+
+    def _load_frames(self, samples: list[FrameSample], report: Any) -> dict[int, Any]:
+        self.job.progress(stage="decoding video frames", total=len(samples))
+        images = {}
+        for sample, loaded in zip(samples, (load_frames(self.services.media, samples).get(s.task_id) for s in samples)):
+            if isinstance(loaded, Exception):
+                report.skipped_tasks[sample.group] = getattr(loaded, "message", None) or f"{type(loaded).__name__}: {loaded}"
+            elif loaded is None:
+                report.skipped_tasks.setdefault(sample.group, f"frame {sample.frame} is past the video's end")
+            else:
+                images[sample.task_id] = loaded
         return images
 
     def _start_checkpoint(self, source: str, data: ControlData, workdir: Path) -> tuple[Path, ControlData]:
@@ -521,3 +537,11 @@ def _f1(p: float, r: float) -> float:
 def _file_name(from_name: str) -> str:
     """A control's name as a file name: Label Studio allows any characters in ``name``."""
     return re.sub(r"[^\w.-]", "_", from_name)[:80] or "control"
+
+
+def split_by_group(samples: Sequence[Any], val_ratio: float, seed: int) -> tuple[set[int], set[int]]:
+    """Train and val sample ids, split by each sample's ``group`` (a video's frames share their
+    task's: neighbouring frames on both sides would make val a copy of train), else by its own id."""
+    group_of = {s.task_id: getattr(s, "group", s.task_id) for s in samples}
+    train_groups, val_groups = split(sorted(set(group_of.values())), val_ratio, seed)
+    return ({i for i, g in group_of.items() if g in train_groups}, {i for i, g in group_of.items() if g in val_groups})

@@ -335,3 +335,52 @@ def test_a_long_video_is_pre_labelled_by_the_background_job_with_frame_progress(
     (stored,) = label_studio.predictions(task)
     assert stored["result"] and {r["type"] for r in stored["result"]} == {"videorectangle"}
     assert stored["model_version"] == "detector-base-detect-2"
+
+
+def annotation_of(movers: list[Mover], frames: int, every: int = 5) -> list[dict]:
+    """A labeler's tracks of the clip's items: a keyframe every ``every`` frames, the last one off."""
+    regions = []
+    for mover in movers:
+        keys = sorted(i for i in mover.boxes if i % every == 0 or i == max(mover.boxes))
+        sequence = [{"frame": i + 1, "enabled": i != keys[-1], "rotation": 0, "time": (i + 1) / 25,
+                     "x": 100 * x / SIZE[0], "y": 100 * y / SIZE[1], "width": 100 * w / SIZE[0],
+                     "height": 100 * h / SIZE[1]} for i in keys for x, y, w, h in [mover.boxes[i]]]
+        regions.append({"from_name": "box", "to_name": "video", "type": "videorectangle", "origin": "manual",
+                        "value": {"framesCount": frames, "duration": frames / 25, "sequence": sequence,
+                                  "labels": [NAMES[mover.label]]}})
+    return regions
+
+
+@pytest.mark.labelstudio
+def test_an_annotated_clip_trains_a_version_whose_predictions_on_another_clip_come_from_it(
+        label_studio, start_backend, tmp_path):
+    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "trouser", 1: "bag"})
+    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 3,
+           "TRAIN_DEBOUNCE_S": 1, "DETECTOR_EPOCHS": 1, "DETECTOR_IMGSZ": 160, "DETECTOR_BATCH": 4,
+           "DETECTOR_PUBLISH": "always", "DETECTOR_PRELABEL": "request"}
+    detector = start_backend("backends.detector", env)[1]
+    project = label_studio.create_project(CONFIG.format(low=LOW), title="video training")
+    movers = clip(tmp_path / "a.webm", fashion_movers([1, 8], seed=1), frames=40)
+    clip(tmp_path / "b.webm", fashion_movers([1, 8], seed=2), frames=20)
+    tasks = label_studio.upload_images(project, {n: (tmp_path / n).read_bytes() for n in ("a.webm", "b.webm")},
+                                       "video/webm")
+    label_studio.connect_backend(project, detector, "detector")
+    label_studio.annotate(tasks[0], annotation_of(movers, 40))
+
+    def trained():
+        jobs = requests.get(f"{detector}/jobs?project={project}", timeout=5).json()["jobs"]
+        return next((j for j in jobs if j["kind"] != "prelabel" and j["state"] in ("done", "failed")), None)
+
+    job = wait_until(trained, 300, "training on the annotated clip", interval=1)
+    assert job["state"] == "done", job
+    versions = requests.get(f"{detector}/versions?project={project}", timeout=5).json()
+    current = next(v for v in versions["details"] if v["name"] == versions["current"])
+    entry = current["controls"]["box"]
+    assert entry["trained"] and entry["task"] == "detect" and entry["names"] == ["Trouser", "Bag"], entry
+    report = current["report"]["box"] if "box" in current["report"] else current["report"]
+    # frames 1, 13, 25, 37 (every 0.5 s at 25 fps over the labelled span), two items on each
+    assert report["n_annotated"] == 1 and report["n_boxes"] == 8 and report["n_negatives"] == 0, report
+    label_studio.retrieve_predictions(project, [tasks[1]])
+    (stored,) = label_studio.predictions(tasks[1])
+    assert stored["model_version"] == versions["current"] != "detector-base-detect-2", stored

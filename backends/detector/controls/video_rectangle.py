@@ -8,6 +8,7 @@ from backends.core.errors import LabelConfigError
 
 from ..video import DEFAULT_TOLERANCE, Track, VideoInfo, ls_framerate, ls_frames_count, sequence
 from .base import ControlModel
+from .rectangle import boxes_of
 
 #: detections down to this confidence reach the tracker: ByteTrack's second association stage
 #: recovers occluded objects from low-score boxes (ultralytics' own ``track`` default)
@@ -61,4 +62,8 @@ class VideoRectangleModel(ControlModel):
         return out
 
     def regions(self, result: Any, names: dict[int, str], width: int, height: int) -> list[dict[str, Any]]:
-        raise TypeError("a video control makes its regions from tracks (video_regions), not from one image")
+        """One frame's boxes as rectangles: what corrections per image compares on a trained
+        version's sampled val frames (a video's own pre-labels are tracks: ``video_regions``)."""
+        return [{"type": "rectanglelabels", "from_name": self.from_name, "to_name": self.to_name,
+                 "original_width": width, "original_height": height, "value": value, "score": round(float(conf), 4)}
+                for value, conf in boxes_of(result, self.label_map(names), self.threshold)]
