@@ -36,8 +36,10 @@ from tests.detector.conftest import OFFLINE_ENV, one_class_checkpoint
 from tests.harness import wait_until
 
 SIZE = (320, 240)
-# random-init weights score every box ~0.0002: trackers that start tracks that low make them track
-LOW = ' tracker_track_high_thresh="0.0001" tracker_new_track_thresh="0.0001" tracker_track_low_thresh="0.00005"'
+# random-init weights score every box ~0.0002: trackers that start tracks that low make them track,
+# matching by IoU alone (fused with such scores, no box would match its track a second time)
+LOW = (' tracker_track_high_thresh="0.0001" tracker_new_track_thresh="0.0001" tracker_track_low_thresh="0.00005"'
+       ' tracker_fuse_score="false"')
 CONFIG = ('<View><Labels name="videoLabels" toName="video"><Label value="Trouser"/><Label value="Bag"/></Labels>'
           '<Video name="video" value="$video" framerate="25.0"/><VideoRectangle name="box" toName="video"{low}/></View>')
 
@@ -184,16 +186,18 @@ def test_bytetrack_over_a_clip_gives_one_track_per_item_with_its_label_and_a_gap
             assert any(not k["enabled"] for k in seq[:-1]) and interpolated(seq, 23) is None
 
 
-def test_probe_names_the_task_for_a_truncated_an_empty_and_a_non_video_file(tmp_path):
+def test_probe_names_the_task_for_a_truncated_an_empty_a_non_video_and_an_unknown_codec_file(tmp_path):
     import cv2
 
     good = clip(tmp_path / "good.mp4", fashion_movers([1]), frames=10) and tmp_path / "good.mp4"
     assert probe(good, "task 1").frames == 10 and probe(good, "task 1").fps == pytest.approx(25.0)
     (tmp_path / "cut.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     (tmp_path / "text.mp4").write_bytes(b"these are not the frames you are looking for" * 50)
+    clip(tmp_path / "mjpeg.avi", fashion_movers([1]), frames=3)  # a codec no decoder here knows: ZZZZ
+    (tmp_path / "codec.avi").write_bytes((tmp_path / "mjpeg.avi").read_bytes().replace(b"MJPG", b"ZZZZ"))
     empty = cv2.VideoWriter(str(tmp_path / "empty.webm"), cv2.VideoWriter_fourcc(*"VP90"), 25, SIZE)
     empty.release()
-    for name in ("cut.mp4", "text.mp4", "empty.webm"):
+    for name in ("cut.mp4", "text.mp4", "empty.webm", "codec.avi"):
         with pytest.raises(MediaError, match="task 9") as refused:
             probe(tmp_path / name, "task 9")
         assert refused.value.status == 422
