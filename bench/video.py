@@ -79,7 +79,7 @@ def raw_track(path: Path, base: Path, imgsz: int, work: Path) -> tuple[float, in
     tracker = tracker_config(TRACKER, work / "trackers")
     started, frames = time.perf_counter(), 0
     for _ in model.track(source=str(path), stream=True, persist=False, tracker=tracker, conf=1e-6, imgsz=imgsz,
-                         max_det=3, verbose=False, device="cpu"):
+                         max_det=3, verbose=False, device="cpu", agnostic_nms=True):
         frames += 1
     return time.perf_counter() - started, frames
 

@@ -194,10 +194,13 @@ class DetectorModel(LabelLoopModel):
             mapping = control.label_map(load_model(plan.weights).names)
             tracker = tracker_config(control.control.attr or {}, self.services.settings.data_dir / "trackers")
             with loaded.lock:
+                # class-agnostic NMS: one box per object, so one track; an object the model is unsure
+                # of would otherwise be two overlapping boxes of two classes, two tracks. The track's
+                # label is then the majority of its frames' classes.
                 frames = loaded.model.track(
                     source=str(path), stream=True, persist=False, tracker=tracker, conf=control.detection_conf,
                     imgsz=self.settings.predict_imgsz, max_det=self.settings.max_det, verbose=False,
-                    device=resolve_device(self.settings.device))
+                    device=resolve_device(self.settings.device), agnostic_nms=True)
                 paced = pacing.frames(((i, result.boxes) for i, result in enumerate(frames)), info.frames)
                 tracks = collect_tracks(paced, mapping)
             regions.extend(control.video_regions(tracks, info))

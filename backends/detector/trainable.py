@@ -173,15 +173,14 @@ class Poses(Trainable):
 
 class VideoBoxes(Trainable):
     """``VideoRectangle``: boxes interpolated as Label Studio shows them, on frames sampled every
-    ``VIDEO_SAMPLE_S`` seconds; the same detect weights and evaluation as ``RectangleLabels``."""
+    ``model_sample_s`` seconds; the same detect weights and evaluation as ``RectangleLabels``."""
 
     tag, task = "VideoRectangle", "detect"
-    sample_s: float = 0.5
 
     def samples(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str,
                 class_index: dict[str, int]) -> tuple[list[Any], Any]:
         report = BuildReport()
-        return frame_samples(tasks, control, image_key, class_index, report, self.sample_s), report
+        return frame_samples(tasks, control, image_key, class_index, report, getattr(control, "sample_s", 0.5)), report
 
 
 POSE_NAMES = ("object",)

@@ -356,35 +356,53 @@ def annotation_of(movers: list[Mover], frames: int, every: int = 5) -> list[dict
 
 
 @pytest.mark.labelstudio
-def test_an_annotated_clip_trains_a_version_whose_predictions_on_another_clip_come_from_it(
-        label_studio, start_backend, tmp_path):
-    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "trouser", 1: "bag"})
-    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 3,
-           "TRAIN_DEBOUNCE_S": 1, "DETECTOR_EPOCHS": 1, "DETECTOR_IMGSZ": 160, "DETECTOR_BATCH": 4,
-           "DETECTOR_PUBLISH": "always", "DETECTOR_PRELABEL": "request"}
+def test_a_clip_labelled_once_teaches_the_detector_to_track_each_item_on_a_new_clip(label_studio, start_backend,
+                                                                                    tmp_path):
+    """The loop video teams want: one annotated clip, a fine-tune from it, and the next clip of the
+    same objects on other paths comes back from the new version tracked, every track labelled as
+    the item it follows (not one label for all: upstream #664), every item tracked."""
+    env = {**OFFLINE_ENV, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
+           "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_BASE_WEIGHTS": one_class_checkpoint(
+               "detect", tmp_path / "weights", {0: "trouser", 1: "bag"}), "TRAIN_DEBOUNCE_S": 1,
+           "DETECTOR_EPOCHS": 30, "DETECTOR_IMGSZ": 160, "DETECTOR_PREDICT_IMGSZ": 160, "DETECTOR_BATCH": 8,
+           "DETECTOR_FREEZE": 0, "DETECTOR_PUBLISH": "always", "DETECTOR_PRELABEL": "request"}
     detector = start_backend("backends.detector", env)[1]
-    project = label_studio.create_project(CONFIG.format(low=LOW), title="video training")
-    movers = clip(tmp_path / "a.webm", fashion_movers([1, 8], seed=1), frames=40)
-    clip(tmp_path / "b.webm", fashion_movers([1, 8], seed=2), frames=20)
-    tasks = label_studio.upload_images(project, {n: (tmp_path / n).read_bytes() for n in ("a.webm", "b.webm")},
+    # a short clip: a training frame every 2nd frame (model_sample_s), 50 in all
+    project = label_studio.create_project(CONFIG.format(low=' model_sample_s="0.08"'), title="video loop")
+    seen = clip(tmp_path / "seen.webm", fashion_movers([1, 8], seed=3), frames=100)
+    new = [Mover(m.picture, m.label, (250.0 - m.start[0], 150.0 - m.start[1]), (-m.velocity[0], -0.5 * m.velocity[1]))
+           for m in seen]
+    clip(tmp_path / "new.webm", new, frames=40)
+    tasks = label_studio.upload_images(project, {n: (tmp_path / n).read_bytes() for n in ("seen.webm", "new.webm")},
                                        "video/webm")
     label_studio.connect_backend(project, detector, "detector")
-    label_studio.annotate(tasks[0], annotation_of(movers, 40))
+    label_studio.annotate(tasks[0], annotation_of(seen, 100))
 
     def trained():
         jobs = requests.get(f"{detector}/jobs?project={project}", timeout=5).json()["jobs"]
         return next((j for j in jobs if j["kind"] != "prelabel" and j["state"] in ("done", "failed")), None)
 
-    job = wait_until(trained, 300, "training on the annotated clip", interval=1)
-    assert job["state"] == "done", job
+    assert wait_until(trained, 600, "the fine-tune on the annotated clip", interval=2)["state"] == "done"
     versions = requests.get(f"{detector}/versions?project={project}", timeout=5).json()
     current = next(v for v in versions["details"] if v["name"] == versions["current"])
-    entry = current["controls"]["box"]
+    entry, report = current["controls"]["box"], current["report"]
     assert entry["trained"] and entry["task"] == "detect" and entry["names"] == ["Trouser", "Bag"], entry
-    report = current["report"]["box"] if "box" in current["report"] else current["report"]
-    # frames 1, 13, 25, 37 (every 0.5 s at 25 fps over the labelled span), two items on each
-    assert report["n_annotated"] == 1 and report["n_boxes"] == 8 and report["n_negatives"] == 0, report
+    # every 2nd frame of the labelled span (model_sample_s=0.08 at 25 fps), both items on each
+    assert report["n_annotated"] == 1 and report["n_boxes"] == 2 * 50 and report["n_negatives"] == 0, report
+
     label_studio.retrieve_predictions(project, [tasks[1]])
     (stored,) = label_studio.predictions(tasks[1])
     assert stored["model_version"] == versions["current"] != "detector-base-detect-2", stored
+    covered = {}
+    for region in stored["result"]:  # each track on the item its first box lies on, with that item's label
+        first = region["value"]["sequence"][0]
+        centre = np.array([first["x"] + first["width"] / 2, first["y"] + first["height"] / 2])
+        item = min(new, key=lambda m: np.linalg.norm(centre - box_centre(m, first["frame"] - 1)))
+        assert region["value"]["labels"] == [NAMES[item.label]], (region["value"]["labels"], NAMES[item.label])
+        covered.setdefault(NAMES[item.label], []).append(len(region["value"]["sequence"]))
+    assert sorted(covered) == ["Bag", "Trouser"], covered  # a 30-epoch model may split an item in two tracks
+
+
+def box_centre(mover: Mover, index: int) -> np.ndarray:
+    x, y, w, h = mover.boxes[index]
+    return 100 * np.array([(x + w / 2) / SIZE[0], (y + h / 2) / SIZE[1]])

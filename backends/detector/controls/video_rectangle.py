@@ -10,6 +10,8 @@ from ..video import DEFAULT_TOLERANCE, Track, VideoInfo, ls_framerate, ls_frames
 from .base import ControlModel
 from .rectangle import boxes_of
 
+#: seconds between the frames a submitted video trains on (neighbours are near copies)
+DEFAULT_SAMPLE_S = 0.5
 #: detections down to this confidence reach the tracker: ByteTrack's second association stage
 #: recovers occluded objects from low-score boxes (ultralytics' own ``track`` default)
 TRACK_LOW_CONF = 0.1
@@ -19,7 +21,8 @@ class VideoRectangleModel(ControlModel):
     """Tracked boxes on a video. ``<VideoRectangle>`` has no labels of its own: Label Studio labels
     video boxes with the ``<Labels>`` tag on the same ``<Video>``, so the classes come from there.
     A track is kept when its mean confidence reaches ``model_score_threshold``; its keyframes are
-    thinned to ``model_keyframe_tolerance`` percent of the frame (default 0.5)."""
+    thinned to ``model_keyframe_tolerance`` percent of the frame (default 0.5). Training takes a
+    frame every ``model_sample_s`` seconds of an annotated video (default 0.5)."""
 
     tag = "VideoRectangle"
     yolo_task = "detect"
@@ -33,12 +36,18 @@ class VideoRectangleModel(ControlModel):
         self.label_control = labels[0]
         video = interface.get_object(self.to_name)
         self.framerate = ls_framerate((video.attr or {}).get("framerate"))
-        raw = (self.control.attr or {}).get("model_keyframe_tolerance", DEFAULT_TOLERANCE)
+        self.tolerance = self._number("model_keyframe_tolerance", DEFAULT_TOLERANCE, "percent of the frame")
+        self.sample_s = self._number("model_sample_s", DEFAULT_SAMPLE_S, "seconds between training frames")
+
+    def _number(self, name: str, default: float, meaning: str) -> float:
+        raw = (self.control.attr or {}).get(name, default)
         try:
-            self.tolerance = float(raw)
+            value = float(raw)
         except ValueError:
-            raise LabelConfigError(f"VideoRectangle {self.from_name!r}: model_keyframe_tolerance={raw!r} "
-                                   "is not a number (percent of the frame)") from None
+            value = -1.0
+        if not value > 0:
+            raise LabelConfigError(f"VideoRectangle {self.from_name!r}: {name}={raw!r} is not a positive number ({meaning})")
+        return value
 
     @property
     def detection_conf(self) -> float:
