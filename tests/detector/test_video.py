@@ -1,6 +1,7 @@
 """Video pre-labels: keyframe thinning, track labels, Label Studio's frame numbers, tracker settings,
-ultralytics' ByteTrack over a generated clip, /predict end to end, bad videos, and a real Label
-Studio storing the tracked regions of an uploaded video."""
+ultralytics' ByteTrack over a generated clip, /predict end to end, bad videos; with a real Label
+Studio, a long video left to the prelabel job, and one annotated clip teaching the detector to
+track the same items on a new clip (its retrieved predictions)."""
 
 from __future__ import annotations
 
@@ -295,26 +296,6 @@ def test_a_video_box_without_labels_is_refused_at_setup(client):
 
 
 # -- a real Label Studio --------------------------------------------------------------------------
-@pytest.mark.labelstudio
-def test_label_studio_stores_the_tracked_regions_of_an_uploaded_video(label_studio, start_backend, tmp_path):
-    base = one_class_checkpoint("detect", tmp_path / "weights", {0: "trouser", 1: "bag"})
-    env = {**OFFLINE_ENV, "DETECTOR_BASE_WEIGHTS": base, "DATA_DIR": tmp_path / "det", "LABEL_STUDIO_URL": label_studio.url,
-           "LABEL_STUDIO_API_KEY": label_studio.token, "DETECTOR_SCORE_THRESHOLD": 0, "DETECTOR_MAX_DET": 3}
-    detector = start_backend("backends.detector", env)[1]
-    project = label_studio.create_project(CONFIG.format(low=LOW), title="video")
-    clip(tmp_path / "walk.webm", fashion_movers([1, 8]), frames=25)
-    (task,) = label_studio.upload_images(project, {"walk.webm": (tmp_path / "walk.webm").read_bytes()}, "video/webm")
-    assert label_studio.task(task)["data"]["video"].startswith("/data/upload/")
-    label_studio.connect_backend(project, detector, "detector", train_on_submit=False)
-    label_studio.retrieve_predictions(project, [task])
-    (stored,) = label_studio.predictions(task)
-    assert stored["model_version"] == "detector-base-detect-2" and stored["result"], stored
-    for region in stored["result"]:
-        assert region["type"] == "videorectangle" and region["value"]["framesCount"] == 25
-        assert region["value"]["sequence"][0]["frame"] >= 1 and "enabled" in region["value"]["sequence"][0]
-    assert requests.get(f"{detector}/health", timeout=5).ok
-
-
 @pytest.mark.labelstudio
 def test_a_long_video_is_pre_labelled_by_the_background_job_with_frame_progress(label_studio, start_backend, tmp_path):
     base = one_class_checkpoint("detect", tmp_path / "weights", {0: "trouser", 1: "bag"})
