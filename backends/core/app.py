@@ -56,7 +56,9 @@ class FiniteJSON(DefaultJSONProvider):
     Compact responses (all of them outside Flask's debug mode) are written by orjson: a brush mask
     is a list of tens of thousands of RLE bytes, which the standard encoder writes in 5 ms and
     orjson in 0.7 ms, a tenth of a warm SAM click (bench/segmenter.py). What orjson refuses (an int
-    beyond 64 bits, a tuple key) falls back to the standard encoder, so no answer changes."""
+    beyond 64 bits, a tuple key) falls back to the standard encoder. The values are the same; the
+    text differs where JSON leaves it free: non-ASCII as UTF-8 rather than escaped, int
+    keys sorted as strings (no answer here carries a date, which orjson writes as ISO 8601)."""
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         if set(kwargs) <= {"separators"}:  # Flask's compact call

@@ -249,7 +249,17 @@ class MediaLoader:
         path = self._local_file(relative)
         if path.stat().st_size > self.files.max_bytes:
             raise MediaError(f"local-files path {relative!r} is over VIDEO_MAX_BYTES={self.files.max_bytes:,}")
-        return path
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            return path
+        # ultralytics picks its video reader by suffix (.ogv, .m2ts or none would be "not found"):
+        # a link named like a video, in the file cache, points at the file where it lies
+        link = self._file_cache.path(str(path), ".mp4")
+        if not link.is_symlink():
+            partial = link.with_name(f"{link.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            partial.unlink(missing_ok=True)
+            partial.symlink_to(path)
+            os.replace(partial, link)
+        return link
 
     # -- fetching -------------------------------------------------------------------------------
     def _fetch(self, url: str, reader: Reader | None = None) -> bytes:
@@ -435,7 +445,16 @@ class _DiskCache:
         self.budget = budget
         self.pattern = pattern
         self._lock = threading.Lock()
+        self._remove_stale_partials()
         self._size = sum(st.st_size for f in self._files() if (st := _stat(f)))
+
+    def _remove_stale_partials(self, older_than_s: float = 6 * 3600) -> None:
+        """Partial downloads a killed process left (``*.tmp``, never counted in the budget): gone
+        after six hours, far longer than any download may take."""
+        cutoff = time.time() - older_than_s
+        for partial in self.root.glob("*.tmp"):
+            if (st := _stat(partial)) is not None and st.st_mtime < cutoff:
+                partial.unlink(missing_ok=True)
 
     def _files(self) -> Iterator[Path]:
         return (f for f in self.root.glob(self.pattern) if not f.name.endswith(".tmp"))
@@ -500,6 +519,6 @@ class _DiskCache:
 
 def _stat(path: Path) -> os.stat_result | None:
     try:
-        return path.stat()
+        return path.lstat()  # a link in the file cache counts as itself, not as the file it names
     except FileNotFoundError:
         return None

@@ -12,8 +12,10 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,6 +144,7 @@ class DetectorModel(LabelLoopModel):
         video too long to track within ``DETECTOR_VIDEO_PREDICT_S``, the job that will). ``alone``
         as in ``per_task``: by default a single task's load error is raised, for ``/predict``'s 4xx.
         ``pacing``: how videos are tracked; by default within ``/predict``'s budget."""
+        pacing = pacing or Pacing(budget_s=self.settings.video_predict_s)  # from here: the request's time counts
         configure_ultralytics(self.services.settings.data_dir, self.settings.safe_globals)
         plans = self.plans()
         version = self.serving_version(plans)
@@ -152,7 +155,6 @@ class DetectorModel(LabelLoopModel):
         for chunk in self._decoded_chunks(tasks, to_names, alone=alone):
             regions.extend(self._predict_chunk(chunk, grouped))
         video_plans = [p for p in plans if p.control.on_video]
-        pacing = pacing or Pacing(budget_s=self.settings.video_predict_s)
         for i, task in enumerate(tasks):
             if video_plans and isinstance(regions[i], list):
                 try:
@@ -164,8 +166,10 @@ class DetectorModel(LabelLoopModel):
 
     def _defer(self, task: dict[str, Any], long: VideoTooLong, alone: bool) -> Deferred | LabelLoopError:
         """Queue a prelabel job for a video too long to track inside ``/predict``."""
-        why = (f"task {task.get('id')}'s video: tracking {long.total} frames would take about {long.projected_s:.0f} s "
-               f"(timed on {long.done}), over DETECTOR_VIDEO_PREDICT_S={long.budget_s:g}")
+        frames = f"{long.total} frames" if long.total else "its frames"
+        timed = f"timed on {long.done}" if long.done else "waiting for the tracker another video holds"
+        why = (f"task {task.get('id')}'s video: tracking {frames} would take this request about "
+               f"{long.projected_s:.0f} s ({timed}), over DETECTOR_VIDEO_PREDICT_S={long.budget_s:g}")
         task_id = task.get("id")
         if self.project_id is None or isinstance(task_id, bool) or not isinstance(task_id, int):
             error = LabelLoopError(f"{why}; no project to queue a prelabel job in: send 'project' with the task",
@@ -193,7 +197,7 @@ class DetectorModel(LabelLoopModel):
             loaded = load_model(self.serving_weights(plan.weights), role="track")
             mapping = control.label_map(load_model(plan.weights).names)
             tracker = tracker_config(control.control.attr or {}, self.services.settings.data_dir / "trackers")
-            with loaded.lock:
+            with _held(loaded.lock, pacing):
                 # class-agnostic NMS: one box per object, so one track; an object the model is unsure
                 # of would otherwise be two overlapping boxes of two classes, two tracks. The track's
                 # label is then the majority of its frames' classes.
@@ -203,7 +207,9 @@ class DetectorModel(LabelLoopModel):
                     device=resolve_device(self.settings.device), agnostic_nms=True)
                 paced = pacing.frames(((i, result.boxes) for i, result in enumerate(frames)), info.frames)
                 tracks = collect_tracks(paced, mapping)
-            regions.extend(control.video_regions(tracks, info))
+            if not info.frames:  # the container did not say: the frames tracked do
+                info = replace(info, frames=pacing.done)
+            regions.extend(control.video_regions(tracks, info, control.framerate_for(task)))
         return regions
 
     def serving_version(self, plans: list[Plan] | None = None) -> str:
@@ -363,6 +369,20 @@ class DetectorModel(LabelLoopModel):
         from .training import FineTuner
 
         return FineTuner(self, job).run()
+
+
+@contextmanager
+def _held(lock: threading.Lock, pacing: Pacing) -> Iterator[None]:
+    """``lock``, waited for only as long as the request's budget allows (another video may hold
+    the tracker for minutes); past it, ``VideoTooLong``, and the task goes to a job."""
+    left = pacing.remaining_s()
+    if not lock.acquire(timeout=-1 if left is None else max(left, 0.0)):
+        assert pacing.budget_s is not None
+        raise VideoTooLong(pacing.budget_s - (left or 0.0), 0, 0, pacing.budget_s)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _group(plans: list[Plan]) -> dict[tuple[str, str], list[Plan]]:

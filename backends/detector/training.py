@@ -321,8 +321,9 @@ class FineTuner:
         None when it is trained."""
         if data.refused:
             return data.refused
-        if len(data.samples) < self.settings.min_annotations:
-            return f"{len(data.samples)} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
+        annotated = len({getattr(s, "group", s.task_id) for s in data.samples})  # a video's frames count once
+        if annotated < self.settings.min_annotations:
+            return f"{annotated} annotated tasks, fewer than min_annotations={self.settings.min_annotations}"
         if not data.has_objects():
             return (f"no usable {data.control.tag} region of {data.from_name!r} in any of the {len(data.samples)} "
                     "annotated tasks (its report counts what was dropped): nothing to learn; the weights it has "
@@ -370,9 +371,18 @@ class FineTuner:
         return images
 
     def _load_frames(self, samples: list[FrameSample], report: Any) -> dict[int, Any]:
-        self.job.progress(stage="decoding video frames", total=len(samples))
+        """Each video's sampled frames, one video at a time (progress and cancellation between)."""
+        by_video: dict[str, list[FrameSample]] = {}
+        for sample in samples:
+            by_video.setdefault(sample.image_url, []).append(sample)
+        frames: dict[int, Any] = {}
+        for done, group in enumerate(by_video.values()):
+            self.job.check_cancelled()
+            self.job.progress(stage="decoding video frames", videos=done, total=len(by_video))
+            frames.update(load_frames(self.services.media, group))
         images = {}
-        for sample, loaded in zip(samples, (load_frames(self.services.media, samples).get(s.task_id) for s in samples)):
+        for sample in samples:
+            loaded = frames.get(sample.task_id)
             if isinstance(loaded, Exception):
                 report.skipped_tasks[sample.group] = getattr(loaded, "message", None) or f"{type(loaded).__name__}: {loaded}"
             elif loaded is None:

@@ -43,7 +43,8 @@ T = TypeVar("T")
 
 
 class VideoTooLong(Exception):
-    """Tracking this video would take longer than the budget allows (``Pacing.budget_s``)."""
+    """Tracking this video would take longer than the budget allows (``Pacing.budget_s``), as
+    projected after ``done`` of ``total`` frames (0 done: the budget ran out before tracking began)."""
 
     def __init__(self, projected_s: float, done: int, total: int, budget_s: float) -> None:
         super().__init__(f"{projected_s:.0f} s projected")
@@ -54,38 +55,49 @@ class VideoTooLong(Exception):
 class Pacing:
     """How one tracking run is paced. ``budget_s`` (None: no limit) is what ``/predict`` may spend
     on a video: after ``PACING_SAMPLE`` frames the run's length is projected from the time per
-    frame so far, and a run projected past the budget stops at once (``VideoTooLong``) instead of
-    outliving Label Studio's 100 s wait. ``report(done, total)`` is called about every
-    ``report_every_s`` and at the end: a job's progress, and its chance to cancel (by raising)."""
+    frame so far plus what the request already spent (``since``), and a run projected past the
+    budget stops at once (``VideoTooLong``) instead of outliving Label Studio's 100 s wait.
+    ``report(done, total)`` is called about every ``report_every_s`` and at the end: a job's
+    progress, and its chance to cancel (by raising)."""
 
     budget_s: float | None = None
     report: Callable[[int, int], None] | None = None
     report_every_s: float = 1.0
+    #: when the request began: its download, model load and lock wait count against the budget
+    #: too, and so do the request's earlier videos (Label Studio waits 100 s for all of it)
+    since: float = field(default_factory=time.monotonic)
+    done: int = 0  # frames of the last run: the length of a video whose container does not state it
+
+    def remaining_s(self) -> float | None:
+        return None if self.budget_s is None else self.budget_s - (time.monotonic() - self.since)
 
     def frames(self, frames: Iterable[T], total: int) -> Iterator[T]:
+        """``total`` 0: unknown, the run then stops once the budget is spent rather than projected."""
         started = last_report = time.monotonic()
         first_done = started
-        done = 0
-        for done, item in enumerate(frames, 1):
+        self.done = 0
+        for self.done, item in enumerate(frames, 1):
             yield item
             now = time.monotonic()
-            if done == 1:
+            if self.done == 1:
                 first_done = now
-            elif self.budget_s is not None and done >= PACING_SAMPLE:
-                projected = (now - started) + (now - first_done) / (done - 1) * max(total - done, 0)
+            elif self.budget_s is not None and self.done >= PACING_SAMPLE:
+                left = (now - first_done) / (self.done - 1) * max(total - self.done, 0) if total else 0.0
+                projected = (now - self.since) + left
                 if projected > self.budget_s:
-                    raise VideoTooLong(projected, done, total, self.budget_s)
+                    raise VideoTooLong(projected, self.done, total, self.budget_s)
             if self.report is not None and now - last_report >= self.report_every_s:
                 last_report = now
-                self.report(done, total)
+                self.report(self.done, total)
         if self.report is not None:
-            self.report(done, max(done, total))
+            self.report(self.done, max(self.done, total))
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     fps: float  # the file's frame rate
-    frames: int  # as the container announces it (OpenCV's estimate for some formats)
+    frames: int  # as the container announces it (OpenCV's estimate for some formats); 0: unknown
+    # (a browser-recorded WebM states no length): the frames tracked then tell
     width: int
     height: int
 
@@ -111,7 +123,7 @@ def probe(path: Path, what: str) -> VideoInfo:
         decoded, _ = capture.read()
     finally:
         capture.release()
-    if not decoded or frames <= 0:
+    if not decoded:
         raise MediaError(f"{what} has no frame that decodes (an empty or truncated video, or an unsupported codec)")
     if not math.isfinite(fps) or fps <= 0:
         raise MediaError(f"{what} does not state a frame rate; re-encode it (e.g. ffmpeg -i in -r 25 out.mp4)")
@@ -218,23 +230,31 @@ def spans(indices: list[int]) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def sequence(track: Track, file_fps: float, ls_fps: float, tolerance: float) -> list[dict[str, Any]]:
+def sequence(track: Track, file_fps: float, ls_fps: float, tolerance: float,
+             frames_count: int | None = None) -> list[dict[str, Any]]:
     """The track's keyframes in Label Studio's ``sequence`` format, one lifespan per run of
-    consecutive frames; each lifespan's last keyframe is ``enabled: false``."""
+    consecutive frames; each lifespan's last keyframe is ``enabled: false``. Frames past
+    ``frames_count`` (a file rate over twice Label Studio's rounds the last one up) are clamped."""
     out: list[dict[str, Any]] = []
     boxes = np.asarray(track.boxes, dtype=float)
     for start, end in spans(track.indices):
         times = np.asarray(track.indices[start:end], dtype=float)
         kept = keyframes(times, boxes[start:end], tolerance)
         frames = [ls_frame(track.indices[start + k], file_fps, ls_fps) for k in kept]
+        if frames_count:
+            frames = [min(frame, frames_count) for frame in frames]
         for position, (k, frame) in enumerate(zip(kept, frames)):
             last = position == len(kept) - 1
-            if out and out[-1]["frame"] >= frame:  # two file frames on one Label Studio frame (file rate higher)
-                out[-1]["enabled"] = out[-1]["enabled"] and not last
-                continue
             x, y, width, height = (round(float(v), 4) for v in boxes[start + k])
-            out.append({"frame": frame, "enabled": not last, "rotation": 0, "x": x, "y": y,
-                        "width": width, "height": height, "time": frame / ls_fps})
+            key = {"frame": frame, "enabled": not last, "rotation": 0, "x": x, "y": y, "width": width,
+                   "height": height, "time": frame / ls_fps}
+            if out and out[-1]["frame"] >= frame:  # two file frames on one Label Studio frame (file rate higher)
+                if position == 0 and not last:
+                    out[-1] = key  # back after a one-frame gap: the region goes on from here, not off
+                else:
+                    out[-1]["enabled"] = out[-1]["enabled"] and not last
+                continue
+            out.append(key)
     if out:
         out[-1]["enabled"] = False
     return out

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from .dataset import BuildReport, Sample, annotated_images, rect_to_yolo
+from .video import LS_DEFAULT_FRAMERATE
 
 if TYPE_CHECKING:
     from backends.core.media import MediaLoader
@@ -85,9 +86,12 @@ def frame_samples(tasks: Iterable[dict[str, Any]], control: ControlModel, image_
         if not tracks:
             report.skipped_tasks[task["id"]] = f"no {control.from_name!r} region with a known label: nothing to learn"
             continue
-        frames_count = max(int(v.get("framesCount") or 0) for _, v in tracks) or 1
-        durations = [float(v.get("duration") or 0) for _, v in tracks]
-        rate = frames_count / max(durations) if max(durations) > 0 else float(getattr(control, "framerate", 24.0))
+        configured = control.framerate_for(task) if hasattr(control, "framerate_for") else LS_DEFAULT_FRAMERATE
+        duration = max(_number(v.get("duration")) for _, v in tracks)
+        # framesCount and duration as the editor saved them; either may be missing in an import
+        frames_count = int(max(_number(v.get("framesCount")) for _, v in tracks)) or (
+            int(round(duration * configured)) or max(int(k["frame"]) for _, v in tracks for k in v["sequence"]))
+        rate = frames_count / duration if duration > 0 else configured
         first = min(int(k["frame"]) for _, v in tracks for k in v["sequence"])
         last = max(last_shown(v["sequence"], frames_count) for _, v in tracks)
         step = max(1, round(sample_s * rate))
@@ -105,18 +109,35 @@ def frame_samples(tasks: Iterable[dict[str, Any]], control: ControlModel, image_
 
 def _labelled(regions: list[dict[str, Any]], class_index: dict[str, int], report: BuildReport
               ) -> list[tuple[int, dict[str, Any]]]:
+    """(class, value with only well-formed keyframes) of each region with a known label; a region
+    without one usable keyframe is dropped and counted (an import can hold anything)."""
     out = []
     for item in regions:
-        value = item.get("value") or {}
+        value: dict[str, Any] = item["value"] if isinstance(item.get("value"), dict) else {}
         labels = value.get("labels") or []
         if not labels or labels[0] not in class_index:
             report.dropped_unknown_label += 1
             continue
-        if not isinstance(value.get("sequence"), list) or not value["sequence"]:
+        keys = [k for k in value.get("sequence") or [] if _keyframe(k)]
+        if not keys:
             report.dropped_outside += 1
             continue
-        out.append((class_index[labels[0]], value))
+        out.append((class_index[labels[0]], {**value, "sequence": keys}))
     return out
+
+
+def _keyframe(key: Any) -> bool:
+    if not isinstance(key, dict) or isinstance(key.get("frame"), bool) or not isinstance(key.get("frame"), int):
+        return False
+    return key["frame"] >= 1 and all(math.isfinite(_number(key.get(k), math.nan)) for k in ("x", "y", "width", "height"))
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if math.isfinite(number) else default
 
 
 def load_frames(media: MediaLoader, samples: list[FrameSample]) -> dict[int, Image.Image | Exception]:

@@ -375,3 +375,20 @@ def test_a_local_files_video_is_read_in_place(tmp_path):
     assert media.load_file("/data/local-files/?d=clip.mp4") == (root / "clip.mp4").resolve()
     with pytest.raises(MediaError, match="climbs"):
         media.load_file("/data/local-files/?d=../secret.mp4")
+
+
+def test_a_local_files_video_without_a_video_suffix_is_linked_under_one_and_stale_partials_go(tmp_path):
+    import os
+    import time
+
+    root = tmp_path / "files"
+    root.mkdir()
+    (root / "clip.ogv").write_bytes(b"v" * 100)
+    stale = tmp_path / "cache" / "files" / "old.mp4.1.2.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    os.utime(stale, (time.time() - 7 * 3600,) * 2)
+    media = loader(tmp_path, local_files_root=root)
+    linked = media.load_file("/data/local-files/?d=clip.ogv")
+    assert linked.suffix == ".mp4" and linked.resolve() == (root / "clip.ogv").resolve()
+    assert media.load_file("/data/local-files/?d=clip.ogv") == linked and not stale.exists()

@@ -387,3 +387,48 @@ def test_a_clip_labelled_once_teaches_the_detector_to_track_each_item_on_a_new_c
 def box_centre(mover: Mover, index: int) -> np.ndarray:
     x, y, w, h = mover.boxes[index]
     return 100 * np.array([(x + w / 2) / SIZE[0], (y + h / 2) / SIZE[1]])
+
+
+def test_a_region_back_after_a_one_frame_gap_goes_on_and_no_keyframe_passes_the_last_frame():
+    track = Track()
+    for i in [*range(0, 6), *range(7, 11)]:  # 60 fps file under 24: lost on file frame 6, whose frame 3
+        track.add(i, (float(i * i), 0.0, 5.0, 5.0), "Bag", 0.9)  # holds the gap's both ends
+    seq = sequence(track, 60.0, 24.0, 0.0, frames_count=4)
+    assert [(k["frame"], k["enabled"]) for k in seq] == [(1, True), (2, True), (3, True), (4, False)], seq
+    assert seq[2]["x"] == 49.0  # the comeback's box (file frame 7), not the lifespan's end
+
+
+def test_the_frame_rate_attribute_is_read_whatever_its_case_or_from_the_tasks_data():
+    from label_studio_sdk.label_interface import LabelInterface
+
+    from backends.detector.controls import VideoRectangleModel
+
+    for attribute, task, rate in [('frameRate="30"', {}, 30.0), ('framerate="$fps"', {"fps": 50}, 50.0),
+                                  ("", {}, 24.0)]:
+        config = CONFIG.format(low="").replace('framerate="25.0"', attribute)
+        interface = LabelInterface(config)
+        control = VideoRectangleModel(interface.get_control("box"), 0.25)
+        control.connect(interface)
+        assert control.framerate_for({"data": task}) == rate, attribute
+    with pytest.raises(LabelConfigError, match="model_sample_s='inf'"):
+        interface = LabelInterface(CONFIG.format(low=' model_sample_s="inf"'))
+        VideoRectangleModel(interface.get_control("box"), 0.25).connect(interface)
+
+
+def test_a_request_that_would_wait_past_its_budget_for_the_tracker_goes_to_a_job():
+    import threading
+    import time
+
+    from backends.detector.model import _held
+
+    lock = threading.Lock()
+    lock.acquire()  # another video is being tracked
+    started = time.monotonic()
+    with pytest.raises(VideoTooLong) as long:
+        with _held(lock, Pacing(budget_s=0.3)):
+            pass
+    assert long.value.done == 0 and 0.25 < time.monotonic() - started < 2
+    lock.release()
+    with _held(lock, Pacing(budget_s=0.3)):
+        assert lock.locked()
+    assert not lock.locked()

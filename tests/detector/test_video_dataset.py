@@ -75,3 +75,13 @@ def test_sampled_frames_are_decoded_from_the_video_in_one_pass(tmp_path):
         assert picture[y:y + h, x:x + w].max() > 150 and picture.shape == (240, 320)
     broken = load_frames(MediaLoader(LabelStudioClient("http://127.0.0.1:9", None)), samples[:1])
     assert isinstance(broken[samples[0].task_id], Exception)
+
+
+def test_an_imported_annotation_without_frames_count_or_with_broken_keyframes_still_trains():
+    control = SimpleNamespace(from_name="box", framerate_for=lambda task: 25.0)
+    broken = [key(1, 0.0), {"frame": "x"}, "nonsense", {**key(30, 10.0), "x": float("nan")}, key(11, 20.0)]
+    task = video_task(5, [("Bag", broken)], frames_count=0, duration=2.0)  # framesCount missing: 2 s at 25
+    report = BuildReport()
+    samples = frame_samples([task], control, "video", {"Bag": 0}, report, 0.4)
+    assert [s.frame for s in samples] == list(range(1, 51, 10)) and all(s.boxes for s in samples)
+    assert report.n_negatives == 0 and report.dropped_outside == 0

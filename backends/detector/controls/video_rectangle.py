@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from backends.core.errors import LabelConfigError
@@ -35,7 +36,9 @@ class VideoRectangleModel(ControlModel):
                                    "holding the classes to predict (Label Studio labels video boxes with it)")
         self.label_control = labels[0]
         video = interface.get_object(self.to_name)
-        self.framerate = ls_framerate((video.attr or {}).get("framerate"))
+        # Label Studio reads XML attributes case-insensitively (docs write frameRate, its template
+        # framerate), and takes "$field" from the task's data
+        self.framerate_attr = next((v for k, v in (video.attr or {}).items() if k.lower() == "framerate"), None)
         self.tolerance = self._number("model_keyframe_tolerance", DEFAULT_TOLERANCE, "percent of the frame")
         self.sample_s = self._number("model_sample_s", DEFAULT_SAMPLE_S, "seconds between training frames")
 
@@ -45,9 +48,16 @@ class VideoRectangleModel(ControlModel):
             value = float(raw)
         except ValueError:
             value = -1.0
-        if not value > 0:
+        if not (value > 0 and math.isfinite(value)):
             raise LabelConfigError(f"VideoRectangle {self.from_name!r}: {name}={raw!r} is not a positive number ({meaning})")
         return value
+
+    def framerate_for(self, task: dict[str, Any]) -> float:
+        """The frame rate Label Studio numbers this task's frames at."""
+        raw = self.framerate_attr
+        if isinstance(raw, str) and raw.startswith("$"):
+            raw = (task.get("data") or {}).get(raw[1:])
+        return ls_framerate(raw)
 
     @property
     def detection_conf(self) -> float:
@@ -55,16 +65,18 @@ class VideoRectangleModel(ControlModel):
         reads a 0 as unset and uses 0.1)."""
         return max(min(self.threshold, TRACK_LOW_CONF), 1e-6)
 
-    def video_regions(self, tracks: dict[int, Track], info: VideoInfo) -> list[dict[str, Any]]:
-        """One ``videorectangle`` region per track whose mean confidence reaches the threshold."""
+    def video_regions(self, tracks: dict[int, Track], info: VideoInfo, framerate: float) -> list[dict[str, Any]]:
+        """One ``videorectangle`` region per track whose mean confidence reaches the threshold;
+        ``framerate``: Label Studio's for the task (``framerate_for``)."""
         from label_studio_sdk.label_interface.control_tags import VideoRectangleValue
 
         out = []
+        count = ls_frames_count(info, framerate)
         for track_id, track in sorted(tracks.items()):
             if track.score < self.threshold:
                 continue
-            value = {"framesCount": ls_frames_count(info, self.framerate), "duration": round(info.duration, 4),
-                     "sequence": sequence(track, info.fps, self.framerate, self.tolerance), "labels": [track.label]}
+            value = {"framesCount": count, "duration": round(info.duration, 4),
+                     "sequence": sequence(track, info.fps, framerate, self.tolerance, count), "labels": [track.label]}
             VideoRectangleValue(**value)  # the SDK's schema (it drops "enabled", so only validates)
             out.append({"id": f"{self.from_name}-t{track_id}", "from_name": self.from_name, "to_name": self.to_name,
                         "type": "videorectangle", "origin": "manual", "value": value, "score": round(track.score, 4)})
