@@ -39,6 +39,21 @@ def web():
     server.shutdown()
 
 
+def trickling(chunks: int):
+    """A route that answers 10 bytes every 0.1 s: each read is quick, the whole download is not."""
+    import time
+
+    def route(handler):
+        handler.send_response(200)
+        handler.end_headers()
+        for _ in range(chunks):
+            handler.wfile.write(b"x" * 10)
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    return route
+
+
 def loader(tmp_path, **kw):
     return MediaLoader(LabelStudioClient("http://127.0.0.1:9", None), cache_dir=tmp_path / "cache", **kw)
 
@@ -195,15 +210,7 @@ def test_a_download_broken_or_trickling_mid_body_is_the_tasks_failed_dependency(
         handler.end_headers()
         handler.wfile.write(b"x" * 1000)  # then the connection closes
 
-    def trickle(handler):
-        handler.send_response(200)
-        handler.end_headers()
-        for _ in range(40):
-            handler.wfile.write(b"x" * 10)
-            handler.wfile.flush()
-            time.sleep(0.1)
-
-    routes["/truncated"], routes["/trickle"] = truncated, trickle
+    routes["/truncated"], routes["/trickle"] = truncated, trickling(40)
     media = loader(tmp_path, allowed_hosts=["127.0.0.1"], timeout_s=0.5)
     with pytest.raises(MediaError, match="failed after") as err:
         media.load_bytes(base + "/truncated")
@@ -335,22 +342,11 @@ def test_a_video_is_streamed_to_a_file_once_and_keeps_its_suffix(tmp_path, web):
 
 
 def test_video_caps_name_their_setting_and_leave_no_partial_file(tmp_path, web):
-    import time
-
     from backends.core.media import FileLimits
 
     base, routes = web
     routes["/big.mp4"] = (200, {}, b"x" * 5000)
-
-    def trickle(handler):
-        handler.send_response(200)
-        handler.end_headers()
-        for _ in range(30):
-            handler.wfile.write(b"x" * 10)
-            handler.wfile.flush()
-            time.sleep(0.1)
-
-    routes["/slow.mp4"] = trickle
+    routes["/slow.mp4"] = trickling(30)
     media = loader(tmp_path, allowed_hosts=["127.0.0.1"], files=FileLimits(max_bytes=4000, download_s=0.5))
     with pytest.raises(MediaError, match="VIDEO_MAX_BYTES=4,000"):
         media.load_file(base + "/big.mp4")
