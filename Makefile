@@ -23,8 +23,12 @@ up: install
 down:
 	@if [ -x $(PY) ]; then $(PY) -m backends.stack down; else echo "nothing to stop"; fi
 
+# Two pytest workers (pytest-xdist), whole test files each: most tests wait on Label Studio, a
+# backend or a job process, so one worker leaves the 2 CI cores two-thirds idle. PYTEST_WORKERS=0
+# runs everything in one process (easier to read when debugging one test).
+PYTEST_WORKERS ?= 2
 test: install system-deps lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff (pyflakes, pycodestyle, imports, bugbear, pyupgrade) on the repository and mypy on backends/,
 # both configured in pyproject.toml; part of `make test`, so CI keeps them clean

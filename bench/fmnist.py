@@ -10,9 +10,12 @@ keypoints, classes and rotated boxes.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import math
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +32,18 @@ def _dataset_dir() -> Path:
     if found:
         return found[0].parent
     CACHE.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=CACHE, check=True, capture_output=True)
-    deb = next(CACHE.glob("dataset-fashion-mnist*.deb"))
-    subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
+    # Test workers (pytest-xdist) and parallel benchmark seeds may all arrive here on a fresh clone:
+    # one downloads and unpacks into a scratch folder renamed into place, the others wait for it.
+    with open(CACHE / ".fashion-mnist.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not root.exists():
+            scratch = Path(tempfile.mkdtemp(dir=CACHE, prefix=".fashion-mnist-"))
+            subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=scratch, check=True,
+                           capture_output=True)
+            deb = next(scratch.glob("dataset-fashion-mnist*.deb"))
+            subprocess.run(["dpkg", "-x", str(deb), str(scratch / "unpacked")], check=True)
+            (scratch / "unpacked").rename(root)
+            shutil.rmtree(scratch)
     return next(root.rglob("train-images-idx3-ubyte*")).parent
 
 

@@ -126,7 +126,8 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
     yield harness
     proc.stop()
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "label-studio.log").write_text(proc.log_tail(200_000))
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # one Label Studio per test worker, one log each
+    (ARTIFACTS / f"label-studio{'-' + worker if worker else ''}.log").write_text(proc.log_tail(200_000))
 
 
 @pytest.fixture
