@@ -36,7 +36,6 @@ between cycles; null when it never does within the budget).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import math
 import os
@@ -54,7 +53,7 @@ import torch  # noqa: E402
 
 from backends.active.classifier import TaskClassifier, TrainConfig, infer, train  # noqa: E402
 from backends.active.strategies import Pool, Strategy, get_strategy  # noqa: E402
-from bench import fmnist  # noqa: E402
+from bench import checkpoint, fmnist  # noqa: E402
 from bench.machine import device_name  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -120,63 +119,11 @@ def accuracy(model: TaskClassifier, x: torch.Tensor, y: np.ndarray, device: str 
 WHEN_ABSENT: dict[str, Any] = {"steps": 0, "validation": 0, "device": "cpu", "width": 1, "backbone": "small_cnn"}
 
 
-class Checkpoint:
-    """Finished (seed, strategy) curves on disk, so a killed 5-hour run resumes where it stopped.
+class Checkpoint(checkpoint.Checkpoint):
+    """Finished (seed, strategy) curves on disk (``bench/checkpoint.py``), so a killed 5-hour run
+    resumes where it stopped; a run under other settings never reuses curves measured under different ones."""
 
-    Keyed by the protocol: a run with other settings never reuses curves measured under different ones.
-    """
-
-    def __init__(self, path: Path | None, protocol: Protocol) -> None:
-        self.path, self.protocol = path, asdict(protocol)
-        self.curves: dict[str, dict[str, list[float]]] = {}
-        self.resumed = 0  # (seed, strategy) pairs not measured by this run: "seconds" covers the others only
-        if path is not None and path.exists():
-            saved = json.loads(path.read_text())
-            if self.same_protocol(saved.get("protocol")):
-                self.curves = saved["curves"]
-
-    def same_protocol(self, saved: dict[str, Any] | None) -> bool:
-        # A field added since a file was written counts as what that file was measured under: the
-        # default of the day, which is not always today's (``steps`` became 4,000 after such files).
-        return saved is not None and {**asdict(Protocol()), **WHEN_ABSENT, **saved} == self.protocol
-
-    def get(self, seed: int, name: str) -> list[float] | None:
-        curve = self.curves.get(str(seed), {}).get(name)
-        self.resumed += curve is not None
-        return curve
-
-    def put(self, seed: int, name: str, curve: list[float]) -> None:
-        self.curves.setdefault(str(seed), {})[name] = curve
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # runs of other seeds (--seed) may share this file: merge what they saved, under a lock
-        with open(self.path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.path.exists() and self.same_protocol((saved := json.loads(self.path.read_text()))["protocol"]):
-                for other_seed, curves in saved["curves"].items():
-                    for other_name, other_curve in curves.items():
-                        self.curves.setdefault(other_seed, {}).setdefault(other_name, other_curve)
-            self.path.write_text(json.dumps({"protocol": self.protocol, "curves": self.curves}))
-
-    def reuse(self, results: Path, strategies: list[str]) -> list[str]:
-        """Take ``strategies``' per-seed curves from a finished results file of the same protocol, so a
-        change to one strategy re-measures only that one. Returns the strategies taken."""
-        if not results.exists():
-            return []
-        saved = json.loads(results.read_text())
-        if not self.same_protocol(saved.get("protocol")):
-            raise SystemExit(f"--reuse: {results} was measured under another protocol: {saved.get('protocol')}")
-        taken = [name for name in strategies if name in saved["strategies"]]
-        for name in taken:
-            for seed, curve in enumerate(saved["strategies"][name]["per_seed"]):
-                self.curves.setdefault(str(seed), {})[name] = curve
-        return taken
-
-    def done(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path.with_suffix(".lock").unlink(missing_ok=True)
+    when_absent = WHEN_ABSENT
 
 
 def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: list[str],

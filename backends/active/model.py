@@ -107,8 +107,11 @@ class ActiveModel(LabelLoopModel):
             return None
         from backends.detector.model import env_settings as detector_settings
 
-        threshold = detector_settings().score_threshold
-        return DetectorTaskModel(current.name, weights_of(current.path), self.control, threshold, self.device)
+        # the boxes labelers see: the detector's score threshold and inference size (its
+        # DETECTOR_PREDICT_IMGSZ; a model fine-tuned at 320 px scored at 640 finds other boxes)
+        detector = detector_settings()
+        return DetectorTaskModel(current.name, weights_of(current.path), self.control, detector.score_threshold,
+                                 self.device, imgsz=detector.predict_imgsz)
 
     @property
     def model_version(self) -> str:

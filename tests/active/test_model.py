@@ -62,3 +62,29 @@ def test_predict_scores_a_task_as_the_scoring_job_does(strategy, kind, monkeypat
     else:
         np.testing.assert_allclose(alone, queue[5:7])
     env_settings.cache_clear()
+
+
+def test_detection_is_scored_at_the_detectors_threshold_and_inference_size(tmp_path, monkeypatch):
+    """The queue ranks the boxes labelers see: a detector serving at 320 px with a 0.4 threshold is
+    scored at 320 px and 0.4, not at the scoring model's own defaults (640, 0.25)."""
+    from backends.core.registry import ModelRegistry
+    from backends.detector.model import env_settings as detector_settings
+    from backends.detector.weights import weights_of
+
+    monkeypatch.setenv("DETECTOR_PREDICT_IMGSZ", "320")
+    monkeypatch.setenv("DETECTOR_SCORE_THRESHOLD", "0.4")
+    detector_settings.cache_clear()
+    registry = ModelRegistry(tmp_path, "detector", 7)
+    with registry.stage() as staged:
+        weights_of(staged.path).write_bytes(b"weights")
+        staged.publish({})
+
+    class Services:
+        def registry(self, backend: str, project: int) -> ModelRegistry:
+            return ModelRegistry(tmp_path, backend, project)
+
+    boxes = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
+             '<Label value="Car"/></RectangleLabels></View>')
+    task_model = ActiveModel(project_id=7, label_config=boxes, services=Services()).task_model()
+    detector_settings.cache_clear()
+    assert (task_model.imgsz, task_model.threshold) == (320, 0.4)
