@@ -19,22 +19,31 @@ classification; this is the same protocol for the detector and the active backen
   active backend's detection code: ``DetectorTaskModel.outputs`` (boxes at the detector's serving
   score threshold, pooled backbone embeddings), ``ranking.build_pool`` (per-box uncertainty aggregated
   per image; ``learning_loss``'s ridge regression from the labeled canvases' embeddings to their
-  1 - F1), and ``ranking.stable_scores``, the order Label Studio serves. The first 50 go to the labeler.
+  1 - F1), and ``ranking.stable_scores``, the order Label Studio serves with ``ACTIVE_QUEUE_SIZE``
+  set to the round's 50 (set-based strategies choose those 50 as one batch). They go to the labeler.
 - **Measured** on the test canvases after every cycle: mAP50-95, mAP50 and the rare class's AP50-95
   and AP50 (ultralytics' val), mean +- std over seeds; the labels each strategy needs to reach
   random's final mAP50-95; the rare class's AP gain over random at mid-budget. And, for the models of
   the ``random`` and ``learning_loss`` runs, the Spearman correlation on the validation canvases
   between each image's real loss (1 - F1 at IoU 0.5, ``report.detection_loss``) and what predicts it:
-  the ridge (``ridge``), and box uncertainty (``margin_max``, ``margin_mean``, ``margin_sum``,
-  ``entropy_max``, ``boxes`` (the box count)).
+  ``learning_loss``'s ridge (``ridge``; fit on the held-out split only: ``ridge_held_out``; on the
+  embedding or the box uncertainties alone: ``ridge_embedding_only``, ``ridge_uncertainty_only``),
+  and box uncertainty (``margin_max``, ``margin_mean``, ``margin_sum``, ``entropy_max``, ``boxes``
+  (the box count)).
 
-Sizes (the defaults): 320 px, 10 epochs a cycle, 1,000 candidates a cycle, 5,000 pool canvases, 1,000
-test and 500 validation canvases; 8 strategies x 3 seeds x 9 models is about 6 hours on 2 CPU cores
-(a cycle: ~60 s training, ~40 s scoring, ~20 s evaluation). ``--evaluate-on validation`` measures on
-the validation canvases instead of the test set, to choose settings without looking at the figures
-that get reported. The run checkpoints after every cycle beside ``--out`` and resumes from there.
+Sizes (the defaults), chosen from a probe at larger ones on 2 CPU cores: at 320 px one labeled canvas
+costs ~55 ms per epoch of fine-tuning (the 20 % val split's pass included: 58 s for 10 epochs at 100
+labels), inference with embeddings ~48 ms a canvas (scoring 1,000 candidates took 50 s), and
+measuring 1,000 test canvases 29 s. The work is dominated by training, which grows with the labels
+(50 to 450), so: 5 epochs a cycle (each cycle continues from the last, so the model at 450 labels
+has had 45 epochs), 500 candidates a cycle (ten times the 50 picked), 500 test and 300 validation
+canvases; 8 strategies x 3 seeds x 9 models is then about 6.5 hours, plus 20 minutes once for the
+base (600 canvases x 20 epochs, shared by every run with the same ``BASE_FIELDS``). The run
+checkpoints after every cycle beside ``--out`` and resumes from there, so it can be spread over
+several sittings. ``--evaluate-on validation`` measures on the validation canvases instead of the
+test set, to choose settings without looking at the figures that get reported.
 
-    .venv/bin/python bench/active_detection.py                       # the full run (~6 h on 2 cores)
+    .venv/bin/python bench/active_detection.py                       # the full run (~6.5 h on 2 cores)
     .venv/bin/python bench/active_detection.py --seed 1              # one seed's share (several processes)
     .venv/bin/python bench/active_detection.py --device cuda --epochs 30 --imgsz 640 \\
         --out bench/results/active_detection_gpu.json               # a GPU: longer training, full size
@@ -65,9 +74,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 
-from backends.active.ranking import MIN_LOSS_SAMPLES, build_pool, stable_scores  # noqa: E402
+from backends.active.ranking import MIN_LOSS_SAMPLES, build_pool, loss_features, ridge_predictor, stable_scores  # noqa: E402
 from backends.active.report import Truth, detection_loss  # noqa: E402
-from backends.active.settings import ActiveSettings  # noqa: E402
 from backends.active.task_models import DetectorTaskModel, ImageOutputs  # noqa: E402
 from backends.core.media import LoadedImage  # noqa: E402
 from backends.core.model import parse_label_config  # noqa: E402
@@ -91,6 +99,7 @@ STRATEGIES: dict[str, tuple[str, str]] = {
     "badge": ("badge", "max"), "hybrid": ("hybrid", "max"),
 }
 METRICS = ("map50_95", "map50", "rare_ap50_95", "rare_ap50")
+USES_LABELED = ("learning_loss", "coreset", "discriminative")  # strategies whose ranking reads labeled outputs
 CORRELATED = ("random", "learning_loss")  # runs whose models get the loss-correlation measurement
 CONFIG = ('<View><Image name="image" value="$image"/><RectangleLabels name="label" toName="image">'
           + "".join(f'<Label value="{name}"/>' for name in NAMES) + "</RectangleLabels></View>")
@@ -103,11 +112,11 @@ class Protocol:
     per_cycle: int = 50
     cycles: int = 8
     pool: int = 5000
-    test: int = 1000
-    validation: int = 500
-    candidates: int = 1000  # unlabeled canvases scored per cycle
+    test: int = 500
+    validation: int = 300
+    candidates: int = 500  # unlabeled canvases scored per cycle
     imgsz: int = 320
-    epochs: int = 10  # per cycle, continuing from the previous cycle's weights
+    epochs: int = 5  # per cycle, continuing from the previous cycle's weights
     batch: int = 16
     base_canvases: int = 600
     base_epochs: int = 20
@@ -280,13 +289,16 @@ def select(name: str, scorer: Scorer, data: Data, labeled: list[int], candidates
     if strategy == "random":
         return [int(i) for i in np.random.default_rng(seed).choice(candidates, n, replace=False)], None
     unlabeled_out = scorer.outputs(data.pool, candidates)
-    labeled_out = scorer.outputs(data.pool, labeled)
+    # the labeled canvases' outputs only where the ranking reads them (the backend computes them for
+    # its blind-spot report too, which is not measured here): a third of the scoring time saved
+    labeled_out = scorer.outputs(data.pool, labeled) if strategy in USES_LABELED else []
     losses = [detection_loss(out, data.pool.truth(i)) for i, out in zip(labeled, labeled_out)]
     pool, note = build_pool(unlabeled_out, labeled_out, strategy, labeled_losses=losses, aggregate=aggregate,  # type: ignore[arg-type]
                             seed=seed)
-    # the project's queue as the backend writes it: set-based strategies choose a head of queue_size
-    # tasks (ActiveSettings' default), of which the labeler takes the first n
-    order = np.argsort(stable_scores(pool, strategy, queue_size=ActiveSettings().queue_size), kind="stable")[:n]
+    # the queue as the backend writes it with ACTIVE_QUEUE_SIZE set to a labeling round (n): set-based
+    # strategies choose their head of n as one batch, as they are designed to. At the default 1,000
+    # the head would be all 500 candidates, and hybrid's clustering would leave margin's order
+    order = np.argsort(stable_scores(pool, strategy, queue_size=n), kind="stable")[:n]
     return [int(candidates[i]) for i in order], note
 
 
@@ -301,7 +313,7 @@ def loss_correlations(scorer: Scorer, data: Data, labeled: list[int], seed: int)
     losses = [detection_loss(out, data.pool.truth(i)) for i, out in zip(labeled, labeled_out)]
     predictors: dict[str, np.ndarray] = {"boxes": np.array([len(o.box_confidences) for o in outputs], float)}
     ridge, _ = build_pool(outputs, labeled_out, "learning_loss", labeled_losses=losses, seed=seed)
-    predictors["ridge"] = np.asarray(ridge.predicted_loss)
+    predictors["ridge"] = np.asarray(ridge.predicted_loss)  # the backend's: embedding + box uncertainties
     # the same regression fit only on the labeled canvases the fine-tunes never trained on (the
     # detector's val split, stable per canvas): their losses are what unseen images get, where the
     # trained ones' are a training fit
@@ -311,6 +323,11 @@ def loss_correlations(scorer: Scorer, data: Data, labeled: list[int], seed: int)
         ridge_held, _ = build_pool(outputs, [labeled_out[i] for i in held_out], "learning_loss",
                                    labeled_losses=[losses[i] for i in held_out], seed=seed)
         predictors["ridge_held_out"] = np.asarray(ridge_held.predicted_loss)
+    if len(labeled_out) >= MIN_LOSS_SAMPLES:  # the regression on parts of its features
+        target = np.asarray(losses, dtype=float)
+        for name, columns in (("ridge_embedding_only", slice(None, -3)), ("ridge_uncertainty_only", slice(-3, None))):
+            predict = ridge_predictor(loss_features(labeled_out)[:, columns], target)
+            predictors[name] = predict(loss_features(outputs)[:, columns])
     for strategy, aggregate in (("margin", "max"), ("margin", "mean"), ("margin", "sum"), ("entropy", "max")):
         pool, _ = build_pool(outputs, labeled_out, strategy, aggregate=aggregate, seed=seed)  # type: ignore[arg-type]
         predictors[f"{strategy}_{aggregate}"] = np.asarray(pool.uncertainty)

@@ -12,10 +12,14 @@ Detection differs from classification in two places:
   image (``max`` by default; see ``strategies.image_uncertainty``); an image with no detection
   scores the maximum, since the model either saw nothing or missed everything;
 - ``learning_loss``: the detector has no loss-prediction head, so where the paper trains one
-  jointly with the task model, we fit a ridge regression *after* training, from the detector's
-  pooled backbone features of the labeled images to their measured error (1 - F1 at IoU 0.5 against
-  the submitted boxes, see ``report.py``), and predict it for the unlabeled ones. It needs a few
-  labeled images; with fewer than ``MIN_LOSS_SAMPLES`` it falls back to entropy and says so.
+  jointly with the task model, we fit a ridge regression *after* training, from each labeled
+  image's features (:func:`loss_features`: the detector's pooled backbone features, and its boxes'
+  mean and max margin and count) to its measured error (1 - F1 at IoU 0.5 against the submitted
+  boxes, see ``report.py``), and predict it for the unlabeled ones. On the pooled features alone the
+  predicted loss hardly ranked images by their real loss (Spearman's rho 0.08-0.21 on validation
+  canvases at 50-150 labels, ``bench/active_detection.py``); with the box uncertainties beside them,
+  0.35-0.53. It needs a few labeled images; with fewer than ``MIN_LOSS_SAMPLES`` it falls back to
+  entropy and says so.
 """
 
 from __future__ import annotations
@@ -72,13 +76,22 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
     pool.uncertainty = np.array([box_uncertainty(o.box_confidences, strategy, aggregate) for o in unlabeled])
     if strategy == "learning_loss":
         if labeled_losses is not None and len(labeled_losses) >= MIN_LOSS_SAMPLES and labeled_embeddings is not None:
-            predict = ridge_predictor(labeled_embeddings, np.asarray(labeled_losses, dtype=float))
-            pool.predicted_loss = predict(embeddings)
+            predict = ridge_predictor(loss_features(labeled), np.asarray(labeled_losses, dtype=float))
+            pool.predicted_loss = predict(loss_features(unlabeled))
         else:
             note = (f"learning_loss on detection needs >= {MIN_LOSS_SAMPLES} annotated images to fit the loss "
                     "regressor; ranked by entropy meanwhile")
             pool.predicted_loss = np.array([box_uncertainty(o.box_confidences, "entropy", aggregate) for o in unlabeled])
     return pool, note
+
+
+def loss_features(outputs: list[ImageOutputs]) -> np.ndarray:
+    """What detection's loss regressor reads of an image: its pooled embedding, and its boxes' mean
+    and max margin and their count (an image the model is unsure of, or sees nothing in, is where
+    its loss is high; the embedding alone barely says so)."""
+    doubt = np.array([[box_uncertainty(o.box_confidences, "margin", "mean"),
+                       box_uncertainty(o.box_confidences, "margin", "max"), len(o.box_confidences)] for o in outputs])
+    return _finite(np.hstack([np.stack([o.embedding for o in outputs]), doubt]))
 
 
 def _probs(out: ImageOutputs) -> np.ndarray:

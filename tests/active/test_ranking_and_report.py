@@ -9,7 +9,7 @@ from PIL import Image
 
 from backends.active import classifier
 from backends.active.cli import main as cli_main
-from backends.active.ranking import box_uncertainty, build_pool, rank, ridge_predictor
+from backends.active.ranking import box_uncertainty, build_pool, loss_features, rank, ridge_predictor
 from backends.active.report import Truth, blind_spots, detection_loss, truth_from_task
 from backends.active.strategies import margin
 from backends.active.task_models import CLASSIFIER_FILE, ImageOutputs
@@ -87,6 +87,20 @@ def test_detection_learning_loss_regresses_the_measured_error():
     assert note is None and list(rank(pool, "learning_loss", 10)) == [1, 2, 0]
     _, note = build_pool(unlabeled, labeled[:2], "learning_loss", labeled_losses=[0.1, 0.2])
     assert "needs >= 4 annotated images" in note
+
+
+def test_detection_loss_regressor_reads_the_boxes_doubt_beside_the_embedding():
+    """Where the loss follows how unsure the boxes are and the embedding says nothing of it (the
+    case measured on detection scenes), the predicted loss still ranks the unsure image first."""
+    rng = np.random.default_rng(1)
+    confs = rng.uniform(0.3, 1.0, size=40)
+    labeled = [outputs(confs=[c], emb=rng.normal(size=8).tolist()) for c in confs]
+    losses = [1.0 - c for c in confs]  # sure boxes, right boxes
+    unlabeled = [outputs(confs=[c], emb=rng.normal(size=8).tolist()) for c in (0.95, 0.4, 0.7)]
+    pool, note = build_pool(unlabeled, labeled, "learning_loss", labeled_losses=losses)
+    assert note is None and list(rank(pool, "learning_loss", 10)) == [1, 2, 0]
+    features = loss_features(unlabeled)
+    assert features.shape == (3, 8 + 3) and features[0, -1] == 1  # embedding, mean and max margin, box count
 
 
 def test_set_based_strategies_rank_everything_with_a_bounded_head():
