@@ -10,6 +10,11 @@ Plain functions over plain data, so a notebook can call them and tests can feed 
 - ``Track`` / ``collect_tracks``: per-frame tracked boxes grouped by track id; a track's label is
   the majority of its frames' classes (ties: the larger summed confidence), not the first frame's
   nor one label for every track (label-studio-ml-backend #664);
+- ``merge_duplicates``: two tracks on one object at once (two overlapping boxes that NMS kept)
+  become one;
+- ``stitch``: tracks that are one object lost for a while (past the tracker's buffer, or re-found
+  under a new id) joined into one, so Label Studio gets one region per object with a gap in its
+  lifespan, not two regions a labeler must merge by hand;
 - ``keyframes``: the fewest boxes whose linear interpolation (what Label Studio draws between two
   keyframes) passes within ``tolerance`` percent of every box dropped, first and last kept;
 - ``sequence``: a track's keyframes in Label Studio's format; where the track is lost for a frame
@@ -30,6 +35,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from backends.core.errors import LabelConfigError, MediaError
+
+from .corrections import box_iou
 
 #: Label Studio's frame rate for a ``<Video>`` without ``framerate`` (its editor's default)
 LS_DEFAULT_FRAMERATE = 24.0
@@ -181,6 +188,88 @@ class Track:
     @property
     def score(self) -> float:
         return float(np.mean(self.scores))
+
+    def extend(self, later: Track) -> None:
+        """Continue with ``later``'s frames (all after this track's last)."""
+        self.indices += later.indices
+        self.boxes += later.boxes
+        self.labels += later.labels
+        self.scores += later.scores
+
+    def fill(self, other: Track) -> None:
+        """Take ``other``'s frames that this track has no box for, in frame order."""
+        have = set(self.indices)
+        rows = sorted([*zip(self.indices, self.boxes, self.labels, self.scores),
+                       *(row for row in zip(other.indices, other.boxes, other.labels, other.scores) if row[0] not in have)],
+                      key=lambda row: row[0])
+        self.indices, self.boxes, self.labels, self.scores = (list(column) for column in zip(*rows))
+
+    def copy(self) -> Track:
+        return Track(list(self.indices), list(self.boxes), list(self.labels), list(self.scores))
+
+    def carried_to(self, index: int) -> tuple[float, float, float, float]:
+        """Where the last box would be at file frame ``index`` moving on at its last velocity (size kept)."""
+        x, y, w, h = self.boxes[-1]
+        if len(self.indices) < 2:
+            return x, y, w, h
+        (px, py, _, _), steps = self.boxes[-2], self.indices[-1] - self.indices[-2]
+        ahead = (index - self.indices[-1]) / steps
+        return x + (x - px) * ahead, y + (y - py) * ahead, w, h
+
+
+#: how much a track's first box must overlap where an ended one's last box was heading to continue it
+STITCH_MIN_IOU = 0.3
+
+
+def corners(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """(x, y, width, height) -> (x1, y1, x2, y2), what ``box_iou`` takes."""
+    return box[0], box[1], box[0] + box[2], box[1] + box[3]
+
+
+#: IoU at which two tracks' boxes on a frame are the same object (see ``merge_duplicates``)
+DUPLICATE_IOU = 0.5
+
+
+def merge_duplicates(tracks: dict[int, Track], min_iou: float = DUPLICATE_IOU) -> dict[int, Track]:
+    """``tracks`` with every track that follows the same object as a longer one folded into it: on
+    at least half the frames both have a box, their boxes overlap at IoU >= ``min_iou``. NMS keeps
+    two boxes on one object when they overlap a little less than its threshold (a fine-tune from few
+    images draws such pairs), and the tracker then follows both: two regions for one object. The
+    shorter one's frames the longer lacks fill its gaps; the rest are dropped."""
+    kept: dict[int, Track] = {}
+    for track_id, track in sorted(tracks.items(), key=lambda item: (-len(item[1].indices), item[0])):
+        host = next((key for key, longer in kept.items() if same_object(longer, track, min_iou)), None)
+        if host is None:
+            kept[track_id] = track.copy()
+        else:
+            kept[host].fill(track)
+    return kept
+
+
+def same_object(a: Track, b: Track, min_iou: float) -> bool:
+    boxes_a = dict(zip(a.indices, a.boxes))
+    shared = [(boxes_a[i], box) for i, box in zip(b.indices, b.boxes) if i in boxes_a]
+    close = sum(box_iou(corners(x), corners(y)) >= min_iou for x, y in shared)
+    return bool(shared) and close >= len(shared) / 2
+
+
+def stitch(tracks: dict[int, Track], max_gap: int, min_iou: float = STITCH_MIN_IOU) -> dict[int, Track]:
+    """``tracks`` with each track that starts at most ``max_gap`` file frames after another ended,
+    where that one's last box carried on at its last velocity overlaps its first at IoU >= ``min_iou``,
+    joined to it (the best overlap when several qualify). Greedy by start frame, so a chain of
+    fragments becomes one track, kept under its first id. Tracks that overlap in time never join:
+    two objects side by side stay two. ``max_gap`` 0 leaves the tracks as they are."""
+    joined: dict[int, Track] = {}
+    for track_id, track in sorted(tracks.items(), key=lambda item: (item[1].indices[0], item[0])):
+        start = track.indices[0]
+        ended = [(box_iou(corners(earlier.carried_to(start)), corners(track.boxes[0])), key) for key, earlier in joined.items()
+                 if 0 < start - earlier.indices[-1] <= max_gap]
+        best = max(ended, default=None)
+        if best is not None and best[0] >= min_iou:
+            joined[best[1]].extend(track)
+        else:
+            joined[track_id] = track.copy()
+    return joined
 
 
 def collect_tracks(frames: Iterable[tuple[int, Any]], mapping: dict[int, str]) -> dict[int, Track]:

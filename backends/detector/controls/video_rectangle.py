@@ -13,6 +13,8 @@ from .rectangle import boxes_of
 
 #: seconds between the frames a submitted video trains on (neighbours are near copies)
 DEFAULT_SAMPLE_S = 0.5
+#: the longest a tracked object may be lost (seconds) and still continue its track (``video.stitch``)
+DEFAULT_STITCH_S = 1.0
 #: detections down to this confidence reach the tracker: ByteTrack's second association stage
 #: recovers occluded objects from low-score boxes (ultralytics' own ``track`` default)
 TRACK_LOW_CONF = 0.1
@@ -22,8 +24,10 @@ class VideoRectangleModel(ControlModel):
     """Tracked boxes on a video. ``<VideoRectangle>`` has no labels of its own: Label Studio labels
     video boxes with the ``<Labels>`` tag on the same ``<Video>``, so the classes come from there.
     A track is kept when its mean confidence reaches ``model_score_threshold``; its keyframes are
-    thinned to ``model_keyframe_tolerance`` percent of the frame (default 0.5). Training takes a
-    frame every ``model_sample_s`` seconds of an annotated video (default 0.5)."""
+    thinned to ``model_keyframe_tolerance`` percent of the frame (default 0.5). A track that
+    starts within ``model_stitch_s`` seconds (default 1; 0: never) of another's end, where that
+    one was heading, continues it (``video.stitch``). Training takes a frame every
+    ``model_sample_s`` seconds of an annotated video (default 0.5)."""
 
     tag = "VideoRectangle"
     yolo_task = "detect"
@@ -41,15 +45,17 @@ class VideoRectangleModel(ControlModel):
         self.framerate_attr = next((v for k, v in (video.attr or {}).items() if k.lower() == "framerate"), None)
         self.tolerance = self._number("model_keyframe_tolerance", DEFAULT_TOLERANCE, "percent of the frame")
         self.sample_s = self._number("model_sample_s", DEFAULT_SAMPLE_S, "seconds between training frames")
+        self.stitch_s = self._number("model_stitch_s", DEFAULT_STITCH_S, "seconds an object may be lost", zero=True)
 
-    def _number(self, name: str, default: float, meaning: str) -> float:
+    def _number(self, name: str, default: float, meaning: str, zero: bool = False) -> float:
         raw = (self.control.attr or {}).get(name, default)
         try:
             value = float(raw)
         except ValueError:
             value = -1.0
-        if not (value > 0 and math.isfinite(value)):
-            raise LabelConfigError(f"VideoRectangle {self.from_name!r}: {name}={raw!r} is not a positive number ({meaning})")
+        if not ((value > 0 or (zero and value == 0)) and math.isfinite(value)):
+            kind = "a number >= 0" if zero else "a positive number"
+            raise LabelConfigError(f"VideoRectangle {self.from_name!r}: {name}={raw!r} is not {kind} ({meaning})")
         return value
 
     def framerate_for(self, task: dict[str, Any]) -> float:
