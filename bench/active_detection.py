@@ -18,8 +18,8 @@ classification; this is the same protocol for the detector and the active backen
   set-based strategies and inference affordable; the same draw for every strategy of a seed) with the
   active backend's detection code: ``DetectorTaskModel.outputs`` (boxes at the detector's serving
   score threshold, pooled backbone embeddings), ``ranking.build_pool`` (per-box uncertainty aggregated
-  per image; ``learning_loss``'s ridge regression from the labeled canvases' embeddings to their
-  1 - F1), and ``ranking.stable_scores``, the order Label Studio serves with ``ACTIVE_QUEUE_SIZE``
+  per image; ``learning_loss``'s ridge regression from the labeled canvases' embeddings and box
+  uncertainties to their 1 - F1), and ``ranking.stable_scores``, the order Label Studio serves with ``ACTIVE_QUEUE_SIZE``
   set to the round's 50 (set-based strategies choose those 50 as one batch). They go to the labeler.
 - **Measured** on the test canvases after every cycle: mAP50-95, mAP50 and the rare class's AP50-95
   and AP50 (ultralytics' val), mean +- std over seeds; the labels each strategy needs to reach
@@ -62,7 +62,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -177,9 +177,26 @@ def make_data(protocol: Protocol, work: Path) -> Data:
     data = Data(pool=draw(x[:50_000], y[:50_000], protocol.pool, 1), test=draw(xt, yt, protocol.test, 2),
                 validation=draw(x[50_000:], y[50_000:], protocol.validation, 3))
     measured = data.validation if protocol.evaluate_on == "validation" else data.test
-    data.test_yaml = yolo_set(work / f"{protocol.evaluate_on}-data", measured.items(range(len(measured.boxes))),
-                              NAMES, val_ratio=0.999)
+    root = work / f"{protocol.evaluate_on}-data"
+    done = root / "complete"
+
+    def write() -> None:
+        yolo_set(root, measured.items(range(len(measured.boxes))), NAMES, val_ratio=0.999)
+        done.touch()
+
+    built_once(done, write)  # --seed processes share it: written once, never under another's reads
+    data.test_yaml = root / "data.yaml"
     return data
+
+
+def built_once(done: Path, build: Callable[[], None]) -> None:
+    """Run ``build`` unless ``done`` exists, one process at a time (``--seed`` processes share the work
+    folder). ``build`` creates ``done`` last, so a run killed half-way builds it again."""
+    done.parent.mkdir(parents=True, exist_ok=True)
+    with open(done.parent / f".{done.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            build()
 
 
 def yolo_set(root: Path, items: list[tuple[Any, list[scenes.Box]]], names: list[str], val_ratio: float,
@@ -208,10 +225,7 @@ def train_base(protocol: Protocol, work: Path) -> Path:
     """yolo11n trained on scenes of the five other classes; kept beside ``work`` for resumed runs and
     for runs of other strategies or sizes (it depends on ``BASE_FIELDS`` only)."""
     done = work.parent / f"base-{protocol.key(BASE_FIELDS)}.pt"
-    with open(done.with_suffix(".lock"), "w") as lock:  # processes of other seeds wait for one base
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            _train_base(protocol, work / "base", done)
+    built_once(done, lambda: _train_base(protocol, work / "base", done))
     return done
 
 
@@ -231,8 +245,12 @@ def _train_base(protocol: Protocol, work: Path, done: Path) -> None:
 def target_start(base: Path, work: Path) -> Path:
     """The base with its head adapted to the target classes (``adapt_head``, as a project's first version)."""
     path = work / "start.pt"
-    if not path.exists():
-        save_checkpoint(adapt_head(load_model(str(base)).model.model, NAMES), path)
+
+    def write() -> None:
+        save_checkpoint(adapt_head(load_model(str(base)).model.model, NAMES), path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)
+
+    built_once(path, write)
     return path
 
 
@@ -454,8 +472,9 @@ def correlation_summary(per_seed: list[dict[str, dict[str, Any]]]) -> dict[str, 
         rows = [seed[name]["correlations"] for seed in per_seed if name in seed]
         if not rows or not rows[0] or rows[0][0] is None:
             continue
-        keys = rows[0][0].keys()
-        out[name] = {key: [_mean([run[c][key] for run in rows if run[c]]) for c in range(len(rows[0]))]
+        # a predictor may be missing in some cycles (ridge_held_out needs 4 held-out canvases)
+        keys = sorted({key for run in rows for cycle in run if cycle for key in cycle})
+        out[name] = {key: [_mean([run[c].get(key) for run in rows if run[c]]) for c in range(len(rows[0]))]
                      for key in keys}
     return out
 
@@ -560,11 +579,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if protocol.evaluate_on == "validation" and not protocol.validation:
         raise SystemExit("--evaluate-on validation needs --validation > 0")
     work = args.work
-    if work is None and args.quick:
-        work = Path(tempfile.mkdtemp(prefix="active-detection-"))
-    result = run(protocol, args.strategies.split(","), args.out, work, args.seed)
+    if work is None and args.quick:  # the base goes beside work: inside this run's own folder
+        work = Path(tempfile.mkdtemp(prefix="active-detection-")) / "run"
+    out = args.out
+    if out == RESULTS / "active_detection.json" and protocol != Protocol():
+        # the full run's results and checkpoint are not for a run under other settings
+        out = RESULTS / f"active_detection_{protocol.key()}.json"
+        print(f"not the default protocol: writing {out.relative_to(ROOT)}", flush=True)
+    result = run(protocol, args.strategies.split(","), out, work, args.seed)
     if result is None:
-        print(f"seed {args.seed} checkpointed in {args.out.with_suffix('.partial.json')}")
+        print(f"seed {args.seed} checkpointed in {out.with_suffix('.partial.json')}")
         return None
     for name, entry in result["strategies"].items():
         print(f"{name:>13}: final mAP50-95 {entry['mean']['map50_95'][-1]:.4f}  labels to random's final: "

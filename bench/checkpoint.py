@@ -40,16 +40,21 @@ class Checkpoint:
         return curve
 
     def put(self, seed: int, name: str, curve: Any) -> None:
+        """Save this (seed, name)'s value; what other processes saved for theirs is kept as they left
+        it (their newer progress is on disk, not in this process's copy)."""
         self.curves.setdefault(str(seed), {})[name] = curve
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if self.path.exists() and self.same_protocol((saved := json.loads(self.path.read_text()))["protocol"]):
-                for other_seed, curves in saved["curves"].items():
-                    for other_name, other_curve in curves.items():
-                        self.curves.setdefault(other_seed, {}).setdefault(other_name, other_curve)
+            if self.path.exists():
+                saved = json.loads(self.path.read_text())
+                if not self.same_protocol(saved.get("protocol")):
+                    raise SystemExit(f"{self.path} holds a run under another protocol ({saved.get('protocol')}): "
+                                     "finish or remove it, or give this run another --out")
+                saved["curves"].setdefault(str(seed), {})[name] = curve
+                self.curves = saved["curves"]
             scratch = self.path.with_suffix(".tmp")
             scratch.write_text(json.dumps({"protocol": self.protocol, "curves": self.curves}))
             scratch.replace(self.path)  # a kill mid-write leaves the previous checkpoint, not half a file

@@ -280,12 +280,13 @@ def label_both(args: argparse.Namespace, pool: Any, base: Path, work: Path) -> t
     started_procs: list[ManagedProcess] = []
     with label_studio(work) as (ls, token):
         try:
+            # DETECTOR_PREDICT_IMGSZ in both: the active backend scores the detector's versions at it
             common = {"LABEL_STUDIO_URL": ls.url, "LABEL_STUDIO_API_KEY": token, "MODEL_DIR": str(work / "models"),
-                      "TRAIN_DEBOUNCE_S": "1", "YOLO_OFFLINE": "1"}
+                      "TRAIN_DEBOUNCE_S": "1", "YOLO_OFFLINE": "1", "DETECTOR_PREDICT_IMGSZ": "320"}
             detector = start_backend("detector", {**common, "DATA_DIR": str(work / "detector"),
                                                   "DETECTOR_BASE_WEIGHTS": str(base),
                                                   "DETECTOR_WEIGHTS_DIRS": json.dumps([str(base.parent)]),
-                                                  "DETECTOR_IMGSZ": "320", "DETECTOR_PREDICT_IMGSZ": "320",
+                                                  "DETECTOR_IMGSZ": "320",
                                                   "DETECTOR_EPOCHS": str(args.epochs), "DETECTOR_PRELABEL": "request",
                                                   "DETECTOR_MIN_ANNOTATIONS": str(args.initial)}, work, started_procs)
             active = start_backend("active", {**common, "DATA_DIR": str(work / "active"),

@@ -209,8 +209,11 @@ class DetectorModel(LabelLoopModel):
                 tracks = collect_tracks(paced, mapping)
             if not info.frames:  # the container did not say: the frames tracked do
                 info = replace(info, frames=pacing.done)
-            # one region per object: duplicates folded, then fragments of an object lost for a while joined
-            tracks = stitch(merge_duplicates(tracks), round(control.stitch_s * info.fps))
+            # one region per object: tracks under the score threshold left out first (they would
+            # drag a good track's mean below it), then duplicates folded, then the fragments of an
+            # object lost for a while joined
+            confident = {key: track for key, track in tracks.items() if track.score >= control.threshold}
+            tracks = stitch(merge_duplicates(confident), round(control.stitch_s * info.fps))
             regions.extend(control.video_regions(tracks, info, control.framerate_for(task)))
         return regions
 

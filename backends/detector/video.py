@@ -213,6 +213,8 @@ class Track:
         if len(self.indices) < 2:
             return x, y, w, h
         (px, py, _, _), steps = self.boxes[-2], self.indices[-1] - self.indices[-2]
+        if steps <= 0:  # two boxes on one frame (a tracker reporting an id twice): no velocity
+            return x, y, w, h
         ahead = (index - self.indices[-1]) / steps
         return x + (x - px) * ahead, y + (y - py) * ahead, w, h
 
@@ -231,39 +233,47 @@ DUPLICATE_IOU = 0.5
 
 
 def merge_duplicates(tracks: dict[int, Track], min_iou: float = DUPLICATE_IOU) -> dict[int, Track]:
-    """``tracks`` with every track that follows the same object as a longer one folded into it: on
-    at least half the frames both have a box, their boxes overlap at IoU >= ``min_iou``. NMS keeps
-    two boxes on one object when they overlap a little less than its threshold (a fine-tune from few
-    images draws such pairs), and the tracker then follows both: two regions for one object. The
-    shorter one's frames the longer lacks fill its gaps; the rest are dropped."""
+    """``tracks`` with every track that follows the same object as a longer one folded into it: it
+    shares at least half of its frames with the longer, and on at least half of those their boxes
+    overlap at IoU >= ``min_iou``. NMS keeps two boxes on one object when they overlap a little less
+    than its threshold (a fine-tune from few images draws such pairs), and the tracker then follows
+    both: two regions for one object. The shorter one's frames the longer lacks fill its gaps; the
+    rest are dropped. Two objects that only cross each other share too few frames to be folded."""
     kept: dict[int, Track] = {}
+    boxes: dict[int, dict[int, tuple[float, float, float, float]]] = {}
     for track_id, track in sorted(tracks.items(), key=lambda item: (-len(item[1].indices), item[0])):
-        host = next((key for key, longer in kept.items() if same_object(longer, track, min_iou)), None)
+        host = next((key for key, longer in kept.items() if track.indices[0] <= longer.indices[-1]
+                     and longer.indices[0] <= track.indices[-1] and same_object(boxes[key], track, min_iou)), None)
         if host is None:
             kept[track_id] = track.copy()
         else:
             kept[host].fill(track)
+        key = track_id if host is None else host
+        boxes[key] = dict(zip(kept[key].indices, kept[key].boxes))
     return kept
 
 
-def same_object(a: Track, b: Track, min_iou: float) -> bool:
-    boxes_a = dict(zip(a.indices, a.boxes))
-    shared = [(boxes_a[i], box) for i, box in zip(b.indices, b.boxes) if i in boxes_a]
-    close = sum(box_iou(corners(x), corners(y)) >= min_iou for x, y in shared)
-    return bool(shared) and close >= len(shared) / 2
+def same_object(longer: dict[int, tuple[float, float, float, float]], track: Track, min_iou: float) -> bool:
+    """``track`` shares half its frames with ``longer`` (frame -> box), its boxes close on half of those."""
+    shared = [(longer[i], box) for i, box in zip(track.indices, track.boxes) if i in longer]
+    close = sum(box_iou(corners(a), corners(b)) >= min_iou for a, b in shared)
+    return len(shared) >= len(track.indices) / 2 and close >= len(shared) / 2
 
 
 def stitch(tracks: dict[int, Track], max_gap: int, min_iou: float = STITCH_MIN_IOU) -> dict[int, Track]:
-    """``tracks`` with each track that starts at most ``max_gap`` file frames after another ended,
-    where that one's last box carried on at its last velocity overlaps its first at IoU >= ``min_iou``,
-    joined to it (the best overlap when several qualify). Greedy by start frame, so a chain of
+    """``tracks`` with each track that starts after another ended, at most ``max_gap`` file frames
+    lost between, where that one's last box carried on at its last velocity overlaps its first at
+    IoU >= ``min_iou``, joined to it (the best overlap when several qualify). Greedy by start frame, so a chain of
     fragments becomes one track, kept under its first id. Tracks that overlap in time never join:
     two objects side by side stay two. ``max_gap`` 0 leaves the tracks as they are."""
+    if max_gap <= 0:
+        return {key: track.copy() for key, track in tracks.items()}
     joined: dict[int, Track] = {}
     for track_id, track in sorted(tracks.items(), key=lambda item: (item[1].indices[0], item[0])):
         start = track.indices[0]
+        # frames lost between the two: none when one track ends on the frame before the other starts
         ended = [(box_iou(corners(earlier.carried_to(start)), corners(track.boxes[0])), key) for key, earlier in joined.items()
-                 if 0 < start - earlier.indices[-1] <= max_gap]
+                 if 0 <= start - earlier.indices[-1] - 1 <= max_gap]
         best = max(ended, default=None)
         if best is not None and best[0] >= min_iou:
             joined[best[1]].extend(track)

@@ -86,3 +86,19 @@ def test_scenes_have_a_rare_class_overlaps_within_bounds_and_exact_boxes():
 
 def _items():
     return active_detection.fmnist.load("train")
+
+
+def test_processes_of_other_seeds_keep_each_others_latest_progress_and_other_protocols_are_refused(tmp_path):
+    from bench.checkpoint import Checkpoint
+
+    path = tmp_path / "run.partial.json"
+    seed0, seed1 = Checkpoint(path, active_detection.Protocol()), Checkpoint(path, active_detection.Protocol())
+    for cycle in range(1, 4):  # seed 1 saves three cycles while seed 0's process holds an old copy
+        seed1.put(1, "margin_max", {"metrics": list(range(cycle))})
+        seed0.put(0, "margin_max", {"metrics": list(range(cycle))})
+    seed0.put(0, "random", {"metrics": [0]})
+    saved = Checkpoint(path, active_detection.Protocol())
+    assert saved.get(1, "margin_max") == {"metrics": [0, 1, 2]} and saved.get(0, "random") == {"metrics": [0]}
+    with pytest.raises(SystemExit, match="another protocol"):
+        Checkpoint(path, active_detection.Protocol.quick()).put(0, "random", {"metrics": []})
+    assert Checkpoint(path, active_detection.Protocol()).get(1, "margin_max") == {"metrics": [0, 1, 2]}

@@ -131,6 +131,7 @@ def test_an_object_lost_for_a_while_is_one_track_and_others_stay_apart():
     seq = sequence(joined[1], 25.0, 25.0, 0.5)
     assert [(k["frame"], k["enabled"]) for k in seq] == [(1, True), (20, False), (36, True), (50, False)]
     assert sorted(stitch({1: first, 2: back}, max_gap=10)) == [1, 2]  # lost longer than allowed
+    assert sorted(stitch({1: first, 2: back}, max_gap=15)) == [1]  # lost frames 20-34: 15 frames, allowed
     assert sorted(stitch({1: first, 2: back}, max_gap=0)) == [1, 2]  # model_stitch_s="0": off
 
 
@@ -146,6 +147,9 @@ def test_two_tracks_on_one_object_become_one_and_neighbours_stay_two():
     neighbour = moving(range(0, 40), 0.0, 1.0, y=52.0)  # touching, not the same (IoU 0)
     merged = merge_duplicates({7: echo, 3: main_gap, 9: neighbour})
     assert sorted(merged) == [3, 9] and merged[3].indices == main_gap.indices
+    passing = moving(range(37, 60), 36.0, 3.0, y=41.0, label="Shirt")  # crosses the end of main, moves on
+    merged = merge_duplicates({3: main_gap, 8: passing})
+    assert sorted(merged) == [3, 8] and merged[3].label == "Bag"  # 3 shared frames of 23: two objects
     lone = moving(range(20, 22), 21.5, 1.0, y=41.0)  # only on the frames the main track lacks
     merged = merge_duplicates({3: main_gap, 5: lone, 7: echo})
     assert sorted(merged) == [3, 5]  # no shared frame: not known to be the same object (stitching's case)
