@@ -233,17 +233,17 @@ DUPLICATE_IOU = 0.5
 
 
 def merge_duplicates(tracks: dict[int, Track], min_iou: float = DUPLICATE_IOU) -> dict[int, Track]:
-    """``tracks`` with every track that follows the same object as a longer one folded into it: it
-    shares at least half of its frames with the longer, and on at least half of those their boxes
-    overlap at IoU >= ``min_iou``. NMS keeps two boxes on one object when they overlap a little less
-    than its threshold (a fine-tune from few images draws such pairs), and the tracker then follows
-    both: two regions for one object. The shorter one's frames the longer lacks fill its gaps; the
-    rest are dropped. Two objects that only cross each other share too few frames to be folded."""
+    """``tracks`` with every track that follows the same object as a longer one folded into it: at
+    least half of its frames lie within the longer one's lifespan, and on at least half of the frames
+    both have a box their boxes overlap at IoU >= ``min_iou``. NMS keeps two boxes on one object when
+    they overlap a little less than its threshold (a fine-tune from few images draws such pairs), and
+    the tracker follows both, or hands the object from one id to the other and back: two regions
+    for one object. The shorter one's frames the longer lacks fill its gaps; the rest are dropped.
+    An object that crosses another and moves on lies mostly outside its lifespan: two tracks."""
     kept: dict[int, Track] = {}
     boxes: dict[int, dict[int, tuple[float, float, float, float]]] = {}
     for track_id, track in sorted(tracks.items(), key=lambda item: (-len(item[1].indices), item[0])):
-        host = next((key for key, longer in kept.items() if track.indices[0] <= longer.indices[-1]
-                     and longer.indices[0] <= track.indices[-1] and same_object(boxes[key], track, min_iou)), None)
+        host = next((key for key, longer in kept.items() if same_object(longer, boxes[key], track, min_iou)), None)
         if host is None:
             kept[track_id] = track.copy()
         else:
@@ -253,11 +253,16 @@ def merge_duplicates(tracks: dict[int, Track], min_iou: float = DUPLICATE_IOU) -
     return kept
 
 
-def same_object(longer: dict[int, tuple[float, float, float, float]], track: Track, min_iou: float) -> bool:
-    """``track`` shares half its frames with ``longer`` (frame -> box), its boxes close on half of those."""
-    shared = [(longer[i], box) for i, box in zip(track.indices, track.boxes) if i in longer]
+def same_object(longer: Track, boxes: dict[int, tuple[float, float, float, float]], track: Track,
+                min_iou: float) -> bool:
+    """Whether ``track`` follows ``longer``'s object (``boxes``: ``longer``'s, by frame); see ``merge_duplicates``."""
+    first, last = longer.indices[0], longer.indices[-1]
+    if track.indices[0] > last or track.indices[-1] < first:
+        return False
+    inside = sum(first <= i <= last for i in track.indices)
+    shared = [(boxes[i], box) for i, box in zip(track.indices, track.boxes) if i in boxes]
     close = sum(box_iou(corners(a), corners(b)) >= min_iou for a, b in shared)
-    return len(shared) >= len(track.indices) / 2 and close >= len(shared) / 2
+    return inside >= len(track.indices) / 2 and bool(shared) and close >= len(shared) / 2
 
 
 def stitch(tracks: dict[int, Track], max_gap: int, min_iou: float = STITCH_MIN_IOU) -> dict[int, Track]:

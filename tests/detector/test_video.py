@@ -149,7 +149,12 @@ def test_two_tracks_on_one_object_become_one_and_neighbours_stay_two():
     assert sorted(merged) == [3, 9] and merged[3].indices == main_gap.indices
     passing = moving(range(37, 60), 36.0, 3.0, y=41.0, label="Shirt")  # crosses the end of main, moves on
     merged = merge_duplicates({3: main_gap, 8: passing})
-    assert sorted(merged) == [3, 8] and merged[3].label == "Bag"  # 3 shared frames of 23: two objects
+    assert sorted(merged) == [3, 8] and merged[3].label == "Bag"  # 3 of its 23 frames in main's lifespan
+    handed = Track()  # the object handed to a second id while the first lost it, then back
+    for i in [*range(0, 3), *range(18, 24)]:  # boxes on main's frames 0-2 and across its 20-21 gap
+        handed.add(i, (i * 1.0 + 1.0, 40.5, 10.0, 10.0), "Bag", 0.4)
+    merged = merge_duplicates({3: main_gap, 6: handed})
+    assert sorted(merged) == [3] and merged[3].indices == list(range(0, 40))  # its gap filled
     lone = moving(range(20, 22), 21.5, 1.0, y=41.0)  # only on the frames the main track lacks
     merged = merge_duplicates({3: main_gap, 5: lone, 7: echo})
     assert sorted(merged) == [3, 5]  # no shared frame: not known to be the same object (stitching's case)
