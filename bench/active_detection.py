@@ -533,11 +533,7 @@ def run(protocol: Protocol, strategies: list[str], out: Path | None, work: Path 
               "pool": len(data.pool.boxes), "measured_on": f"{protocol.evaluate_on} canvases",
               **summarise(per_seed, protocol), "seconds": round(time.time() - started, 1),
               "machine": {"cpus": os.cpu_count(), "device": device_name(protocol.device)}}
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-        plot(result, out.with_suffix(".png"))
-    checkpoint.done()
+    checkpoint.finish(out, result, lambda png: plot(result, png))
     return result
 
 

@@ -291,11 +291,7 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
               "seconds": round(time.time() - started, 1), "pairs_resumed": checkpoint.resumed,
               "pairs_measured": protocol.seeds * len(strategies) - checkpoint.resumed,
               "machine": {"cpus": os.cpu_count(), "device": device_name(protocol.device)}}
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
-        plot(summary, out.with_suffix(".png"))
-    checkpoint.done()
+    checkpoint.finish(out, result, lambda png: plot(summary, png))
     return result
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,3 +78,12 @@ class Checkpoint:
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path.with_suffix(".lock").unlink(missing_ok=True)
+
+    def finish(self, out: Path | None, result: dict[str, Any], plot: Callable[[Path], Any]) -> None:
+        """Write the run's results to ``out`` and ``plot`` them beside it (``.png``), then drop the
+        checkpoint: the run is whole."""
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2))
+            plot(out.with_suffix(".png"))
+        self.done()

@@ -87,7 +87,7 @@ detection = None
 if FAST:  # the whole pipeline on a toy budget (what the tests run)
     import tempfile
     detection = ad.run(ad.Protocol.quick(), ["random", "margin_max"], None,
-                       work=Path(tempfile.mkdtemp(prefix="nb-active-detection-")))
+                       work=Path(tempfile.mkdtemp(prefix="nb-active-detection-")) / "run")
 elif os.environ.get("LABELLOOP_RERUN") == "1":
     detection = ad.run(ad.Protocol(), list(ad.STRATEGIES), DETECTION)
 elif DETECTION.exists():
