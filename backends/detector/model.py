@@ -186,7 +186,7 @@ class DetectorModel(LabelLoopModel):
 
     def _tracked(self, task: dict[str, Any], plans: list[Plan], pacing: Pacing) -> list[dict[str, Any]]:
         """Tracked ``videorectangle`` regions of the task's video for each video control."""
-        from .video import collect_tracks, merge_duplicates, probe, stitch, tracker_config
+        from .video import collect_tracks, probe, tracker_config
 
         regions: list[dict[str, Any]] = []
         for plan in plans:
@@ -209,11 +209,6 @@ class DetectorModel(LabelLoopModel):
                 tracks = collect_tracks(paced, mapping)
             if not info.frames:  # the container did not say: the frames tracked do
                 info = replace(info, frames=pacing.done)
-            # one region per object: tracks under the score threshold left out first (they would
-            # drag a good track's mean below it), then duplicates folded, then the fragments of an
-            # object lost for a while joined
-            confident = {key: track for key, track in tracks.items() if track.score >= control.threshold}
-            tracks = stitch(merge_duplicates(confident), round(control.stitch_s * info.fps))
             regions.extend(control.video_regions(tracks, info, control.framerate_for(task)))
         return regions
 

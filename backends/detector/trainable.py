@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .class_dataset import ClassReport, ClassSample, class_samples, write_class_dataset
+from .controls.video_rectangle import DEFAULT_SAMPLE_S
 from .dataset import BuildReport, LabelledSample, rect_to_obb, samples_from_tasks, write_dataset
 from .pose_dataset import PoseReport, PoseSample, pose_samples
 from .segment_dataset import SegmentReport, segment_samples
@@ -180,7 +181,8 @@ class VideoBoxes(Trainable):
     def samples(self, tasks: Iterable[dict[str, Any]], control: ControlModel, image_key: str,
                 class_index: dict[str, int]) -> tuple[list[Any], Any]:
         report = BuildReport()
-        return frame_samples(tasks, control, image_key, class_index, report, getattr(control, "sample_s", 0.5)), report
+        sample_s = getattr(control, "sample_s", DEFAULT_SAMPLE_S)
+        return frame_samples(tasks, control, image_key, class_index, report, sample_s), report
 
 
 POSE_NAMES = ("object",)

@@ -7,7 +7,16 @@ from typing import Any
 
 from backends.core.errors import LabelConfigError
 
-from ..video import DEFAULT_TOLERANCE, Track, VideoInfo, ls_framerate, ls_frames_count, sequence
+from ..video import (
+    DEFAULT_TOLERANCE,
+    Track,
+    VideoInfo,
+    ls_framerate,
+    ls_frames_count,
+    merge_duplicates,
+    sequence,
+    stitch,
+)
 from .base import ControlModel
 from .rectangle import boxes_of
 
@@ -72,21 +81,26 @@ class VideoRectangleModel(ControlModel):
         return max(min(self.threshold, TRACK_LOW_CONF), 1e-6)
 
     def video_regions(self, tracks: dict[int, Track], info: VideoInfo, framerate: float) -> list[dict[str, Any]]:
-        """One ``videorectangle`` region per track whose mean confidence reaches the threshold;
-        ``framerate``: Label Studio's for the task (``framerate_for``)."""
+        """One ``videorectangle`` region per object (``objects``); ``framerate``: Label Studio's for
+        the task (``framerate_for``)."""
         from label_studio_sdk.label_interface.control_tags import VideoRectangleValue
 
         out = []
         count = ls_frames_count(info, framerate)
-        for track_id, track in sorted(tracks.items()):
-            if track.score < self.threshold:
-                continue
+        for track_id, track in sorted(self.objects(tracks, info.fps).items()):
             value = {"framesCount": count, "duration": round(info.duration, 4),
                      "sequence": sequence(track, info.fps, framerate, self.tolerance, count), "labels": [track.label]}
             VideoRectangleValue(**value)  # the SDK's schema (it drops "enabled", so only validates)
             out.append({"id": f"{self.from_name}-t{track_id}", "from_name": self.from_name, "to_name": self.to_name,
                         "type": "videorectangle", "origin": "manual", "value": value, "score": round(track.score, 4)})
         return out
+
+    def objects(self, tracks: dict[int, Track], fps: float) -> dict[int, Track]:
+        """One track per object: tracks under the score threshold left out first (folded in, they
+        would drag a good track's mean below it), then duplicates folded, then the fragments of an
+        object lost for under ``model_stitch_s`` joined."""
+        confident = {key: track for key, track in tracks.items() if track.score >= self.threshold}
+        return stitch(merge_duplicates(confident), round(self.stitch_s * fps))
 
     def regions(self, result: Any, names: dict[int, str], width: int, height: int) -> list[dict[str, Any]]:
         """One frame's boxes as rectangles: what corrections per image compares on a trained
