@@ -13,7 +13,10 @@ brings every cycle within a point of convergence (``bench/al_convergence.py``).
 
 Reported: test accuracy per cycle (mean +- std over seeds), each strategy's gain over random at
 mid-budget, and the labels each needs to reach random's final accuracy (linear interpolation
-between cycles; null when it never does within the budget).
+between cycles; null when it never does within the budget). With ``--validation`` also, per cycle
+and run, Spearman's rho on the held-out images between each image's real loss and what predicts
+it (the loss-prediction head, margin, entropy, least confidence; ``loss_correlations``): how well
+``learning_loss`` can pick the images the model gets most wrong, next to the uncertainty proxies.
 
     .venv/bin/python bench/active_learning.py            # 3 seeds x 10 cycles (about 5 hours on 2 cores;
                                                          # killed, it resumes from the finished pairs)
@@ -52,7 +55,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backends.active.classifier import TaskClassifier, TrainConfig, infer, train  # noqa: E402
-from backends.active.strategies import Pool, Strategy, get_strategy  # noqa: E402
+from backends.active.strategies import Pool, Strategy, entropy, get_strategy, least_confidence, margin  # noqa: E402
 from bench import checkpoint, fmnist  # noqa: E402
 from bench.machine import device_name  # noqa: E402
 
@@ -144,6 +147,7 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
         strategy, committee = make_strategy(name)
         labeled = initial.copy()
         model, curve = first, [first_acc]
+        rho = [loss_correlations(first, x_test, y_test, device)] if protocol.validation else []
         cycle_rng = np.random.default_rng(seed * 1000 + 1)  # same candidate subsets draw for every strategy
         for cycle in range(1, protocol.cycles + 1):
             started = time.time()
@@ -161,11 +165,46 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
             labeled = np.concatenate([labeled, picked])
             model = fit(x_pool[labeled], y_pool[labeled], protocol, seed)
             curve.append(accuracy(model, x_test, y_test, device))
+            if protocol.validation:
+                rho.append(loss_correlations(model, x_test, y_test, device))
             print(f"seed {seed} {name:>14} cycle {cycle}: {len(labeled)} labels acc {curve[-1]:.4f} "
                   f"(select {selected_s:.1f} s, total {time.time() - started:.1f} s)", flush=True)
         curves[name] = curve
+        if rho:  # saved first: the curve's entry is what marks the pair done
+            checkpoint.put(seed, f"{name}{CORRELATIONS}", rho)
         checkpoint.put(seed, name, curve)
     return {name: curves[name] for name in strategies}
+
+
+#: checkpoint suffix of a run's per-cycle loss correlations (measured with ``--validation`` only)
+CORRELATIONS = "#correlations"
+
+
+def loss_correlations(model: TaskClassifier, x: torch.Tensor, y: np.ndarray, device: str) -> dict[str, float]:
+    """Spearman's rho, over held-out images, between each image's real loss (the task model's
+    cross-entropy on its true class) and what ranks images by it: the loss-prediction head
+    (``learning_loss``), the uncertainty measures, and the head's and margin's mean rank
+    (``learning_loss+margin``). A strategy can only pick high-loss images as well as its score
+    orders them."""
+    from scipy.stats import rankdata, spearmanr
+
+    out = infer(model, x, device=device)
+    real = -np.log(np.clip(out.probs[np.arange(len(y)), y], 1e-12, None))
+    predictors = {"learning_loss": out.predicted_loss, "margin": margin(out.probs), "entropy": entropy(out.probs),
+                  "least_confidence": least_confidence(out.probs)}
+    predictors["learning_loss+margin"] = rankdata(predictors["learning_loss"]) + rankdata(predictors["margin"])
+    return {name: round(float(spearmanr(values, real).statistic), 4) for name, values in predictors.items()}
+
+
+def correlation_summary(checkpoint: Checkpoint, seeds: int, strategies: list[str]) -> dict[str, Any]:
+    """Mean rho per predictor and cycle over the seeds, for each run measured with correlations."""
+    out: dict[str, Any] = {}
+    for name in strategies:
+        runs = [rows for seed in range(seeds) if (rows := checkpoint.curves.get(str(seed), {}).get(f"{name}{CORRELATIONS}"))]
+        if runs:
+            out[name] = {key: [round(float(np.mean([run[c][key] for run in runs])), 4) for c in range(len(runs[0]))]
+                         for key in runs[0][0]}
+    return out
 
 
 def committee_probs(probs: np.ndarray, x_labeled: torch.Tensor, y_labeled: np.ndarray, x_candidates: torch.Tensor,
@@ -285,6 +324,8 @@ def run(protocol: Protocol, strategies: list[str] | None = None, out: Path | Non
         return None
     per_seed = [run_seed(seed, protocol, data, strategies, checkpoint) for seed in range(protocol.seeds)]
     summary = summarise(per_seed, protocol)
+    if protocol.validation:
+        summary["loss_correlation"] = correlation_summary(checkpoint, protocol.seeds, strategies)
     result = {"protocol": asdict(protocol), "pool": len(data["x_pool"]), "test": len(data["y_test"]),
               "measured_on": f"{protocol.validation} training images held out" if protocol.validation else "test set",
               "model": f"TaskClassifier({protocol.backbone}, width {protocol.width}) + loss-prediction head", **summary,

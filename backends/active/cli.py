@@ -26,7 +26,7 @@ from backends.core.errors import MediaError
 from backends.core.media import LoadedImage, decode_image
 
 from .ranking import build_pool, rank
-from .settings import ActiveSettings
+from .settings import DEFAULT_STRATEGY, ActiveSettings
 from .strategies import STRATEGIES, queue_scores
 from .task_models import CLASSIFIER_FILE, ClassifierTaskModel, DetectorTaskModel, TaskModel
 
@@ -65,7 +65,9 @@ def folder_model(path: Path, strategy_threshold: float = 0.25) -> TaskModel:
     return ClassifierTaskModel(folder.name, folder, _NoRegions([]))
 
 
-def score_folder(folder: Path, model_path: Path | None, strategy: str, queue_size: int = 1000) -> list[tuple[str, float, int]]:
+def score_folder(folder: Path, model_path: Path | None, strategy: str | None,
+                 queue_size: int = 1000) -> list[tuple[str, float, int]]:
+    """Rank a folder's images by ``strategy`` (None: the default for the model's task type)."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise SystemExit(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
@@ -74,6 +76,8 @@ def score_folder(folder: Path, model_path: Path | None, strategy: str, queue_siz
         order = np.random.default_rng(0).permutation(len(files))
     else:
         model = folder_model(model_path)
+        kind = "detection" if isinstance(model, DetectorTaskModel) else "classification"
+        strategy = strategy or DEFAULT_STRATEGY[kind]
         outputs = []
         for start in range(0, len(files), 64):  # 64 decoded at a time: a folder of photos would not fit
             outputs.extend(model.outputs([_load(path) for path in files[start:start + 64]]))
@@ -145,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--folder", type=Path, help="a folder of images")
     source.add_argument("--project", type=int, help="a Label Studio project id")
     parser.add_argument("--model", type=Path, help="folder mode: a classifier version (folder or classifier.pt) or detector .pt")
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="default: ACTIVE_STRATEGY (margin)")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="default: ACTIVE_STRATEGY, else the task type's (margin)")
     parser.add_argument("--out", type=Path, default=Path("scores.csv"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if args.folder is not None:
-        rows = score_folder(args.folder, args.model, args.strategy or ActiveSettings().strategy)
+        rows = score_folder(args.folder, args.model, args.strategy or ActiveSettings().strategy or None)
     else:
         rows = score_project(args.project, args.strategy)
     rows.sort(key=lambda row: row[2])

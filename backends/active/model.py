@@ -34,7 +34,7 @@ from backends.core.predictions import SCORE_DECIMALS
 
 from .ranking import build_pool, hashed_scores, task_scores
 from .scoring import Scorer, queue_version
-from .settings import ActiveSettings
+from .settings import ActiveSettings, TaskKind
 from .task_models import ClassifierTaskModel, DetectorTaskModel, TaskModel
 
 if TYPE_CHECKING:
@@ -81,8 +81,13 @@ class ActiveModel(LabelLoopModel):
                                f"detection (<RectangleLabels> on an <Image>) projects; this config has {', '.join(tags)}")
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> TaskKind:
         return "classification" if self.control.tag == "Choices" else "detection"
+
+    @property
+    def strategy(self) -> str:
+        """The project's strategy: its ``strategy`` setting, else its task type's default."""
+        return self.settings.strategy_for(self.kind)
 
     def setup(self) -> None:
         self.control  # noqa: B018 - structural validation only; nothing heavy in /setup
@@ -119,7 +124,7 @@ class ActiveModel(LabelLoopModel):
             task_model = self.task_model()
         except LabelLoopError:
             task_model = None
-        return queue_version(self.settings.strategy if task_model else "random", task_model)
+        return queue_version(self.strategy if task_model else "random", task_model)
 
     @property
     def state_dir(self) -> Path:
@@ -140,7 +145,7 @@ class ActiveModel(LabelLoopModel):
     # -- predict --------------------------------------------------------------------------------
     def predict(self, tasks: list[dict[str, Any]], context: dict[str, Any] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
         task_model = self.task_model()
-        version = queue_version(self.settings.strategy if task_model else "random", task_model)
+        version = queue_version(self.strategy if task_model else "random", task_model)
         if task_model is None:
             return [{"result": [], "model_version": version} for _ in tasks]
         images = self.per_task(tasks, self.load_task_image)
@@ -156,7 +161,7 @@ class ActiveModel(LabelLoopModel):
     def _task_scores(self, tasks: list[dict[str, Any]], outputs: list[Any]) -> np.ndarray:
         """The score the scoring job gives each task by its own value (``ranking.task_scores``), so a
         task pre-labeled here sorts where the queue would put it, and the next scoring finds it unchanged."""
-        strategy = self.settings.strategy
+        strategy = self.strategy
         if strategy == "random":
             return hashed_scores([int(t["id"]) for t in tasks], self.settings.seed, self.project_id or 0)
         pool, _ = build_pool(outputs, [], strategy, aggregate=self.settings.aggregate, seed=self.settings.seed)

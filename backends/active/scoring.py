@@ -115,7 +115,7 @@ class Scorer:
     def run(self) -> dict[str, Any]:
         started = time.time()
         task_model = self.active.task_model()
-        strategy = self.settings.strategy if task_model else "random"
+        strategy = self.active.strategy if task_model else "random"
         version = queue_version(strategy, task_model)
         last = self._increment_of(task_model, strategy)
         with self.timings("listing"):

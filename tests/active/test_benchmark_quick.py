@@ -117,3 +117,27 @@ def test_the_backbone_is_part_of_the_protocol_and_reaches_the_model():
     before_the_option = {k: v for k, v in asdict(active_learning.Protocol()).items() if k != "backbone"}
     assert checkpoint.same_protocol(before_the_option)  # a results file from before counts as small_cnn
     assert not checkpoint.same_protocol(asdict(resnet))
+
+
+def test_loss_correlations_rank_each_predictor_against_the_real_loss(tmp_path):
+    """What ``--validation`` runs record per cycle: a rho in [-1, 1] per predictor, averaged over
+    seeds by cycle in the summary."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    model = active_learning.TaskClassifier(10, "small_cnn", in_channels=1)
+    x = torch.randn(64, 1, 28, 28)
+    y = np.random.default_rng(0).integers(0, 10, 64)
+    rho = active_learning.loss_correlations(model, x, y, "cpu")
+    assert set(rho) == {"learning_loss", "margin", "entropy", "least_confidence", "learning_loss+margin"}
+    assert all(-1 <= value <= 1 for value in rho.values())
+    # a model's entropy is its own expected cross-entropy: on its own predicted labels it ranks
+    # the real loss better than chance whatever the weights
+    own = active_learning.infer(model, x).probs.argmax(1)
+    assert active_learning.loss_correlations(model, x, own, "cpu")["entropy"] > 0.3
+    checkpoint = active_learning.Checkpoint(tmp_path / "c.partial.json", active_learning.Protocol())
+    for seed, value in enumerate((0.2, 0.4)):
+        checkpoint.put(seed, f"margin{active_learning.CORRELATIONS}", [{"margin": value}, {"margin": value + 0.1}])
+    summary = active_learning.correlation_summary(checkpoint, 2, ["random", "margin"])
+    assert summary == {"margin": {"margin": [0.3, 0.4]}}

@@ -6,6 +6,7 @@ import pytest
 from backends.active.model import ActiveModel, env_settings
 from backends.active.ranking import HEAD_SPAN, SET_BASED, build_pool, stable_scores
 from backends.active.scoring import Scorer
+from backends.active.settings import DEFAULT_STRATEGY, ActiveSettings
 from backends.active.task_models import ImageOutputs
 from backends.core.errors import LabelConfigError
 
@@ -29,6 +30,25 @@ def test_a_per_region_choices_is_a_box_attribute_and_a_multi_label_one_is_refuse
     multi = config('<Choice value="a"/><Choice value="b"/>').replace('toName="image"', 'toName="image" choice="multiple"')
     with pytest.raises(LabelConfigError, match="multi-label"):
         ActiveModel(project_id=None, label_config=multi, services=None).setup()
+
+
+BOXES = ('<View><Image name="image" value="$image"/><RectangleLabels name="box" toName="image">'
+         '<Label value="Car"/></RectangleLabels></View>')
+
+
+@pytest.mark.parametrize("label_config, kind", [(config('<Choice value="a"/><Choice value="b"/>'), "classification"),
+                                                (BOXES, "detection")])
+def test_without_a_strategy_setting_a_project_ranks_with_its_task_types_default(label_config, kind, monkeypatch):
+    monkeypatch.delenv("ACTIVE_STRATEGY", raising=False)
+    env_settings.cache_clear()
+    model = ActiveModel(project_id=None, label_config=label_config, services=None)
+    assert model.kind == kind and model.strategy == DEFAULT_STRATEGY[kind]
+    monkeypatch.setenv("ACTIVE_STRATEGY", "coreset")  # a setting, server-wide or per project, wins
+    env_settings.cache_clear()
+    assert ActiveModel(project_id=None, label_config=label_config, services=None).strategy == "coreset"
+    env_settings.cache_clear()
+    with pytest.raises(ValueError, match="unknown strategy 'margn'"):
+        ActiveSettings(strategy="margn")
 
 
 @pytest.mark.parametrize("strategy", ["margin", "entropy", "least_confidence", "learning_loss", "coreset", "badge",
