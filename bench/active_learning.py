@@ -55,7 +55,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from backends.active.classifier import TaskClassifier, TrainConfig, infer, train  # noqa: E402
-from backends.active.strategies import Pool, Strategy, entropy, get_strategy, least_confidence, margin  # noqa: E402
+from backends.active.strategies import Hybrid, Pool, Strategy, entropy, get_strategy, least_confidence, margin  # noqa: E402
 from bench import checkpoint, fmnist  # noqa: E402
 from bench.machine import device_name  # noqa: E402
 
@@ -154,6 +154,8 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
             unlabeled = np.setdiff1d(np.arange(len(x_pool)), labeled)
             candidates = cycle_rng.choice(unlabeled, min(protocol.subset, len(unlabeled)), replace=False)
             outputs = infer(model, x_pool[candidates], device=device)
+            if name.partition(":")[0] == ORACLE:
+                outputs.predicted_loss = cross_entropy(outputs.probs, y_pool[candidates])
             if committee > 1:
                 outputs.probs = committee_probs(outputs.probs, x_pool[labeled], y_pool[labeled],
                                                 x_pool[candidates], committee, protocol, seed)
@@ -189,7 +191,7 @@ def loss_correlations(model: TaskClassifier, x: torch.Tensor, y: np.ndarray, dev
     from scipy.stats import rankdata, spearmanr
 
     out = infer(model, x, device=device)
-    real = -np.log(np.clip(out.probs[np.arange(len(y)), y], 1e-12, None))
+    real = cross_entropy(out.probs, y)
     predictors = {"learning_loss": out.predicted_loss, "margin": margin(out.probs), "entropy": entropy(out.probs),
                   "least_confidence": least_confidence(out.probs)}
     predictors["learning_loss+margin"] = rankdata(predictors["learning_loss"]) + rankdata(predictors["margin"])
@@ -220,11 +222,37 @@ def committee_probs(probs: np.ndarray, x_labeled: torch.Tensor, y_labeled: np.nd
     return np.mean(members, axis=0)
 
 
+#: the benchmark's own strategy: learning_loss with the candidates' *real* loss (read from their
+#: labels) in place of the head's prediction: what a perfect loss predictor would pick, the ceiling
+#: of any ``learning_loss``
+ORACLE = "oracle_loss"
+
+
+#: the benchmark's trial of learning_loss made diverse: hybrid's selection (the prefilter x n
+#: highest, clustered by weighted k-means, the sample nearest each centre) on the head's predicted
+#: loss instead of margin, for a batch of n different high-loss samples instead of n near-copies
+DIVERSE_LOSS = "learning_loss_diverse"
+
+
+class DiverseLoss(Hybrid):
+    name = DIVERSE_LOSS
+
+    def scores(self, pool: Pool) -> np.ndarray:
+        loss = pool.need("predicted_loss", self.name)
+        return loss - loss.min()  # k-means weights must be positive; the head's scale is its own
+
+
+def cross_entropy(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+
+
 def make_strategy(spec: str) -> tuple[Strategy, int]:
     """``name`` or ``name:key=value;...`` (e.g. ``hybrid:prefilter=20``), to compare a strategy's settings.
-    ``committee=K`` is the benchmark's own: select on the averaged probabilities of K models."""
+    ``committee=K`` is the benchmark's own: select on the averaged probabilities of K models; so is
+    the ``oracle_loss`` strategy (``ORACLE``)."""
     name, _, params = spec.partition(":")
-    strategy, committee = get_strategy(name), 1
+    strategy = DiverseLoss() if name == DIVERSE_LOSS else get_strategy("learning_loss" if name == ORACLE else name)
+    committee = 1
     for pair in filter(None, params.split(";")):
         key, _, value = pair.partition("=")
         if key == "committee":
