@@ -138,6 +138,7 @@ class Protocol:
     rare_share: float = 0.05
     evaluate_on: str = "test"
     device: str = "cpu"
+    box_threshold: float = 0.05  # ACTIVE_BOX_THRESHOLD: the boxes uncertainty is computed from
 
     @classmethod
     def quick(cls) -> Protocol:
@@ -291,13 +292,15 @@ def measure(weights: Path, data: Data, protocol: Protocol, workdir: Path) -> dic
 
 
 class Scorer:
-    """The active backend's view of one model version: its ``DetectorTaskModel``, at the detector's
-    serving score threshold, on the protocol's image size."""
+    """The active backend's view of one model version: its ``DetectorTaskModel``, boxes at the
+    detector's serving score threshold, doubts down to the protocol's ``box_threshold`` (the active
+    backend's ``ACTIVE_BOX_THRESHOLD``), on the protocol's image size."""
 
     def __init__(self, weights: Path, protocol: Protocol) -> None:
         control = parse_label_config(CONFIG).get_control("label")
         self.model = DetectorTaskModel(weights.parent.name, weights, control, DetectorSettings().score_threshold,
-                                       device=_device(protocol.device), imgsz=protocol.imgsz)
+                                       device=_device(protocol.device), imgsz=protocol.imgsz,
+                                       doubt_threshold=protocol.box_threshold)
 
     def outputs(self, canvases: Canvases, indices: Any, chunk: int = 64) -> list[ImageOutputs]:
         out: list[ImageOutputs] = []
@@ -556,8 +559,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 cycles, tiny sets and model (for CI)")
     for name, kind in (("seeds", int), ("cycles", int), ("epochs", int), ("imgsz", int), ("candidates", int),
-                       ("pool", int), ("test", int), ("validation", int), ("device", str)):
-        parser.add_argument(f"--{name}", type=kind)
+                       ("pool", int), ("test", int), ("validation", int), ("device", str), ("box_threshold", float)):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind)
     parser.add_argument("--evaluate-on", choices=["test", "validation"],
                         help="measure on the validation canvases (to choose settings) instead of the test set")
     parser.add_argument("--seed", type=int, help="run only this seed into the checkpoint beside --out; then run "
@@ -572,7 +575,7 @@ def argument_parser() -> argparse.ArgumentParser:
 def protocol_for(args: argparse.Namespace) -> Protocol:
     protocol = Protocol.quick() if args.quick else Protocol()
     for name in ("seeds", "cycles", "epochs", "imgsz", "candidates", "pool", "test", "validation", "device",
-                 "evaluate_on"):
+                 "evaluate_on", "box_threshold"):
         if getattr(args, name) is not None:
             setattr(protocol, name, getattr(args, name))
     return protocol

@@ -60,7 +60,8 @@ def folder_model(path: Path, strategy_threshold: float = 0.25) -> TaskModel:
         from backends.detector.weights import load_model
 
         names = [str(n) for n in load_model(str(path)).names.values()]
-        return DetectorTaskModel(path.stem, path, _NoRegions(names), strategy_threshold)
+        return DetectorTaskModel(path.stem, path, _NoRegions(names), strategy_threshold,
+                                 doubt_threshold=ActiveSettings().box_threshold)
     folder = path.parent if path.name == CLASSIFIER_FILE else path
     return ClassifierTaskModel(folder.name, folder, _NoRegions([]))
 

@@ -116,7 +116,7 @@ class ActiveModel(LabelLoopModel):
         # DETECTOR_PREDICT_IMGSZ; a model fine-tuned at 320 px scored at 640 finds other boxes)
         detector = detector_settings()
         return DetectorTaskModel(current.name, weights_of(current.path), self.control, detector.score_threshold,
-                                 self.device, imgsz=detector.predict_imgsz)
+                                 self.device, imgsz=detector.predict_imgsz, doubt_threshold=self.settings.box_threshold)
 
     @property
     def model_version(self) -> str:

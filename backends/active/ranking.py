@@ -36,7 +36,7 @@ from .task_models import ImageOutputs
 
 log = logging.getLogger(__name__)
 MIN_LOSS_SAMPLES = 4
-SET_BASED = ("coreset", "discriminative", "hybrid", "badge")
+SET_BASED = ("coreset", "discriminative", "hybrid", "badge", "learning_loss")
 
 
 def box_uncertainty(confidences: list[float], strategy: str, how: Literal["max", "mean", "sum"]) -> float:
@@ -73,7 +73,7 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
         pool.probs = _finite(np.stack([_probs(o) for o in unlabeled])) if unlabeled else np.zeros((0, 1))
         pool.predicted_loss = np.array([o.predicted_loss for o in unlabeled], dtype=float)
         return pool, note
-    pool.uncertainty = np.array([box_uncertainty(o.box_confidences, strategy, aggregate) for o in unlabeled])
+    pool.uncertainty = np.array([box_uncertainty(o.uncertain_boxes, strategy, aggregate) for o in unlabeled])
     if strategy == "learning_loss":
         if labeled_losses is not None and len(labeled_losses) >= MIN_LOSS_SAMPLES and labeled_embeddings is not None:
             predict = ridge_predictor(loss_features(labeled), np.asarray(labeled_losses, dtype=float))
@@ -81,7 +81,7 @@ def build_pool(unlabeled: list[ImageOutputs], labeled: list[ImageOutputs], strat
         else:
             note = (f"learning_loss on detection needs >= {MIN_LOSS_SAMPLES} annotated images to fit the loss "
                     "regressor; ranked by entropy meanwhile")
-            pool.predicted_loss = np.array([box_uncertainty(o.box_confidences, "entropy", aggregate) for o in unlabeled])
+            pool.predicted_loss = np.array([box_uncertainty(o.uncertain_boxes, "entropy", aggregate) for o in unlabeled])
     return pool, note
 
 
@@ -89,8 +89,8 @@ def loss_features(outputs: list[ImageOutputs]) -> np.ndarray:
     """What detection's loss regressor reads of an image: its pooled embedding, and its boxes' mean
     and max margin and their count (an image the model is unsure of, or sees nothing in, is where
     its loss is high; the embedding alone barely says so)."""
-    doubt = np.array([[box_uncertainty(o.box_confidences, "margin", "mean"),
-                       box_uncertainty(o.box_confidences, "margin", "max"), len(o.box_confidences)] for o in outputs])
+    doubt = np.array([[box_uncertainty(o.uncertain_boxes, "margin", "mean"),
+                       box_uncertainty(o.uncertain_boxes, "margin", "max"), len(o.box_confidences)] for o in outputs])
     return _finite(np.hstack([np.stack([o.embedding for o in outputs]), doubt]))
 
 

@@ -188,17 +188,18 @@ class Scorer:
         """What a task's score depends on besides its own model output: an increment needs all equal."""
         config = hashlib.sha256((self.active.label_config or "").encode()).hexdigest()[:16]
         return {"strategy": strategy, "aggregate": self.settings.aggregate, "seed": self.settings.seed,
-                "label_config": config}
+                "box_threshold": self.settings.box_threshold, "label_config": config}
 
     def _increment_of(self, task_model: TaskModel | None, strategy: str) -> dict[str, Any] | None:
         """The last scoring, when this job may list and score only the tasks imported since: it was
         started by imports alone (``TASKS_CREATED``), under the task model, strategy and settings of
         the last finished scoring, whose queue is the only one this backend has in the project, and the
         strategy scores each task by its own value (``ranking.stable_scores``: an import moves no
-        other score). Set-based strategies choose their head from the whole pool, and detection's
-        ``learning_loss`` fits its loss regressor on the labeled images: both list it all.
+        other score). Set-based strategies (``learning_loss`` among them: it clusters its head, and
+        on detection fits its loss regressor on the labeled images) choose their head from the
+        whole pool: they list it all.
         None: score the whole project."""
-        pool_wide = strategy in SET_BASED or (strategy == "learning_loss" and self.active.kind == "detection")
+        pool_wide = strategy in SET_BASED
         if not self.events or any(e.action != "TASKS_CREATED" for e in self.events) or pool_wide:
             return None
         last = self.active.load_state("last_scoring.json") or {}
@@ -214,7 +215,7 @@ class Scorer:
     def _rank(self, task_model: TaskModel, strategy: str, unlabeled: list[dict[str, Any]],
               tasks: dict[int, dict[str, Any]], truths: list[Truth]) -> tuple[list, np.ndarray, str | None, Any]:
         prune_outputs(self.active.state_dir / "outputs", task_model.version)
-        cache = OutputCache(self.active.state_dir / "outputs" / f"{task_model.version}.jsonl")
+        cache = OutputCache(self.active.state_dir / "outputs" / task_model.cache_name)
         with self.timings("outputs"):
             unlabeled_out = self._outputs(task_model, unlabeled, cache, "unlabeled")
             labeled_out = self._outputs(task_model, [tasks[t.task_id] for t in truths], cache, "labeled")
@@ -448,7 +449,7 @@ def _to_json(task_id: int, url: str, out: ImageOutputs) -> dict[str, Any]:
     return {"task": task_id, "url": url, "embedding": np.round(out.embedding.astype(float), 6).tolist(),
             "regions": out.regions, "probs": None if out.probs is None else out.probs.astype(float).tolist(),
             "predicted_loss": out.predicted_loss, "box_confidences": out.box_confidences,
-            "box_labels": out.box_labels, "boxes": out.boxes}
+            "box_labels": out.box_labels, "boxes": out.boxes, "doubt_confidences": out.doubt_confidences}
 
 
 def _rows(chunk_result: dict[str, Any]) -> list[tuple[int, str, ImageOutputs]]:
@@ -459,4 +460,5 @@ def _from_json(row: dict[str, Any]) -> ImageOutputs:
     return ImageOutputs(embedding=np.asarray(row["embedding"], dtype=np.float32), regions=row["regions"],
                         probs=None if row["probs"] is None else np.asarray(row["probs"]),
                         predicted_loss=row["predicted_loss"], box_confidences=row["box_confidences"],
-                        box_labels=row["box_labels"], boxes=[tuple(b) for b in row["boxes"]])
+                        box_labels=row["box_labels"], boxes=[tuple(b) for b in row["boxes"]],
+                        doubt_confidences=row.get("doubt_confidences"))

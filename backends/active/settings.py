@@ -23,7 +23,8 @@ DEFAULT_STRATEGY: dict[str, str] = {"classification": "margin", "detection": "ma
 class ActiveSettings(ProjectSettings):
     model_config = SettingsConfigDict(env_prefix="ACTIVE_", extra="ignore")
     project_overridable = ("strategy", "epochs", "batch", "lr", "imgsz", "min_annotations", "val_ratio",
-                           "loss_weight", "detach_after", "queue_size", "aggregate", "disagreements", "seed")
+                           "loss_weight", "detach_after", "queue_size", "aggregate", "box_threshold", "disagreements",
+                           "seed")
 
     # Which tasks first: random, least_confidence, margin, entropy, learning_loss, coreset,
     # discriminative, hybrid, badge. Empty: the project's task type's default (DEFAULT_STRATEGY),
@@ -56,6 +57,10 @@ class ActiveSettings(ProjectSettings):
     # project's model outputs then come from several workers; 0: the job computes every chunk).
     scoring_helpers: int = Field(3, ge=0)
     aggregate: Literal["max", "mean", "sum"] = "max"
+    # Detection: the boxes uncertainty is computed from, down to this confidence (pre-labels keep
+    # the detector's DETECTOR_SCORE_THRESHOLD): at the serving threshold a young model sees nothing
+    # in most images, which all tie at the highest doubt.
+    box_threshold: float = Field(0.05, ge=0, le=1)
     # Blind-spot report: how many highest-loss annotated tasks the "Model disagrees" tab keeps.
     disagreements: int = Field(20, ge=1, le=200)
 

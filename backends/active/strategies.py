@@ -245,15 +245,29 @@ class Entropy(_Uncertainty):
 
 
 class LearningLoss(Strategy):
-    """Highest predicted loss first (Yoo & Kweon 2019)."""
+    """Highest predicted loss (Yoo & Kweon 2019), made diverse as ``hybrid`` makes margin: the
+    ``prefilter`` x n highest, clustered into n groups by k-means weighted by the loss, the sample
+    nearest each centre. ``prefilter=0`` is the paper's top n.
+
+    Why not the paper's top n: on Fashion-MNIST even the *real* loss, ranked top n (the benchmark's
+    ``oracle_loss``), picked worse than random (-3.3 points at 1,200 labels on held-out images): the
+    highest losses are a few confusions (shirts read as T-shirts) repeated, so a batch of them
+    teaches one thing 200 times. Clustered, the same scores beat random (docs/active.md)."""
 
     name = "learning_loss"
+
+    def __init__(self, prefilter: int = 10) -> None:
+        self.prefilter = prefilter
 
     def scores(self, pool: Pool) -> np.ndarray:
         return pool.need("predicted_loss", self.name)
 
     def select(self, pool: Pool, n: int) -> np.ndarray:
-        return top_n(self.scores(pool), n)
+        loss = np.nan_to_num(np.asarray(self.scores(pool), dtype=float), nan=0.0)  # as build_pool's _finite
+        if not self.prefilter:
+            return top_n(loss, n)
+        # k-means weights must be positive; the head's scale and offset are its own
+        return diverse_top(loss, loss - loss.min() + EPS, pool.need("embeddings", self.name), n, self.prefilter)
 
 
 class CoreSet(Strategy):
@@ -294,13 +308,19 @@ class Hybrid(Strategy):
 
     def select(self, pool: Pool, n: int) -> np.ndarray:
         scores = self.scores(pool)
-        candidates = top_n(scores, self.prefilter * n)
-        if len(candidates) <= n:
-            return candidates
-        embeddings = np.nan_to_num(pool.need("embeddings", self.name)[candidates].astype(np.float64))
-        picked = nearest_to_centres(embeddings, weighted_kmeans(embeddings, n, scores[candidates] + EPS))
-        # most uncertain first among the picks, so a queue cut short still starts with the doubtful
-        return candidates[picked[np.argsort(-scores[candidates][picked], kind="stable")]]
+        return diverse_top(scores, scores + EPS, pool.need("embeddings", self.name), n, self.prefilter)
+
+
+def diverse_top(scores: np.ndarray, weights: np.ndarray, embeddings: np.ndarray, n: int, prefilter: int) -> np.ndarray:
+    """The ``prefilter`` x n highest ``scores``, clustered into n groups by k-means on their
+    embeddings weighted by ``weights`` (> 0), the sample nearest each centre; highest score first,
+    so a queue cut short still starts with the most informative."""
+    candidates = top_n(scores, prefilter * n)
+    if len(candidates) <= n:
+        return candidates
+    chosen = np.nan_to_num(embeddings[candidates].astype(np.float64))
+    picked = nearest_to_centres(chosen, weighted_kmeans(chosen, n, weights[candidates]))
+    return candidates[picked[np.argsort(-scores[candidates][picked], kind="stable")]]
 
 
 class Badge(Strategy):

@@ -37,10 +37,26 @@ class ImageOutputs:
     box_confidences: list[float] = field(default_factory=list)
     box_labels: list[str] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # x, y, w, h in percent
+    #: detection: the confidence of every box down to ``ACTIVE_BOX_THRESHOLD``, below the serving
+    #: threshold the regions and ``box_confidences`` keep (None: those boxes only)
+    doubt_confidences: list[float] | None = None
+
+    @property
+    def uncertain_boxes(self) -> list[float]:
+        """The confidences detection uncertainty is computed from. At the serving threshold a weak
+        model sees nothing in most images (58 % of candidates at 50 labels, bench/active_detection.py),
+        and every such image tied at the highest doubt: the queue was a random pick of empty images.
+        The boxes it is unsure of are the ones it does not serve."""
+        return self.box_confidences if self.doubt_confidences is None else self.doubt_confidences
 
 
 class TaskModel:
     version: str
+
+    @property
+    def cache_name(self) -> str:
+        """The file its outputs are cached in: one per version, and per whatever else changes them."""
+        return f"{self.version}.jsonl"
 
     @property
     def class_names(self) -> list[str] | None:
@@ -92,13 +108,18 @@ class DetectorTaskModel(TaskModel):
     """A published detector version; boxes become the pre-labels, their confidences the uncertainty."""
 
     def __init__(self, version: str, weights: Path, control: Any, threshold: float, device: str = "cpu",
-                 imgsz: int = 640) -> None:
+                 imgsz: int = 640, doubt_threshold: float | None = None) -> None:
         self.version = version
         self.weights = str(weights)
         self.control = control
-        self.threshold = threshold
+        self.threshold = threshold  # the detector's serving threshold: regions and box_confidences
+        self.doubt_threshold = threshold if doubt_threshold is None else doubt_threshold  # uncertain_boxes
         self.device = device
         self.imgsz = imgsz
+
+    @property
+    def cache_name(self) -> str:
+        return f"{self.version}.doubt-{self.doubt_threshold:g}.jsonl"
 
     def outputs(self, images: list[Any]) -> list[ImageOutputs]:
         from backends.detector.weights import load_model
@@ -106,18 +127,24 @@ class DetectorTaskModel(TaskModel):
         loaded = load_model(self.weights)
         pil = [img.image for img in images]
         with loaded.lock:
-            results = loaded.model.predict(pil, conf=self.threshold, imgsz=self.imgsz, device=self.device, verbose=False)
+            results = loaded.model.predict(pil, conf=min(self.threshold, self.doubt_threshold), imgsz=self.imgsz,
+                                           device=self.device, verbose=False)
             embeddings = loaded.model.embed(pil, imgsz=self.imgsz, device=self.device, verbose=False)
         names = dict(loaded.names)
         by_lower = {label.lower(): label for label in self.control.labels}
         outputs = []
         for img, result, embedding in zip(images, results, embeddings):
-            out = ImageOutputs(embedding=embedding.cpu().numpy().astype(np.float32), regions=[])
+            doubts: list[float] = []
+            out = ImageOutputs(embedding=embedding.cpu().numpy().astype(np.float32), regions=[], doubt_confidences=doubts)
             for (x1, y1, x2, y2), conf, cls in zip(result.boxes.xyxy.tolist(), result.boxes.conf.tolist(),
                                                     result.boxes.cls.tolist()):
                 label = by_lower.get(str(names.get(int(cls), cls)).lower())
                 if label is None:
                     continue  # a class this project does not label
+                if conf >= self.doubt_threshold:
+                    doubts.append(float(conf))
+                if conf < self.threshold:
+                    continue  # not served: a doubt, not a pre-label
                 box = (100 * x1 / img.width, 100 * y1 / img.height, 100 * (x2 - x1) / img.width,
                        100 * (y2 - y1) / img.height)
                 out.box_confidences.append(float(conf))

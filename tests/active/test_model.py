@@ -107,4 +107,40 @@ def test_detection_is_scored_at_the_detectors_threshold_and_inference_size(tmp_p
              '<Label value="Car"/></RectangleLabels></View>')
     task_model = ActiveModel(project_id=7, label_config=boxes, services=Services()).task_model()
     detector_settings.cache_clear()
-    assert (task_model.imgsz, task_model.threshold) == (320, 0.4)
+    assert (task_model.imgsz, task_model.threshold, task_model.doubt_threshold) == (320, 0.4, 0.05)
+
+
+def test_detection_doubts_reach_below_the_served_boxes(monkeypatch):
+    """Pre-labels keep the detector's threshold; uncertainty reads every box down to
+    ACTIVE_BOX_THRESHOLD, so an image a young model is unsure of is not "empty" (issue 27)."""
+    import threading
+    from types import SimpleNamespace
+
+    import torch
+    from PIL import Image
+
+    from backends.active.ranking import box_uncertainty
+    from backends.active.task_models import DetectorTaskModel
+    from backends.core.media import LoadedImage
+    from backends.detector import weights
+
+    asked = {}
+
+    def predict(images, conf, **_):
+        asked["conf"] = conf
+        boxes = SimpleNamespace(xyxy=torch.tensor([[0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 4, 4]]),
+                                conf=torch.tensor([0.6, 0.2, 0.06]), cls=torch.tensor([0, 0, 1]))
+        return [SimpleNamespace(boxes=boxes) for _ in images]
+
+    model = SimpleNamespace(predict=predict, embed=lambda images, **_: [torch.zeros(4) for _ in images])
+    monkeypatch.setattr(weights, "load_model", lambda path: SimpleNamespace(model=model, names={0: "car", 1: "bus"},
+                                                                           lock=threading.Lock()))
+    control = ActiveModel(project_id=None, label_config=BOXES, services=None).control  # labels: Car only
+    task_model = DetectorTaskModel("v1", "w.pt", control, threshold=0.4, doubt_threshold=0.05)
+    (out,) = task_model.outputs([LoadedImage(Image.new("RGB", (40, 40)), "", "")])
+    assert asked["conf"] == 0.05
+    assert out.box_confidences == [pytest.approx(0.6)] and len(out.regions) == 1  # the served box only
+    assert out.uncertain_boxes == [pytest.approx(0.6), pytest.approx(0.2)]  # the bus is no label of this project
+    # an image whose only box is the 0.2 one: no longer "empty", the highest doubt of all
+    assert box_uncertainty([0.2], "margin", "max") < box_uncertainty([], "margin", "max") == 1.0
+    assert task_model.cache_name == "v1.doubt-0.05.jsonl"

@@ -112,7 +112,7 @@ def test_finished_chunks_are_cached_at_once_so_a_dead_job_resumes_even_if_tasks_
 
 def increment_case(strategy="margin", kind="classification", last_model="active-v3", versions=None):
     """A Scorer over a project whose last scoring ranked with ``last_model`` (``active-v3`` now)."""
-    settings = SimpleNamespace(strategy=strategy, aggregate="max", seed=0)
+    settings = SimpleNamespace(strategy=strategy, aggregate="max", seed=0, box_threshold=0.05)
     version = f"active-{strategy}@active-v3"
     state = {"queue_versions.json": {"versions": versions or [version]}}
     active = SimpleNamespace(settings=settings, kind=kind, label_config="<View/>", load_state=state.get)
@@ -129,7 +129,8 @@ def increment_case(strategy="margin", kind="classification", last_model="active-
     (["TASKS_CREATED"], {"last_model": "active-v2"}, False),  # a new task model moves every score
     (["TASKS_CREATED"], {"strategy": "coreset"}, False),  # a set-based head is chosen from the whole pool
     (["TASKS_CREATED"], {"strategy": "learning_loss", "kind": "detection"}, False),  # regressor on the labeled
-    (["TASKS_CREATED"], {"strategy": "learning_loss"}, True),  # classification: the model's own loss head
+    (["TASKS_CREATED"], {"strategy": "learning_loss"}, False),  # it clusters its head from the whole pool
+    (["TASKS_CREATED"], {"strategy": "entropy"}, True),
     (["TASKS_CREATED"], {"versions": ["active-margin@active-v2", "active-margin@active-v3"]}, False),  # old to delete
 ])
 def test_only_an_import_under_the_same_ranking_scores_just_the_new_tasks(actions, case, increment):

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from backends.active.ranking import HEAD_SPAN, SET_BASED, hashed_scores, rank, stable_scores
 from backends.active.strategies import Pool
 
-PER_SAMPLE = ("least_confidence", "margin", "entropy", "learning_loss")
+PER_SAMPLE = ("least_confidence", "margin", "entropy")
 
 
 def pool(n: int, seed: int) -> Pool:

@@ -5,6 +5,7 @@ import torch
 from backends.active.loss_prediction import LossPredictionHead, margin_ranking_loss
 from backends.active.strategies import (
     STRATEGIES,
+    LearningLoss,
     Pool,
     entropy,
     get_strategy,
@@ -48,7 +49,23 @@ def test_every_strategy_returns_distinct_indices_in_range():
     for name in STRATEGIES:
         picked = get_strategy(name).select(pool, 7)
         assert len(picked) == 7 and len(set(picked.tolist())) == 7 and picked.max() < 60, name
-    assert list(get_strategy("learning_loss").select(pool, 3)) == list(np.argsort(-pool.predicted_loss)[:3])
+    assert list(LearningLoss(prefilter=0).select(pool, 3)) == list(np.argsort(-pool.predicted_loss)[:3])
+
+
+def test_learning_loss_takes_high_losses_from_different_clusters_not_one_confusion_repeated():
+    """The paper's top n takes the n highest predicted losses; when those are one confusion (one
+    cluster), the default takes the highest of each of n clusters among the 10n highest."""
+    rng = np.random.default_rng(2)
+    confusion = rng.normal(0, 0.1, (12, 4))  # 12 near-copies, all with the highest losses
+    others = np.vstack([rng.normal(c, 0.1, (8, 4)) for c in (5, 10, 15)])  # three more kinds, lower losses
+    easy = rng.normal(-5, 0.1, (60, 4))  # what the model gets right: low losses, outside the 10n
+    loss = np.concatenate([np.linspace(3, 2.5, 12), np.linspace(2.4, 2.0, 24), np.linspace(0.5, 0.0, 60)])
+    pool = Pool(embeddings=np.vstack([confusion, others, easy]), predicted_loss=loss)
+    kind = [0] * 12 + [1] * 8 + [2] * 8 + [3] * 8 + [4] * 60
+    assert {kind[i] for i in LearningLoss(prefilter=0).select(pool, 4)} == {0}
+    picked = LearningLoss(prefilter=9).select(pool, 4)  # the 36 highest: the four kinds of doubt
+    assert sorted(kind[i] for i in picked) == [0, 1, 2, 3]
+    assert kind[picked[0]] == 0, "the highest loss first"
 
 
 def test_discriminative_prefers_the_region_the_labeled_set_misses():
