@@ -45,6 +45,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from backends.active.classifier import TaskClassifier, TrainConfig, infer, train  # noqa: E402
+from backends.active.settings import DEFAULT_STRATEGY  # noqa: E402
 from backends.stack.processes import ManagedProcess, backend_process, free_port, label_studio_process  # noqa: E402
 from bench import fmnist  # noqa: E402
 from bench.active_learning import tensors  # noqa: E402
@@ -239,7 +240,8 @@ def detection(args: argparse.Namespace) -> dict[str, Any]:
     base = ad.train_base(protocol, work)  # beside the active_detection runs' bases: the same one when it exists
     runs = [detection_seed(args, seed, protocol, base, work / f"seed{seed}") for seed in range(args.seeds)]
     result: dict[str, Any] = {"tasks": args.tasks, "budget": args.budget, "initial": args.initial,
-                              "rounds": args.rounds, "strategy": args.strategy, "seeds": runs}
+                              "rounds": args.rounds, "strategy": args.strategy or DEFAULT_STRATEGY["detection"],
+                              "seeds": runs}
     for arm in ("sequential", "active"):
         result[arm] = {m: round(float(np.mean([r[arm][m] for r in runs])), 4) for m in ad.METRICS}
     result["gain_points"] = {m: round(100 * (result["active"][m] - result["sequential"][m]), 2) for m in ad.METRICS}
@@ -290,7 +292,7 @@ def label_both(args: argparse.Namespace, pool: Any, base: Path, work: Path) -> t
                                                   "DETECTOR_EPOCHS": str(args.epochs), "DETECTOR_PRELABEL": "request",
                                                   "DETECTOR_MIN_ANNOTATIONS": str(args.initial)}, work, started_procs)
             active = start_backend("active", {**common, "DATA_DIR": str(work / "active"),
-                                              "ACTIVE_STRATEGY": args.strategy}, work, started_procs)
+                                              "ACTIVE_STRATEGY": args.strategy or ""}, work, started_procs)
             started = time.time()
             seq, seq_index = make_project(ls, "sequential", pool.images, ad.CONFIG)
             act, act_index = make_project(ls, "active", pool.images, ad.CONFIG)
@@ -326,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", type=int, default=2, help="detection: runs, each on other tasks")
     parser.add_argument("--test", type=int, default=500, help="detection: test canvases")
     parser.add_argument("--epochs", type=int, default=10, help="detection: fine-tuning epochs, in the loop and after")
-    parser.add_argument("--strategy", default="margin", help="detection: ACTIVE_STRATEGY of the active backend")
+    parser.add_argument("--strategy", help="detection: ACTIVE_STRATEGY of the active backend (default: its "
+                                           "default for detection)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     detect = args.task == "detection"

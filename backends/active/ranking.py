@@ -9,8 +9,9 @@ whole queue: at 8,000 tasks that was 31 s of writes for 800 new tasks, and it gr
 Detection differs from classification in two places:
 - uncertainty: each box's confidence ``c`` is read as a two-class distribution ``[c, 1 - c]`` and
   scored with the strategy's function (entropy, margin, least confidence), then aggregated per
-  image (``max`` by default; see ``strategies.image_uncertainty``); an image with no detection
-  scores the maximum, since the model either saw nothing or missed everything;
+  image (``max`` by default; see ``strategies.image_uncertainty``), over every box down to
+  ``ACTIVE_BOX_THRESHOLD`` (``ImageOutputs.uncertain_boxes``), not only the served ones; an image
+  with no detection scores the maximum, since the model either saw nothing or missed everything;
 - ``learning_loss``: the detector has no loss-prediction head, so where the paper trains one
   jointly with the task model, we fit a ridge regression *after* training, from each labeled
   image's features (:func:`loss_features`: the detector's pooled backbone features, and its boxes'
