@@ -152,18 +152,5 @@ def test_the_oracle_picks_the_candidates_the_model_gets_most_wrong():
     strategy, committee = active_learning.make_strategy(active_learning.ORACLE)
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.5, 0.5]])
     real = active_learning.cross_entropy(probs, np.array([0, 0, 0, 1]))
-    assert (strategy.name, committee) == ("learning_loss", 1)
+    assert (strategy.name, strategy.prefilter, committee) == ("learning_loss", 0, 1)
     assert strategy.select(Pool(predicted_loss=real), 2).tolist() == [2, 3]  # p(true) 0.2, then 0.5
-
-
-def test_the_diverse_loss_trial_picks_high_loss_samples_from_different_clusters():
-    import numpy as np
-
-    from backends.active.strategies import Pool
-
-    strategy, _ = active_learning.make_strategy(f"{active_learning.DIVERSE_LOSS}:prefilter=2")
-    # two tight clusters; the three highest losses sit in the first: top-n would take two of those
-    embeddings = np.vstack([np.zeros((6, 2)), np.full((6, 2), 10.0)]) + np.arange(12)[:, None] * 0.01
-    loss = np.array([9, 8, 7, 3, 2, 1, 6, 5, 4, 0.5, 0.2, -1.0])
-    picked = strategy.select(Pool(predicted_loss=loss, embeddings=embeddings, rng=np.random.default_rng(0)), 2)
-    assert sorted(int(i) // 6 for i in picked) == [0, 1]  # one from each cluster
