@@ -70,6 +70,21 @@ for name, final, gain, needed, saving in sorted(rows, key=lambda r: -r[2]):
     print(f"{name:>15} {final:9.4f} {gain:+9.2f} {str(needed):>23} {str(saving):>7}")
 assert result["strategies"]["random"]["mean"][-1] > 0.3, "the classifier learns"
 """),
+    new_markdown_cell("""## Predicted loss: how well it ranks, and what its top picks teach
+
+`bench/active_learning.py --validation 10000` (2 seeds, 200-1,200 labels, 10k training images held
+out of the pool): accuracy per cycle of the paper's top-n learning loss (`learning_loss:prefilter=0`),
+of the same selection fed the *real* loss (`oracle_loss`), of today's `learning_loss` (the 10n highest
+predicted losses clustered, one per cluster) and margin; and Spearman's rho between each image's real
+loss and its predictors, for the models of each run."""),
+    new_code_cell("""LOSS = ROOT / "bench" / "results" / "learning_loss_validation.json"
+loss_runs = json.loads(LOSS.read_text())
+print(f"{'strategy':>26}  accuracy per cycle (%)")
+for name, entry in loss_runs["strategies"].items():
+    print(f"{name:>26}  {' '.join(f'{100 * v:5.1f}' for v in entry['mean'])}")
+print("\\nSpearman's rho, real loss vs predictor, the random run's models, per cycle:")
+for predictor, rhos in loss_runs["loss_correlation"]["random"].items():
+    print(f"{predictor:>26}  {' '.join(f'{v:5.2f}' for v in rhos)}")"""),
     new_markdown_cell("""## Detection: does the queue save labels for teams that draw boxes?
 
 `bench/active_detection.py`: canvases of Fashion-MNIST items on real photos (1-6 items, overlapping,
@@ -78,7 +93,7 @@ cycle, from a base trained on the other five classes; 50 random labels, then 50 
 active backend's own detection ranking (`DetectorTaskModel` outputs, `build_pool`, `stable_scores`: the
 order Label Studio serves). Curves of mAP50-95, mAP50 and the rare class's AP, mean ± std over seeds,
 and how well each score predicts an image's real loss (Spearman's rho against 1 - F1 on validation
-canvases). The full run takes about 6 hours on 2 CPU cores: the notebook plots its committed results,
+canvases). The full run takes about 10 hours on 2 CPU cores: the notebook plots its committed results,
 and says so when there are none yet."""),
     new_code_cell("""from bench import active_detection as ad
 
