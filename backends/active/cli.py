@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--folder", type=Path, help="a folder of images")
     source.add_argument("--project", type=int, help="a Label Studio project id")
     parser.add_argument("--model", type=Path, help="folder mode: a classifier version (folder or classifier.pt) or detector .pt")
-    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="default: ACTIVE_STRATEGY, else the task type's (margin)")
+    parser.add_argument("--strategy", choices=sorted(STRATEGIES), help="default: ACTIVE_STRATEGY, else the task type's "
+                                                                 "(classification margin, detection random)")
     parser.add_argument("--out", type=Path, default=Path("scores.csv"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
