@@ -327,13 +327,15 @@ def select(name: str, scorer: Scorer, data: Data, labeled: list[int], candidates
     unlabeled_out = scorer.outputs(data.pool, candidates)
     # the labeled canvases' outputs only where the ranking reads them (the backend computes them for
     # its blind-spot report too, which is not measured here): a third of the scoring time saved
-    labeled_out = scorer.outputs(data.pool, labeled) if strategy in USES_LABELED else []
+    # (the oracle's ranking replaces the regressor's, which needs them)
+    labeled_out = scorer.outputs(data.pool, labeled) if strategy in USES_LABELED and name != ORACLE else []
     losses = [detection_loss(out, data.pool.truth(i)) for i, out in zip(labeled, labeled_out)]
     pool, note = build_pool(unlabeled_out, labeled_out, strategy, labeled_losses=losses, aggregate=aggregate,  # type: ignore[arg-type]
                             seed=seed)
     if name == ORACLE:
         pool.predicted_loss = np.array([detection_loss(out, data.pool.truth(int(i)))
                                         for i, out in zip(candidates, unlabeled_out)])
+        note = None  # build_pool's "too few labels for the regressor": no regressor is used
     # the queue as the backend writes it with ACTIVE_QUEUE_SIZE set to a labeling round (n): set-based
     # strategies choose their head of n as one batch, as they are designed to. At the default 1,000
     # the head would be all 500 candidates, and hybrid's clustering would leave margin's order

@@ -148,11 +148,12 @@ def run_seed(seed: int, protocol: Protocol, data: dict[str, Any], strategies: li
     first = fit(x_pool[initial], y_pool[initial], protocol, seed)
     first_acc = accuracy(first, x_test, y_test, device)
     print(f"seed {seed}: {protocol.initial} labels, shared start: {first_acc:.4f}", flush=True)
+    first_rho = loss_correlations(first, x_test, y_test, device) if protocol.validation else {}  # shared too
     for name in (name for name in strategies if name not in curves):
         strategy, committee = make_strategy(name)
         labeled = initial.copy()
         model, curve = first, [first_acc]
-        rho = [loss_correlations(first, x_test, y_test, device)] if protocol.validation else []
+        rho = [first_rho] if protocol.validation else []
         cycle_rng = np.random.default_rng(seed * 1000 + 1)  # same candidate subsets draw for every strategy
         for cycle in range(1, protocol.cycles + 1):
             started = time.time()
